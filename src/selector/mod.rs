@@ -1,0 +1,131 @@
+//! The selector layer: one trait, one backend per kernel interface.
+//!
+//! A [`Selector`] keeps the kernel's interest list and turns one wait into a
+//! batch of [`Event`]s. It knows nothing about callbacks; that is the
+//! reactor's job. [`Epoll`] is the default backend, as `DefaultSelector` is in
+//! Python's `selectors`.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::event::{Event, Interest, Token, Trigger};
+
+mod epoll;
+
+pub use epoll::Epoll;
+
+/// The backend a reactor uses unless told otherwise.
+pub type DefaultSelector = Epoll;
+
+/// A kernel readiness interface: epoll, poll or select.
+///
+/// Contract shared by every backend (the conformance tests run against each):
+/// - `interest` is never empty here: the reactor keeps an fd with no interest
+///   out of the selector entirely.
+/// - HUP and ERROR are reported whatever the interest.
+/// - `select` clears `events`, then appends what is ready; it returns after
+///   at most `timeout` (rounded *up* to the backend's resolution, so a short
+///   deadline never turns into a busy loop) and retries `EINTR` against the
+///   original deadline.
+pub trait Selector {
+    /// A short name for logs and reports (`"epoll"`, `"poll"`, `"select"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether this backend can deliver `trigger` faithfully.
+    fn supports(&self, trigger: Trigger) -> bool;
+
+    /// Whether `register`, `reregister` and `deregister` each cost a syscall
+    /// (true for epoll; poll and select only edit user-space tables).
+    fn ctl_is_syscall(&self) -> bool;
+
+    /// Adds `fd` to the interest list.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if `fd` is registered already, `PermissionDenied` for
+    /// fds the backend cannot watch (regular files under epoll), `Unsupported`
+    /// for a trigger the backend cannot deliver, `InvalidInput` for an fd the
+    /// backend cannot hold (select: fd >= FD_SETSIZE).
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        trigger: Trigger,
+    ) -> io::Result<()>;
+
+    /// Changes what `fd` is watched for; re-arms a oneshot registration.
+    ///
+    /// # Errors
+    /// `NotFound` if `fd` is not registered.
+    fn reregister(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        interest: Interest,
+        trigger: Trigger,
+    ) -> io::Result<()>;
+
+    /// Removes `fd` from the interest list.
+    ///
+    /// # Errors
+    /// `NotFound` if `fd` is not registered.
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+
+    /// Waits until something is ready or `timeout` passes (`None`: forever).
+    ///
+    /// # Errors
+    /// Whatever the wait syscall reports other than `EINTR`.
+    fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// Converts a timeout to the whole milliseconds that epoll_wait and poll take,
+/// rounding *up*: nix's `Duration` conversion truncates, which turns a 0.5 ms
+/// deadline into a zero timeout and a busy loop until the deadline
+/// (DESIGN.md K15; mio adds 999,999 ns for the same reason). Clamped to
+/// `i32::MAX`; `None` is -1, "forever".
+pub fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
+}
+
+/// Runs `wait` until it returns something other than `EINTR`, shrinking the
+/// timeout each time so that a signal storm cannot stretch the deadline
+/// (signal(7): epoll_wait is never restarted, whatever SA_RESTART says).
+pub(crate) fn retry_eintr<T>(
+    timeout: Option<Duration>,
+    mut wait: impl FnMut(Option<Duration>) -> io::Result<T>,
+) -> io::Result<T> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut remaining = timeout;
+    loop {
+        match wait(remaining) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if let Some(deadline) = deadline {
+                    remaining = Some(deadline.saturating_duration_since(Instant::now()));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_rounds_up_and_clamps() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(300))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_nanos(1_000_001))), 2);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(7))), 7);
+        assert_eq!(timeout_ms(Some(Duration::MAX)), i32::MAX);
+    }
+}

@@ -1,0 +1,264 @@
+//! Timers on the monotonic clock: a binary heap of deadlines over a slab of
+//! timers.
+//!
+//! Insert and expire are O(log n). Cancel is O(1): it frees the slab slot and
+//! leaves a dead entry in the heap, which is skipped when it surfaces. When
+//! dead entries outnumber live ones the heap is rebuilt, so cancelling a
+//! million timers leaves no million dead entries behind (asyncio does the
+//! same; RELIABILITY.md item 28). Ties on the deadline are broken by a
+//! sequence number, so timers with the same deadline fire in the order they
+//! were set (item 29).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::Reactor;
+
+/// A timer's callback. It gets the reactor, so it can set and cancel timers
+/// and touch registrations.
+pub(crate) type TimerCallback = Box<dyn FnMut(&mut Reactor)>;
+
+/// Names a timer, to [`cancel`](crate::Reactor::cancel) it. Stays valid for
+/// the life of the timer (also across the repeats of a periodic one); a
+/// cancelled or fired one-shot timer's id no longer matches anything.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct TimerId {
+    key: usize,
+    id: u64,
+}
+
+struct Timer {
+    id: u64,
+    /// The sequence number of this timer's live heap entry.
+    seq: u64,
+    deadline: Instant,
+    period: Option<Duration>,
+    callback: Option<TimerCallback>,
+}
+
+/// Rebuild the heap once more than this many entries are dead and they are
+/// the majority.
+const COMPACT_MIN_DEAD: usize = 64;
+
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    timers: Slab<Timer>,
+    next_seq: u64,
+    dead: usize,
+}
+
+/// What [`Timers::take_due`] hands to the reactor to run.
+pub(crate) struct DueTimer {
+    pub(crate) key: usize,
+    pub(crate) id: u64,
+    pub(crate) callback: TimerCallback,
+}
+
+impl Timers {
+    pub(crate) fn insert(
+        &mut self,
+        deadline: Instant,
+        period: Option<Duration>,
+        callback: TimerCallback,
+    ) -> TimerId {
+        let seq = self.bump_seq();
+        let key = self.timers.insert(Timer {
+            id: seq,
+            seq,
+            deadline,
+            period,
+            callback: Some(callback),
+        });
+        self.heap.push(Reverse((deadline, seq, key)));
+        TimerId { key, id: seq }
+    }
+
+    fn bump_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    pub(crate) fn cancel(&mut self, timer: TimerId) -> bool {
+        match self.timers.get(timer.key) {
+            Some(t) if t.id == timer.id => {
+                self.timers.remove(timer.key);
+                self.dead += 1;
+                self.compact_if_mostly_dead();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn compact_if_mostly_dead(&mut self) {
+        if self.dead > COMPACT_MIN_DEAD && self.dead * 2 > self.heap.len() {
+            let timers = &self.timers;
+            self.heap
+                .retain(|Reverse((_, seq, key))| timers.get(*key).is_some_and(|t| t.seq == *seq));
+            self.heap.shrink_to(self.heap.len() * 2);
+            self.timers.shrink_to_fit();
+            self.dead = 0;
+        }
+    }
+
+    fn is_live(&self, seq: u64, key: usize) -> bool {
+        self.timers.get(key).is_some_and(|t| t.seq == seq)
+    }
+
+    /// Drops dead entries from the top of the heap.
+    fn skip_dead(&mut self) {
+        while let Some(&Reverse((_, seq, key))) = self.heap.peek() {
+            if self.is_live(seq, key) {
+                break;
+            }
+            self.heap.pop();
+            self.dead = self.dead.saturating_sub(1);
+        }
+    }
+
+    /// The nearest deadline of a live timer.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        self.skip_dead();
+        self.heap.peek().map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// The sequence number the next timer will get. A pass fires only timers
+    /// below the value read at its start, so a timer set (or a periodic one
+    /// re-armed) during the pass waits for the next turn.
+    pub(crate) fn pass_limit(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Takes the next timer due at `now` that was set before the pass began.
+    /// A one-shot timer leaves the table; a periodic one is re-armed first
+    /// (from its previous deadline, skipping missed ticks), so its callback
+    /// may cancel it.
+    pub(crate) fn take_due(&mut self, now: Instant, limit: u64) -> Option<DueTimer> {
+        loop {
+            self.skip_dead();
+            let &Reverse((deadline, seq, key)) = self.heap.peek()?;
+            if deadline > now || seq >= limit {
+                return None;
+            }
+            self.heap.pop();
+            let timer = &mut self.timers[key];
+            let Some(callback) = timer.callback.take() else {
+                // Its callback is running (a nested pass cannot happen, but a
+                // missing callback must never panic the loop).
+                continue;
+            };
+            let id = timer.id;
+            match timer.period {
+                Some(period) => {
+                    let next = next_tick(timer.deadline, period, now);
+                    let seq = self.bump_seq();
+                    let timer = &mut self.timers[key];
+                    timer.deadline = next;
+                    timer.seq = seq;
+                    self.heap.push(Reverse((next, seq, key)));
+                }
+                None => {
+                    self.timers.remove(key);
+                }
+            }
+            return Some(DueTimer { key, id, callback });
+        }
+    }
+
+    /// Puts a periodic timer's callback back after it ran, if the timer still
+    /// exists.
+    pub(crate) fn restore(&mut self, due: DueTimer) {
+        if let Some(t) = self.timers.get_mut(due.key) {
+            if t.id == due.id && t.callback.is_none() {
+                t.callback = Some(due.callback);
+            }
+        }
+    }
+
+    /// Removes a timer whose callback panicked.
+    pub(crate) fn remove(&mut self, key: usize, id: u64) {
+        if self.timers.get(key).is_some_and(|t| t.id == id) {
+            self.timers.remove(key);
+            self.dead += 1;
+        }
+    }
+
+    /// Live timers.
+    pub(crate) fn len(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Entries in the heap, dead ones included.
+    #[cfg(test)]
+    pub(crate) fn heap_len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// The first tick of a periodic timer after `now`, on the grid
+/// `deadline + k * period`: no drift, and ticks missed during a stall are
+/// skipped rather than fired in a burst.
+fn next_tick(deadline: Instant, period: Duration, now: Instant) -> Instant {
+    if period.is_zero() {
+        return now;
+    }
+    let behind = now.saturating_duration_since(deadline).as_nanos();
+    let ticks = behind / period.as_nanos() + 1;
+    let offset = period.as_nanos().saturating_mul(ticks);
+    deadline
+        .checked_add(Duration::from_nanos(offset.min(u64::MAX as u128) as u64))
+        .unwrap_or_else(|| far_future(now))
+}
+
+/// A deadline `delay` from `now`, saturating to a far future instead of
+/// panicking on `Duration::MAX`.
+pub(crate) fn deadline_after(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay).unwrap_or_else(|| far_future(now))
+}
+
+fn far_future(now: Instant) -> Instant {
+    // About 30 years: later than any wait this process will do.
+    now + Duration::from_secs(1 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_tick_stays_on_grid_and_skips_missed_ticks() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(10);
+        assert_eq!(next_tick(t0, p, t0), t0 + p);
+        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(35)), t0 + 4 * p);
+        assert_eq!(next_tick(t0, Duration::ZERO, t0 + p), t0 + p);
+    }
+
+    #[test]
+    fn cancelling_most_timers_compacts_the_heap() {
+        let mut timers = Timers::default();
+        let now = Instant::now();
+        let ids: Vec<_> = (0..10_000)
+            .map(|i| timers.insert(now + Duration::from_secs(i), None, Box::new(|_| {})))
+            .collect();
+        for id in &ids[..9_900] {
+            assert!(timers.cancel(*id));
+        }
+        assert_eq!(timers.len(), 100);
+        assert!(
+            timers.heap_len() < 300,
+            "heap kept {} entries",
+            timers.heap_len()
+        );
+        assert_eq!(
+            timers.next_deadline(),
+            Some(now + Duration::from_secs(9_900))
+        );
+        assert!(!timers.cancel(ids[0]), "a cancelled id no longer matches");
+    }
+}

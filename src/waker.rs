@@ -1,0 +1,172 @@
+//! The way in from other threads: a [`Handle`] that can wake the loop, stop
+//! it, and post closures to run on it, all through one eventfd.
+//!
+//! The protocol (RELIABILITY.md item 30): a producer pushes its closure, then
+//! wakes. `wake` writes the eventfd only if the `pending` flag was clear, so a
+//! burst of wakes costs one write. The loop, on the eventfd's readiness, first
+//! reads the eventfd (draining its counter), then clears `pending`, then takes
+//! the queue. A producer that pushes after the take sees `pending` clear and
+//! writes again; one that pushed before it is served by the take. The eventfd
+//! is level-triggered and always drained, so it can neither spin nor
+//! overflow.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::Reactor;
+
+/// A closure posted from another thread to run on the loop.
+pub(crate) type Posted = Box<dyn FnOnce(&mut Reactor) + Send>;
+
+pub(crate) struct Shared {
+    eventfd: EventFd,
+    pending: AtomicBool,
+    stop: AtomicBool,
+    queue: Mutex<Vec<Posted>>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> io::Result<Arc<Shared>> {
+        let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("eventfd: {e}")))?;
+        Ok(Arc::new(Shared {
+            eventfd,
+            pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            queue: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub(crate) fn eventfd(&self) -> &EventFd {
+        &self.eventfd
+    }
+
+    fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            // EAGAIN means the counter is about to overflow: the loop has a
+            // wakeup waiting already, which is all we need.
+            match self.eventfd.write(1) {
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => log::error!("edgeloop: waking the loop failed: {e}"),
+            }
+        }
+    }
+
+    /// Called by the loop when the eventfd is readable: drains the counter,
+    /// re-opens the gate for the next wake, and swaps the posted closures
+    /// into `into` (an empty vector the loop reuses, so a quiet loop does not
+    /// allocate).
+    pub(crate) fn take_posted(&self, into: &mut Vec<Posted>) {
+        // Order matters: drain, then clear `pending`, then take the queue.
+        let _ = self.eventfd.read();
+        self.pending.store(false, Ordering::Release);
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *queue, into);
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn clear_stop(&self) {
+        self.stop.store(false, Ordering::Release);
+    }
+}
+
+/// A `Send + Clone` way into a [`Reactor`] from other threads.
+///
+/// Get one with [`Reactor::handle`]. It keeps working (doing nothing useful)
+/// after the reactor is dropped; closures posted then are never run.
+///
+/// ```
+/// use edgeloop::Reactor;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let mut reactor = Reactor::new()?;
+/// let handle = reactor.handle();
+/// let ran = Arc::new(AtomicUsize::new(0));
+/// let counter = ran.clone();
+/// let worker = std::thread::spawn(move || {
+///     handle.post(move |_reactor| {
+///         counter.fetch_add(1, Ordering::SeqCst);
+///     });
+///     handle.stop();
+/// });
+/// reactor.run()?; // returns once the stop arrives
+/// worker.join().unwrap();
+/// assert_eq!(ran.load(Ordering::SeqCst), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Handle {
+        Handle { shared }
+    }
+
+    /// Makes a blocked wait return. A burst of calls before the loop wakes
+    /// costs one eventfd write.
+    pub fn wake(&self) {
+        self.shared.wake();
+    }
+
+    /// Asks [`Reactor::run`] to return after the current turn. Works before
+    /// `run` starts (it then returns at once) and from any thread; calling it
+    /// twice is harmless.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake();
+    }
+
+    /// Runs `f` on the loop's thread, on its next turn. Every posted closure
+    /// runs exactly once, in the order posted by any one thread.
+    pub fn post(&self, f: impl FnOnce(&mut Reactor) + Send + 'static) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
+        self.shared.wake();
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("pending", &self.shared.pending.load(Ordering::Relaxed))
+            .field("stop", &self.shared.stop.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_wakes_costs_one_eventfd_write() {
+        let shared = Shared::new().unwrap();
+        for _ in 0..1000 {
+            shared.wake();
+        }
+        // The counter holds the number of writes: one.
+        assert_eq!(shared.eventfd.read().unwrap(), 1);
+        let mut posted = Vec::new();
+        shared.take_posted(&mut posted);
+        shared.wake();
+        assert_eq!(
+            shared.eventfd.read().unwrap(),
+            1,
+            "the gate reopens after the loop drains"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The cross-thread Handle: stop, wake and post (RELIABILITY.md items 30, 31).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use edgeloop::Reactor;
+
+#[test]
+fn stop_from_another_thread_returns_a_blocked_run_promptly() {
+    let mut reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    let stopped_at = Arc::new(std::sync::Mutex::new(None));
+    let s = stopped_at.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100)); // run() is in epoll_wait(-1) by now
+        *s.lock().unwrap() = Some(Instant::now());
+        handle.stop();
+    });
+    reactor.run().unwrap();
+    let returned = Instant::now();
+    stopper.join().unwrap();
+    let latency = returned - stopped_at.lock().unwrap().unwrap();
+    assert!(
+        latency < Duration::from_millis(100),
+        "run() returned {latency:?} after stop()"
+    );
+}
+
+#[test]
+fn stop_before_run_returns_at_once_and_twice_is_harmless() {
+    let mut reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    handle.stop();
+    handle.stop();
+    reactor.run().unwrap();
+    // The request was consumed: a later run blocks until the next stop.
+    let h = handle.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        h.stop();
+    });
+    let start = Instant::now();
+    reactor.run().unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(25));
+    t.join().unwrap();
+}
+
+#[test]
+fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
+    // RELIABILITY.md item 30.
+    const THREADS: usize = 8;
+    const TOTAL: usize = 100_000;
+    let mut reactor = Reactor::new().unwrap();
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..TOTAL).map(|_| AtomicU8::new(0)).collect());
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let handle = reactor.handle();
+        let runs = runs.clone();
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in (t..TOTAL).step_by(THREADS) {
+                let runs = runs.clone();
+                handle.post(move |_| {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                });
+                if i % 97 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            if done.fetch_add(1, Ordering::SeqCst) + 1 == THREADS {
+                // Posted after every closure of every thread: runs last.
+                handle.post(|r| r.stop());
+            }
+        }));
+    }
+    reactor.run().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wrong: Vec<_> = (0..TOTAL)
+        .filter(|&i| runs[i].load(Ordering::Relaxed) != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} closures ran other than once",
+        wrong.len()
+    );
+    assert_eq!(reactor.stats().posted, TOTAL as u64 + 1);
+    // Quiescent: at most one leftover wakeup (a producer's write that raced
+    // the last drain), then the loop sleeps with nothing pending.
+    reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+    let wakeups = reactor.stats().wakeups;
+    let start = Instant::now();
+    reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(reactor.stats().wakeups, wakeups, "no wakeup left pending");
+    assert!(
+        start.elapsed() >= Duration::from_millis(15),
+        "the wait slept"
+    );
+}
+
+#[test]
+fn a_burst_of_wakes_wakes_the_loop_once() {
+    let mut reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    for _ in 0..1000 {
+        handle.wake();
+    }
+    reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+    assert_eq!(reactor.stats().wakeups, 1);
+    let start = Instant::now();
+    reactor.run_once(Some(Duration::from_millis(30))).unwrap();
+    assert_eq!(
+        reactor.stats().wakeups,
+        1,
+        "the eventfd was drained: no second wakeup"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(25),
+        "the next wait slept"
+    );
+}

@@ -1,0 +1,119 @@
+//! The panic policy (RELIABILITY.md item 24): a panicking callback is removed
+//! and the loop goes on (Isolate, the default), or the panic resumes out of
+//! run_once after the turn (Propagate). Either way the reactor stays usable.
+
+mod util;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use edgeloop::{Interest, PanicPolicy, Reactor, Trigger};
+use util::{Log, pair, read_some};
+
+#[test]
+fn a_panicking_callback_is_removed_its_socket_closed_and_the_loop_goes_on() {
+    let mut reactor = Reactor::new().unwrap();
+    let log = Log::new();
+    let (bad, mut bad_peer) = pair();
+    let (good, mut good_peer) = pair();
+    bad_peer.write_all(b"BOOM").unwrap();
+    good_peer.write_all(b"fine").unwrap();
+    reactor
+        .register(
+            bad.as_raw_fd(),
+            Interest::READABLE,
+            Trigger::Level,
+            move |_, _| {
+                let _owned = &bad; // the callback owns the socket
+                panic!("BOOM");
+            },
+        )
+        .unwrap();
+    reactor
+        .register(good.as_raw_fd(), Interest::READABLE, Trigger::Level, {
+            let log = log.clone();
+            let mut good = good;
+            move |_, ev| {
+                log.push("good", ev);
+                read_some(&mut good, 64);
+            }
+        })
+        .unwrap();
+    reactor.run_once(Some(Duration::from_millis(200))).unwrap();
+    assert_eq!(reactor.stats().panics, 1);
+    assert_eq!(
+        reactor.registrations(),
+        1,
+        "the panicking registration is gone"
+    );
+    assert_eq!(log.count("good"), 1);
+    // Its socket was closed: the peer reads EOF, or a reset since "BOOM" was
+    // never read.
+    bad_peer.set_nonblocking(false).unwrap();
+    let mut buf = [0u8; 8];
+    match std::io::Read::read(&mut bad_peer, &mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected EOF or reset, got {other:?}"),
+    }
+    // The loop still serves the other one.
+    good_peer.write_all(b"again").unwrap();
+    reactor.run_once(Some(Duration::from_millis(200))).unwrap();
+    assert_eq!(log.count("good"), 2);
+}
+
+#[test]
+fn propagate_resumes_the_panic_after_the_turn_and_the_reactor_stays_usable() {
+    let mut reactor = Reactor::new().unwrap();
+    reactor.set_panic_policy(PanicPolicy::Propagate);
+    let log = Log::new();
+    let (a, mut a_peer) = pair();
+    let (b, mut b_peer) = pair();
+    a_peer.write_all(b"x").unwrap();
+    b_peer.write_all(b"x").unwrap();
+    reactor
+        .register(a.as_raw_fd(), Interest::READABLE, Trigger::Edge, |_, _| {
+            panic!("a")
+        })
+        .unwrap();
+    reactor
+        .register(
+            b.as_raw_fd(),
+            Interest::READABLE,
+            Trigger::Edge,
+            log.recorder("b"),
+        )
+        .unwrap();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        reactor.run_once(Some(Duration::from_millis(200)))
+    }));
+    assert!(result.is_err(), "the panic came out of run_once");
+    assert_eq!(log.count("b"), 1, "the rest of the batch ran first");
+    assert_eq!(reactor.registrations(), 1);
+    // Usable again: not stuck "inside a callback".
+    b_peer.write_all(b"y").unwrap();
+    reactor.run_once(Some(Duration::from_millis(200))).unwrap();
+    assert_eq!(log.count("b"), 2);
+    drop(a);
+}
+
+#[test]
+fn a_panicking_timer_or_posted_closure_is_counted_and_the_loop_goes_on() {
+    let mut reactor = Reactor::new().unwrap();
+    reactor.call_every(Duration::from_millis(1), |_| panic!("periodic"));
+    reactor.handle().post(|_| panic!("posted"));
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f = fired.clone();
+    reactor.call_later(Duration::from_millis(3), move |_| f.set(true));
+    while !fired.get() {
+        reactor.run_once(None).unwrap();
+    }
+    assert_eq!(
+        reactor.stats().panics,
+        2,
+        "the periodic timer was removed after one panic"
+    );
+    assert_eq!(reactor.timers(), 0);
+}

@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests, in the spirit of mio's
+//! `tests/util`: record what callbacks saw, assert on it, count fds.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use edgeloop::{Event, Reactor, Ready};
+
+/// What the callbacks saw, in order: (label, readiness).
+#[derive(Clone, Default)]
+pub struct Log(Rc<RefCell<Vec<(&'static str, Ready)>>>);
+
+impl Log {
+    pub fn new() -> Log {
+        Log::default()
+    }
+
+    pub fn push(&self, label: &'static str, event: Event) {
+        self.0.borrow_mut().push((label, event.ready));
+    }
+
+    /// A callback that only records.
+    pub fn recorder(&self, label: &'static str) -> impl FnMut(&mut Reactor, Event) + 'static {
+        let log = self.clone();
+        move |_, event| log.push(label, event)
+    }
+
+    pub fn labels(&self) -> Vec<&'static str> {
+        self.0.borrow().iter().map(|(l, _)| *l).collect()
+    }
+
+    pub fn count(&self, label: &str) -> usize {
+        self.0.borrow().iter().filter(|(l, _)| *l == label).count()
+    }
+
+    pub fn last(&self, label: &str) -> Option<Ready> {
+        self.0
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(l, _)| *l == label)
+            .map(|(_, r)| *r)
+    }
+
+    pub fn take(&self) -> Vec<(&'static str, Ready)> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
+/// Runs one turn of at most `timeout` and asserts the callbacks recorded
+/// exactly `expected` labels, in any order.
+pub fn expect_events(reactor: &mut Reactor, log: &Log, expected: &[&'static str]) {
+    reactor.run_once(Some(Duration::from_millis(200))).unwrap();
+    let mut got = log.take().into_iter().map(|(l, _)| l).collect::<Vec<_>>();
+    let mut want = expected.to_vec();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "events of one turn");
+}
+
+/// Runs one short turn and asserts no callback recorded anything.
+pub fn expect_no_events(reactor: &mut Reactor, log: &Log) {
+    reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+    let got = log.take();
+    assert!(got.is_empty(), "expected no events, got {got:?}");
+}
+
+/// A connected, non-blocking Unix stream pair.
+pub fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+/// Reads what is there without blocking; `None` on WouldBlock.
+pub fn read_some(stream: &mut impl Read, n: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0; n];
+    match stream.read(&mut buf) {
+        Ok(k) => Some(buf[..k].to_vec()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => panic!("read: {e}"),
+    }
+}
+
+pub fn write_all(stream: &mut impl Write, data: &[u8]) {
+    stream.write_all(data).unwrap();
+}
+
+/// The number of fds this process has open.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
