@@ -80,9 +80,14 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod accept;
+pub mod conn;
 mod event;
+pub mod net;
 mod reactor;
 pub mod selector;
+pub mod server;
+pub mod signal;
 mod stats;
 mod sys;
 mod timer;

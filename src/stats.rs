@@ -47,6 +47,9 @@ pub struct Stats {
     pub backpressure_pauses: u64,
     /// Connections closed by the peer with a reset or broken pipe.
     pub resets: u64,
+    /// Connections accepted and closed at once because the server was at
+    /// its connection cap.
+    pub refused: u64,
 }
 
 impl Stats {
@@ -71,6 +74,7 @@ impl Stats {
             accept_errors: self.accept_errors - earlier.accept_errors,
             backpressure_pauses: self.backpressure_pauses - earlier.backpressure_pauses,
             resets: self.resets - earlier.resets,
+            refused: self.refused - earlier.refused,
         }
     }
 

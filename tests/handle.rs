@@ -122,3 +122,24 @@ fn a_burst_of_wakes_wakes_the_loop_once() {
         "the next wait slept"
     );
 }
+
+#[test]
+fn a_closure_posted_just_before_stop_still_runs() {
+    // Regression: run() used to check the stop flag before its first turn,
+    // so a post followed by stop() from another thread could be skipped.
+    for _ in 0..200 {
+        let mut reactor = Reactor::new().unwrap();
+        let handle = reactor.handle();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let t = std::thread::spawn(move || {
+            handle.post(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            handle.stop();
+        });
+        t.join().unwrap(); // both happened before run() starts
+        reactor.run().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+}

@@ -135,6 +135,12 @@ impl Reactor {
         &self.stats
     }
 
+    /// The loop's counters, for the layers above the reactor (connections
+    /// count their reads and writes here).
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
     /// Live registrations made by the user (the waker's own is not counted).
     pub fn registrations(&self) -> usize {
         self.registrations.len() - 1
@@ -359,19 +365,22 @@ impl Reactor {
 
     /// Runs turns until [`stop`](Reactor::stop) (from a callback) or
     /// [`Handle::stop`] (from anywhere). If a stop was requested before the
-    /// call, returns at once. The stop request is consumed on return.
+    /// call, runs one non-blocking turn (so closures posted before the stop
+    /// run) and returns. The stop request is consumed on return.
     ///
     /// # Errors
     /// `Other` if called from inside a callback (the reactor does not
     /// recurse); what the selector's wait reports.
     pub fn run(&mut self) -> io::Result<()> {
         self.refuse_recursion()?;
+        // A stop makes the turn's wait non-blocking; the turn still runs, so
+        // closures posted before the stop are not left behind.
         let result = loop {
-            if self.stopped || self.shared.stop_requested() {
-                break Ok(());
-            }
             if let Err(e) = self.run_once(None) {
                 break Err(e);
+            }
+            if self.stopped || self.shared.stop_requested() {
+                break Ok(());
             }
         };
         self.stopped = false;
@@ -525,7 +534,7 @@ impl Reactor {
         self.posted = posted;
     }
 
-    fn record_panic(&mut self, what: &str, payload: Box<dyn Any + Send>) {
+    pub(crate) fn record_panic(&mut self, what: &str, payload: Box<dyn Any + Send>) {
         self.stats.panics += 1;
         let message = payload
             .downcast_ref::<&str>()

@@ -95,3 +95,7 @@ pub fn write_all(stream: &mut impl Write, data: &[u8]) {
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+pub mod process;
+pub mod server;
+pub mod stream;

@@ -1,0 +1,158 @@
+//! A line-based broadcast chat: each line a client sends goes to every other
+//! client, prefixed with the sender's number.
+//!
+//! Run: `cargo run --example chat -- --addr 127.0.0.1:7002`, then connect two
+//! or more `nc 127.0.0.1 7002` and type. Same flags as `echo`, plus
+//! `--max-line`.
+//!
+//! What to look for: a line longer than `--max-line` gets
+//! `error: line too long` and a disconnect, never unbounded memory; a client
+//! that stops reading is disconnected once its queue passes `--max-pending`,
+//! and the others carry on at full speed.
+
+mod common;
+
+use clap::Parser;
+use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
+
+/// Broadcast chat server on edgeloop.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    server: common::ServerArgs,
+    /// Longest line accepted, in bytes (the newline excluded).
+    #[arg(long, default_value_t = 4096)]
+    max_line: usize,
+}
+
+mod framing {
+    /// Splits a byte stream into `\n`-terminated lines, whatever the read
+    /// boundaries. `partial` holds the unterminated tail between calls.
+    ///
+    /// Calls `line` for each complete line (without the newline). Returns
+    /// `Err(())` as soon as a line (complete or not) exceeds `max_line`.
+    pub fn split_lines(
+        partial: &mut Vec<u8>,
+        mut data: &[u8],
+        max_line: usize,
+        mut line: impl FnMut(&[u8]),
+    ) -> Result<(), ()> {
+        while let Some(end) = data.iter().position(|&b| b == b'\n') {
+            if partial.is_empty() {
+                if end > max_line {
+                    return Err(());
+                }
+                line(&data[..end]);
+            } else {
+                if partial.len() + end > max_line {
+                    return Err(());
+                }
+                partial.extend_from_slice(&data[..end]);
+                line(partial);
+                partial.clear();
+            }
+            data = &data[end + 1..];
+        }
+        if partial.len() + data.len() > max_line {
+            return Err(());
+        }
+        partial.extend_from_slice(data);
+        if partial.is_empty() {
+            *partial = Vec::new(); // idle clients own no buffer
+        }
+        Ok(())
+    }
+}
+
+struct Chat {
+    max_line: usize,
+    max_pending: usize,
+    message: Vec<u8>,
+}
+
+impl Handler for Chat {
+    /// The unterminated tail of what the client sent.
+    type Session = Vec<u8>;
+
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        log::info!("{:?} joined", conn.id());
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        let me = conn.id();
+        let mut partial = std::mem::take(conn.session());
+        let mut lines = Vec::new();
+        let framed = framing::split_lines(&mut partial, data, self.max_line, |line| {
+            lines.push(line.to_vec())
+        });
+        *conn.session() = partial;
+        let others: Vec<ConnId> = conn.ids().filter(|id| *id != me).collect();
+        for line in lines {
+            self.message.clear();
+            self.message
+                .extend_from_slice(format!("[{}] ", me.index()).as_bytes());
+            self.message.extend_from_slice(&line);
+            self.message.push(b'\n');
+            for &other in &others {
+                conn.write_to(other, &self.message);
+                if conn.queued_of(other).is_some_and(|q| q > self.max_pending) {
+                    log::info!("{other:?} is not reading: disconnected");
+                    conn.abort_other(other);
+                }
+            }
+        }
+        if framed.is_err() {
+            conn.write(format!("error: line too long (max {} bytes)\n", self.max_line).as_bytes());
+            conn.close();
+        }
+    }
+
+    fn on_close(&mut self, id: ConnId, _: Vec<u8>, reason: CloseReason) {
+        log::info!("{id:?} left: {reason:?}");
+    }
+}
+
+fn main() {
+    env_logger::init();
+    let cli = Cli::parse();
+    let chat = Chat {
+        max_line: cli.max_line,
+        max_pending: cli.server.max_pending,
+        message: Vec::new(),
+    };
+    common::exit_on_error(common::serve(&cli.server, chat));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::framing::split_lines;
+
+    #[test]
+    fn lines_survive_any_split() {
+        let input = b"hello\nworld\n\nlast line\npartial";
+        for cut in 0..input.len() {
+            let mut partial = Vec::new();
+            let mut lines = Vec::new();
+            for part in [&input[..cut], &input[cut..]] {
+                split_lines(&mut partial, part, 64, |l| lines.push(l.to_vec())).unwrap();
+            }
+            assert_eq!(
+                lines,
+                [&b"hello"[..], b"world", b"", b"last line"],
+                "cut at {cut}"
+            );
+            assert_eq!(partial, b"partial");
+        }
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_even_before_its_newline() {
+        let mut partial = Vec::new();
+        assert!(split_lines(&mut partial, &[b'x'; 10], 8, |_| {}).is_err());
+        let mut partial = b"1234".to_vec();
+        assert!(split_lines(&mut partial, b"56789\n", 8, |_| {}).is_err());
+        let mut partial = Vec::new();
+        assert!(split_lines(&mut partial, b"12345678\n", 8, |_| {}).is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! The command line and the run loop the server examples share: `--addr`,
+//! `--mode`, `--backend`, `--max-pending`, the `listening on HOST:PORT`
+//! line, and SIGINT/SIGTERM for a graceful exit.
+#![allow(dead_code)]
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+use edgeloop::conn::Handler;
+use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::{Reactor, Trigger};
+use nix::sys::signal::Signal;
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum Mode {
+    /// Level-triggered.
+    Lt,
+    /// Edge-triggered.
+    Et,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum Backend {
+    Epoll,
+    Poll,
+    Select,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: SocketAddr,
+    /// Readiness mode of the connections.
+    #[arg(long, value_enum, default_value = "et")]
+    pub mode: Mode,
+    /// Selector backend.
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub backend: Backend,
+    /// Queued output per connection above which it stops reading
+    /// (backpressure), in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_pending: usize,
+}
+
+impl ServerArgs {
+    pub fn options(&self) -> ServerOptions {
+        let mut options = ServerOptions::default();
+        options.conn.trigger = match self.mode {
+            Mode::Lt => Trigger::Level,
+            Mode::Et => Trigger::Edge,
+        };
+        options.conn = options.conn.water_marks(self.max_pending);
+        options
+    }
+
+    pub fn reactor(&self) -> io::Result<Reactor> {
+        match self.backend {
+            Backend::Epoll => Reactor::new(),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the {other:?} backend is not built yet; use --backend epoll"),
+            )),
+        }
+    }
+}
+
+/// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,
+/// then shuts down gracefully (stop accepting, flush, close) and returns.
+pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
+    let reactor = args.reactor()?;
+    let listener = edgeloop::net::tcp_listener(args.addr, None, false)?;
+    let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
+    let shutdown = server.shutdown_handle();
+    edgeloop::signal::on_signals(
+        server.reactor(),
+        &[Signal::SIGINT, Signal::SIGTERM],
+        move |_, signal| {
+            log::info!("{signal}: shutting down");
+            shutdown.shutdown();
+        },
+    )?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {}", server.local_addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    server.serve_forever()?;
+    log::info!("stats: {:?}", server.reactor().stats());
+    Ok(())
+}
+
+/// Runs `serve` and turns an error into a message and exit status 1.
+pub fn exit_on_error(result: io::Result<()>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,200 @@
+//! Buffered connections: a [`Handler`] sees bytes, replies through a
+//! [`Conn`], and the [`Connections`] set does the non-blocking I/O.
+//!
+//! What the set does for every connection:
+//! - **Reads follow the trigger.** Level: up to `read_budget` reads per event,
+//!   stopping at the first short read (the kernel will report again). Edge:
+//!   read until `EAGAIN`, or stop at a short read when no RDHUP was seen
+//!   ([`ConnOptions::short_read`]: the kernel raises a new edge when more
+//!   data arrives, so this saves the `EAGAIN` read); a connection that used
+//!   its whole budget is [requeued](crate::Reactor::requeue) for the next
+//!   turn, since no new edge will come for data already queued.
+//! - **Reads land in one scratch buffer** owned by the set; an idle
+//!   connection owns no buffer.
+//! - **Writes** go out at once with `send(MSG_NOSIGNAL)` (no SIGPIPE, also in
+//!   a host program that does not ignore it); what the socket would not take
+//!   is queued and flushed with vectored `sendmsg` when writable. Level:
+//!   WRITABLE interest is on only while the queue is non-empty. Edge: the
+//!   connection is registered READABLE|WRITABLE once and never modified.
+//! - **Backpressure**: above [`ConnOptions::high_water`] queued bytes the
+//!   connection stops reading; below [`ConnOptions::low_water`] it resumes.
+//! - **Half-close**: on EOF from the peer the handler's
+//!   [`on_eof`](Handler::on_eof) runs (by default: close once everything
+//!   queued is sent), so a client that shuts down its write side gets every
+//!   byte back, then EOF.
+//! - **Resets** (`ECONNRESET`, `EPIPE`) close the connection exactly once,
+//!   drop its queue, and are counted in [`Stats::resets`](crate::Stats), not
+//!   logged as errors.
+
+use std::fmt;
+use std::io;
+
+use crate::event::Trigger;
+
+mod queue;
+mod set;
+
+pub use set::{Conn, Connections};
+
+/// What a server calls for each connection: the setup / handle / finish
+/// lifecycle of Python's `socketserver`.
+///
+/// One handler serves every connection of a [`Connections`] set (so it can
+/// hold what they share, like a chat room); per-connection state lives in
+/// [`Handler::Session`].
+///
+/// ```
+/// use edgeloop::conn::{Conn, Handler};
+///
+/// /// Replies with the bytes it got, upper-cased.
+/// struct Upper;
+///
+/// impl Handler for Upper {
+///     type Session = ();
+///     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(&data.to_ascii_uppercase());
+///     }
+/// }
+/// ```
+pub trait Handler: Sized + 'static {
+    /// Per-connection state, created with `Default` when the connection opens
+    /// and handed back to [`on_close`](Handler::on_close).
+    type Session: Default + 'static;
+
+    /// The connection was accepted and registered.
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        let _ = conn;
+    }
+
+    /// Bytes arrived. `data` borrows the loop's scratch buffer: copy what you
+    /// keep.
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]);
+
+    /// The peer shut down its write side. The default closes the connection
+    /// once everything queued is sent (a half-closing client gets its full
+    /// reply, then EOF).
+    fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.close();
+    }
+
+    /// The connection is closed and its fd released. Called exactly once per
+    /// connection.
+    fn on_close(&mut self, id: ConnId, session: Self::Session, reason: CloseReason) {
+        let _ = (id, session, reason);
+    }
+}
+
+/// Identifies a connection within its [`Connections`] set: a slab key and a
+/// generation, so an id kept after its connection closed matches nothing.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    pub(crate) fn new(key: usize, generation: u32) -> ConnId {
+        ConnId((generation as u64) << 32 | key as u32 as u64)
+    }
+
+    pub(crate) fn key(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    /// A small number, unique among the set's open connections (reused
+    /// after a connection closes), for logs and names.
+    pub fn index(self) -> usize {
+        self.key()
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({}g{})", self.key(), self.0 >> 32)
+    }
+}
+
+/// Why a connection closed.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// Closed by us, after everything queued was sent (or by the peer, after
+    /// its EOF and our flush).
+    Closed,
+    /// Aborted by us: whatever was queued was dropped.
+    Aborted,
+    /// The peer reset the connection (`ECONNRESET`) or stopped reading
+    /// (`EPIPE`). Counted in `Stats::resets`.
+    Reset,
+    /// Any other I/O error.
+    Error(io::Error),
+}
+
+/// Tuning for the connections of one [`Connections`] set.
+#[derive(Clone, Debug)]
+pub struct ConnOptions {
+    /// Level or Edge (Oneshot is refused: a connection needs every event).
+    pub trigger: Trigger,
+    /// Bytes asked for per read, at most the scratch buffer (64 KiB).
+    pub read_chunk: usize,
+    /// Reads per event before the connection yields to the others (fairness
+    /// under a fire-hose client; DESIGN.md decision 5).
+    pub read_budget: usize,
+    /// Edge only: stop reading at a short read when no RDHUP was reported.
+    /// Safe on stream sockets (a short read means the receive queue was
+    /// empty, and new data raises a new edge); saves one `EAGAIN` read per
+    /// message. On by default.
+    pub short_read: bool,
+    /// Queued output above which the connection stops reading (default
+    /// 1 MiB).
+    pub high_water: usize,
+    /// Queued output at or below which a paused connection reads again
+    /// (default a quarter of `high_water`).
+    pub low_water: usize,
+}
+
+/// The size of the scratch buffer reads land in.
+pub const SCRATCH_SIZE: usize = 64 * 1024;
+
+impl Default for ConnOptions {
+    fn default() -> ConnOptions {
+        ConnOptions {
+            trigger: Trigger::Edge,
+            read_chunk: SCRATCH_SIZE,
+            read_budget: 16,
+            short_read: true,
+            high_water: 1 << 20,
+            low_water: 1 << 18,
+        }
+    }
+}
+
+impl ConnOptions {
+    /// Defaults with the given trigger.
+    pub fn with_trigger(trigger: Trigger) -> ConnOptions {
+        ConnOptions {
+            trigger,
+            ..ConnOptions::default()
+        }
+    }
+
+    /// Sets `high_water` and `low_water` (a quarter of it).
+    pub fn water_marks(mut self, high: usize) -> ConnOptions {
+        self.high_water = high;
+        self.low_water = high / 4;
+        self
+    }
+
+    fn validate(&self) -> io::Result<()> {
+        let invalid = |msg: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()));
+        if self.trigger == Trigger::Oneshot {
+            return invalid("edgeloop: connections need Level or Edge, not Oneshot");
+        }
+        if self.read_chunk == 0 || self.read_chunk > SCRATCH_SIZE {
+            return invalid("edgeloop: read_chunk must be 1..=64 KiB");
+        }
+        if self.read_budget == 0 {
+            return invalid("edgeloop: read_budget must be at least 1");
+        }
+        if self.low_water > self.high_water {
+            return invalid("edgeloop: low_water must not exceed high_water");
+        }
+        Ok(())
+    }
+}

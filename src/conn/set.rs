@@ -1,0 +1,692 @@
+//! The connection table and the I/O it does on each event.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
+use slab::Slab;
+
+use super::queue::{MAX_IOVECS, WriteQueue};
+use super::{CloseReason, ConnId, ConnOptions, Handler, SCRATCH_SIZE};
+use crate::Reactor;
+use crate::event::{Event, Interest, Ready, Token, Trigger};
+
+// Connection flags.
+const PAUSED_BACKPRESSURE: u8 = 1;
+const PAUSED_BY_USER: u8 = 2;
+const READ_CLOSED: u8 = 4;
+const CLOSE_AFTER_FLUSH: u8 = 8;
+const SHUT_AFTER_FLUSH: u8 = 16;
+const WRITE_SHUT: u8 = 32;
+const DOOMED: u8 = 64;
+
+/// Flags under which the connection does not read.
+const NOT_READING: u8 =
+    PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | CLOSE_AFTER_FLUSH | DOOMED;
+/// Flags under which writes are dropped.
+const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
+
+const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
+
+/// One connection: 32 bytes while idle (no queue, no buffer).
+struct State<S> {
+    fd: OwnedFd,
+    token: Token,
+    generation: u32,
+    interest: Interest,
+    flags: u8,
+    queue: Option<Box<WriteQueue>>,
+    session: S,
+}
+
+impl<S> State<S> {
+    fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn reading(&self) -> bool {
+        self.flags & NOT_READING == 0
+    }
+}
+
+struct Table<S> {
+    slots: Slab<State<S>>,
+    options: ConnOptions,
+    next_generation: u32,
+    /// Connections to close once the handler call in progress returns (the
+    /// handler is borrowed while it runs, and `on_close` needs it).
+    doomed: Vec<(usize, CloseReason)>,
+}
+
+struct Inner<H: Handler> {
+    handler: H,
+    table: Table<H::Session>,
+    scratch: Box<[u8]>,
+}
+
+/// A set of buffered connections served by one [`Handler`].
+///
+/// Cloning gives another handle to the same set. The reactor's registrations
+/// hold handles too, so the set lives as long as it has connections.
+pub struct Connections<H: Handler> {
+    inner: Rc<RefCell<Inner<H>>>,
+}
+
+impl<H: Handler> Clone for Connections<H> {
+    fn clone(&self) -> Self {
+        Connections {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Handler> fmt::Debug for Connections<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner.try_borrow() {
+            Ok(inner) => f
+                .debug_struct("Connections")
+                .field("len", &inner.table.slots.len())
+                .field("options", &inner.table.options)
+                .finish(),
+            Err(_) => f.write_str("Connections { <in use> }"),
+        }
+    }
+}
+
+impl<H: Handler> Connections<H> {
+    /// An empty set served by `handler`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for inconsistent options.
+    pub fn new(handler: H, options: ConnOptions) -> io::Result<Connections<H>> {
+        options.validate()?;
+        Ok(Connections {
+            inner: Rc::new(RefCell::new(Inner {
+                handler,
+                table: Table {
+                    slots: Slab::new(),
+                    options,
+                    next_generation: 0,
+                    doomed: Vec::new(),
+                },
+                scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            })),
+        })
+    }
+
+    /// Takes ownership of a connected, non-blocking stream socket, registers
+    /// it and calls [`Handler::on_open`].
+    ///
+    /// Call it from outside this set's handler (from an accept callback, a
+    /// timer, a posted closure): the set is in use while its handler runs.
+    ///
+    /// # Errors
+    /// What registering the fd reports; the fd is closed then.
+    pub fn attach(&self, reactor: &mut Reactor, fd: OwnedFd) -> io::Result<ConnId> {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { handler, table, .. } = &mut *inner;
+        let entry = table.slots.vacant_entry();
+        let key = entry.key();
+        let trigger = table.options.trigger;
+        let interest = match trigger {
+            // Registered for both once and never modified (DESIGN.md decision 6).
+            Trigger::Edge => Interest::BOTH,
+            _ => Interest::READABLE,
+        };
+        let set = self.inner.clone();
+        let token = reactor.register(fd.as_raw_fd(), interest, trigger, move |r, event| {
+            on_event(&set, r, key, event)
+        })?;
+        table.next_generation = table.next_generation.wrapping_add(1);
+        let generation = table.next_generation;
+        entry.insert(State {
+            fd,
+            token,
+            generation,
+            interest,
+            flags: 0,
+            queue: None,
+            session: Default::default(),
+        });
+        handler.on_open(&mut Conn {
+            reactor,
+            table,
+            key,
+        });
+        finish_closes(handler, table, reactor);
+        Ok(ConnId::new(key, generation))
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().table.slots.len()
+    }
+
+    /// True if no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes queued for sending, over all connections.
+    pub fn queued(&self) -> usize {
+        self.inner
+            .borrow()
+            .table
+            .slots
+            .iter()
+            .map(|(_, c)| c.queued())
+            .sum()
+    }
+
+    /// Runs `f` on the handler (to read what it counted, say).
+    pub fn with_handler<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
+        f(&mut self.inner.borrow_mut().handler)
+    }
+
+    /// Runs `f` on one connection from outside its handler (a timer, a
+    /// closure posted by a worker thread). Returns `None` if the connection
+    /// is gone.
+    pub fn with_conn<R>(
+        &self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        f: impl FnOnce(&mut H, &mut Conn<'_, H>) -> R,
+    ) -> Option<R> {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { handler, table, .. } = &mut *inner;
+        table.live(id)?;
+        let result = f(
+            handler,
+            &mut Conn {
+                reactor,
+                table,
+                key: id.key(),
+            },
+        );
+        finish_closes(handler, table, reactor);
+        Some(result)
+    }
+
+    /// Closes every connection once its queued output is sent (a graceful
+    /// shutdown: stop reading, flush, close).
+    pub fn close_all(&self, reactor: &mut Reactor) {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { handler, table, .. } = &mut *inner;
+        let keys: Vec<usize> = table.slots.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            table.close(reactor, key);
+        }
+        finish_closes(handler, table, reactor);
+    }
+
+    /// Closes every connection now, dropping queued output.
+    pub fn abort_all(&self, reactor: &mut Reactor) {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { handler, table, .. } = &mut *inner;
+        let keys: Vec<usize> = table.slots.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            table.doom(key, CloseReason::Aborted);
+        }
+        finish_closes(handler, table, reactor);
+    }
+}
+
+/// A connection, as its handler sees it: write to it (or to others in the
+/// set), close it, pause it, and reach the reactor.
+pub struct Conn<'a, H: Handler> {
+    reactor: &'a mut Reactor,
+    table: &'a mut Table<H::Session>,
+    key: usize,
+}
+
+impl<H: Handler> fmt::Debug for Conn<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id())
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl<H: Handler> Conn<'_, H> {
+    fn state(&self) -> &State<H::Session> {
+        &self.table.slots[self.key]
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        ConnId::new(self.key, self.state().generation)
+    }
+
+    /// The socket's fd (to query its address, set options).
+    pub fn fd(&self) -> RawFd {
+        self.state().fd.as_raw_fd()
+    }
+
+    /// The reactor: set timers, register other fds, stop the loop.
+    pub fn reactor(&mut self) -> &mut Reactor {
+        self.reactor
+    }
+
+    /// This connection's session state.
+    pub fn session(&mut self) -> &mut H::Session {
+        &mut self.table.slots[self.key].session
+    }
+
+    /// Sends `data`: at once if the socket takes it, else queued. Dropped
+    /// after [`close`](Conn::close), [`abort`](Conn::abort) or
+    /// [`shutdown_write`](Conn::shutdown_write).
+    pub fn write(&mut self, data: &[u8]) {
+        self.table.write(self.reactor, self.key, data);
+    }
+
+    /// Sends `data` to another connection of the set. False if it is gone.
+    pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> bool {
+        if self.table.live(id).is_none() {
+            return false;
+        }
+        self.table.write(self.reactor, id.key(), data);
+        true
+    }
+
+    /// Bytes queued for sending on this connection.
+    pub fn queued(&self) -> usize {
+        self.state().queued()
+    }
+
+    /// Bytes queued on another connection of the set, if it is open.
+    pub fn queued_of(&self, id: ConnId) -> Option<usize> {
+        self.table.live(id).map(|c| c.queued())
+    }
+
+    /// The ids of every open connection of the set, this one included.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.table
+            .slots
+            .iter()
+            .filter(|(_, c)| c.flags & DOOMED == 0)
+            .map(|(k, c)| ConnId::new(k, c.generation))
+    }
+
+    /// Closes once everything queued is sent; reads stop now.
+    pub fn close(&mut self) {
+        self.table.close(self.reactor, self.key);
+    }
+
+    /// Closes now, dropping whatever is queued.
+    pub fn abort(&mut self) {
+        self.table.doom(self.key, CloseReason::Aborted);
+    }
+
+    /// Closes another connection of the set now (a chat server dropping a
+    /// client that does not read). False if it is gone.
+    pub fn abort_other(&mut self, id: ConnId) -> bool {
+        if self.table.live(id).is_none() {
+            return false;
+        }
+        self.table.doom(id.key(), CloseReason::Aborted);
+        true
+    }
+
+    /// Shuts down the write side once everything queued is sent (the peer
+    /// reads EOF); reading goes on.
+    pub fn shutdown_write(&mut self) {
+        let c = &mut self.table.slots[self.key];
+        if c.flags & NOT_WRITING != 0 {
+            return;
+        }
+        c.flags |= SHUT_AFTER_FLUSH;
+        if c.queued() == 0 {
+            self.table.after_flush(self.key);
+        }
+    }
+
+    /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
+    /// (a worker pool whose queue is full does this).
+    pub fn pause_reading(&mut self) {
+        self.table.slots[self.key].flags |= PAUSED_BY_USER;
+        self.table.update_interest(self.reactor, self.key);
+    }
+
+    /// Reads again after [`pause_reading`](Conn::pause_reading).
+    pub fn resume_reading(&mut self) {
+        let c = &mut self.table.slots[self.key];
+        if c.flags & PAUSED_BY_USER == 0 {
+            return;
+        }
+        c.flags &= !PAUSED_BY_USER;
+        self.table.resumed(self.reactor, self.key);
+    }
+}
+
+/// The registration callback of every connection.
+fn on_event<H: Handler>(
+    set: &Rc<RefCell<Inner<H>>>,
+    reactor: &mut Reactor,
+    key: usize,
+    event: Event,
+) {
+    let mut inner = set.borrow_mut();
+    let Inner {
+        handler,
+        table,
+        scratch,
+    } = &mut *inner;
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        handle_event(handler, table, scratch, reactor, key, event.ready);
+    }));
+    if let Err(payload) = outcome {
+        // The handler panicked: this one connection is closed, the loop goes
+        // on (RELIABILITY.md item 24), and the reactor's policy decides
+        // whether the panic propagates after the turn.
+        if table.slots.contains(key) {
+            table.doom(key, CloseReason::Aborted);
+        }
+        finish_closes(handler, table, reactor);
+        reactor.record_panic("a connection handler", payload);
+    }
+}
+
+fn handle_event<H: Handler>(
+    handler: &mut H,
+    table: &mut Table<H::Session>,
+    scratch: &mut [u8],
+    reactor: &mut Reactor,
+    key: usize,
+    ready: Ready,
+) {
+    // Writes first: flushing may end a backpressure pause (netty's order:
+    // OUT, then IN, then RDHUP; RELIABILITY.md item 17).
+    if ready.is_writable() && table.slots[key].queued() > 0 {
+        table.flush(reactor, key);
+    }
+    let c = &table.slots[key];
+    if c.flags & DOOMED == 0 {
+        if c.reading() && (ready.is_readable() || ready.is_read_closed() || ready.is_error()) {
+            read(handler, table, scratch, reactor, key, ready);
+        } else if ready.is_hup() || ready.is_error() {
+            // Not reading (paused, or EOF seen) and the socket is dead both
+            // ways: nothing queued can be delivered. Close rather than let a
+            // level-triggered HUP spin (RELIABILITY.md item 16).
+            let reason = match socket::getsockopt(&c.fd, socket::sockopt::SocketError) {
+                Ok(0) | Err(_) => CloseReason::Reset,
+                Ok(errno) => CloseReason::Error(io::Error::from_raw_os_error(errno)),
+            };
+            table.doom(key, reason);
+        }
+    }
+    finish_closes(handler, table, reactor);
+}
+
+fn read<H: Handler>(
+    handler: &mut H,
+    table: &mut Table<H::Session>,
+    scratch: &mut [u8],
+    reactor: &mut Reactor,
+    key: usize,
+    ready: Ready,
+) {
+    let options = &table.options;
+    let (chunk, budget) = (options.read_chunk, options.read_budget);
+    let edge = options.trigger == Trigger::Edge;
+    // Level re-reports, so it may stop at any short read; Edge only with the
+    // short-read rule. Neither may stop short once RDHUP was seen: the EOF
+    // behind the data raises no new edge.
+    let stop_at_short_read = (!edge || options.short_read) && !ready.is_read_closed();
+    for _ in 0..budget {
+        let c = &table.slots[key];
+        if !c.reading() {
+            return;
+        }
+        let result = socket::recv(c.fd.as_raw_fd(), &mut scratch[..chunk], MsgFlags::empty());
+        let stats = reactor.stats_mut();
+        stats.reads += 1;
+        match result {
+            Ok(0) => {
+                table.slots[key].flags |= READ_CLOSED;
+                handler.on_eof(&mut Conn {
+                    reactor,
+                    table,
+                    key,
+                });
+                table.update_interest(reactor, key);
+                return;
+            }
+            Ok(n) => {
+                stats.bytes_in += n as u64;
+                handler.on_data(
+                    &mut Conn {
+                        reactor,
+                        table,
+                        key,
+                    },
+                    &scratch[..n],
+                );
+                if n < chunk && stop_at_short_read {
+                    return;
+                }
+            }
+            Err(Errno::EAGAIN) => {
+                stats.eagain_reads += 1;
+                return;
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => return table.doom(key, CloseReason::Reset),
+            Err(e) => return table.doom(key, CloseReason::Error(e.into())),
+        }
+    }
+    // Budget spent with data maybe left: under Edge no new edge will come
+    // for it, so carry the connection over to the next turn.
+    let c = &table.slots[key];
+    if edge && c.reading() {
+        reactor.requeue(c.token, Ready::READABLE);
+    }
+}
+
+/// Closes the doomed connections: deregister (before the fd closes:
+/// DESIGN.md decision 11), drop the state (closing the fd), tell the handler.
+fn finish_closes<H: Handler>(
+    handler: &mut H,
+    table: &mut Table<H::Session>,
+    reactor: &mut Reactor,
+) {
+    while let Some((key, reason)) = table.doomed.pop() {
+        let state = table.slots.remove(key);
+        if let Err(e) = reactor.deregister(state.token) {
+            log::debug!("closing {key}: {e}");
+        }
+        if matches!(reason, CloseReason::Reset) {
+            reactor.stats_mut().resets += 1;
+        }
+        let id = ConnId::new(key, state.generation);
+        log::debug!("close {id:?} (fd {}): {reason:?}", state.fd.as_raw_fd());
+        let State { fd, session, .. } = state;
+        drop(fd);
+        handler.on_close(id, session, reason);
+    }
+}
+
+impl<S> Table<S> {
+    fn live(&self, id: ConnId) -> Option<&State<S>> {
+        self.slots
+            .get(id.key())
+            .filter(|c| c.generation == (id.0 >> 32) as u32 && c.flags & DOOMED == 0)
+    }
+
+    fn doom(&mut self, key: usize, reason: CloseReason) {
+        let c = &mut self.slots[key];
+        if c.flags & DOOMED == 0 {
+            c.flags |= DOOMED;
+            c.queue = None;
+            self.doomed.push((key, reason));
+        }
+    }
+
+    fn close(&mut self, reactor: &mut Reactor, key: usize) {
+        let c = &mut self.slots[key];
+        if c.flags & DOOMED != 0 {
+            return;
+        }
+        c.flags |= CLOSE_AFTER_FLUSH;
+        if c.queued() == 0 {
+            self.doom(key, CloseReason::Closed);
+        } else {
+            self.update_interest(reactor, key);
+        }
+    }
+
+    fn write(&mut self, reactor: &mut Reactor, key: usize, data: &[u8]) {
+        let c = &mut self.slots[key];
+        if c.flags & NOT_WRITING != 0 || data.is_empty() {
+            return;
+        }
+        let mut rest = data;
+        if c.queued() == 0 {
+            let stats = reactor.stats_mut();
+            loop {
+                let result = socket::send(c.fd.as_raw_fd(), rest, SEND_FLAGS);
+                stats.writes += 1;
+                match result {
+                    Ok(n) => {
+                        stats.bytes_out += n as u64;
+                        if n == rest.len() {
+                            return;
+                        }
+                        stats.partial_writes += 1;
+                        rest = &rest[n..];
+                        break;
+                    }
+                    Err(Errno::EAGAIN) => {
+                        stats.partial_writes += 1;
+                        break;
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EPIPE | Errno::ECONNRESET) => {
+                        return self.doom(key, CloseReason::Reset);
+                    }
+                    Err(e) => return self.doom(key, CloseReason::Error(e.into())),
+                }
+            }
+        }
+        c.queue.get_or_insert_with(Default::default).push(rest);
+        self.queue_changed(reactor, key);
+    }
+
+    /// Sends what is queued, as far as the socket takes it.
+    fn flush(&mut self, reactor: &mut Reactor, key: usize) {
+        let c = &mut self.slots[key];
+        let Some(queue) = c.queue.as_mut() else {
+            return;
+        };
+        let fd = c.fd.as_raw_fd();
+        let stats = reactor.stats_mut();
+        while !queue.is_empty() {
+            let (result, offered) = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = queue.slices(&mut slices);
+                let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+                (
+                    socket::sendmsg::<()>(fd, &slices[..n], &[], SEND_FLAGS, None),
+                    offered,
+                )
+            };
+            stats.writes += 1;
+            match result {
+                Ok(n) => {
+                    stats.bytes_out += n as u64;
+                    queue.advance(n);
+                    if n < offered {
+                        stats.partial_writes += 1;
+                        break;
+                    }
+                }
+                Err(Errno::EAGAIN) => {
+                    stats.partial_writes += 1;
+                    break;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return self.doom(key, CloseReason::Reset),
+                Err(e) => return self.doom(key, CloseReason::Error(e.into())),
+            }
+        }
+        if queue.is_empty() {
+            c.queue = None;
+            self.after_flush(key);
+        }
+        self.queue_changed(reactor, key);
+    }
+
+    /// The queue just emptied: carry out a pending shutdown or close.
+    fn after_flush(&mut self, key: usize) {
+        let c = &mut self.slots[key];
+        if c.flags & SHUT_AFTER_FLUSH != 0 {
+            c.flags = (c.flags & !SHUT_AFTER_FLUSH) | WRITE_SHUT;
+            if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
+                log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
+            }
+        }
+        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+            self.doom(key, CloseReason::Closed);
+        }
+    }
+
+    /// Backpressure and interest after the queue grew or shrank.
+    fn queue_changed(&mut self, reactor: &mut Reactor, key: usize) {
+        let options = &self.options;
+        let c = &mut self.slots[key];
+        let queued = c.queued();
+        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > options.high_water {
+            c.flags |= PAUSED_BACKPRESSURE;
+            reactor.stats_mut().backpressure_pauses += 1;
+        } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= options.low_water {
+            c.flags &= !PAUSED_BACKPRESSURE;
+            return self.resumed(reactor, key);
+        }
+        self.update_interest(reactor, key);
+    }
+
+    /// Reading may go on after a pause.
+    fn resumed(&mut self, reactor: &mut Reactor, key: usize) {
+        let c = &self.slots[key];
+        if self.options.trigger == Trigger::Edge && c.reading() {
+            // Data that arrived while paused raised its edge already.
+            reactor.requeue(c.token, Ready::READABLE);
+        }
+        self.update_interest(reactor, key);
+    }
+
+    /// Level only: READABLE while reading, WRITABLE while output is queued,
+    /// nothing else (an always-on WRITABLE spins; RELIABILITY.md item 14).
+    /// Edge registrations are never modified.
+    fn update_interest(&mut self, reactor: &mut Reactor, key: usize) {
+        if self.options.trigger == Trigger::Edge {
+            return;
+        }
+        let c = &mut self.slots[key];
+        if c.flags & DOOMED != 0 {
+            return;
+        }
+        let mut want = Interest::NONE;
+        if c.reading() {
+            want |= Interest::READABLE;
+        }
+        if c.queued() > 0 {
+            want |= Interest::WRITABLE;
+        }
+        if want != c.interest {
+            match reactor.modify(c.token, want, Trigger::Level) {
+                Ok(()) => c.interest = want,
+                Err(e) => {
+                    let fd = c.fd.as_raw_fd();
+                    log::warn!("fd {fd}: changing interest failed: {e}");
+                    self.doom(key, CloseReason::Error(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Creating listening sockets the way a server needs them: non-blocking,
+//! close-on-exec, `SO_REUSEADDR`, optionally `SO_REUSEPORT`, and a backlog
+//! that defaults to the system's `somaxconn` rather than a hard-coded 128
+//! (RELIABILITY.md item 5).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt,
+    sockopt,
+};
+
+/// The kernel's cap on a listen backlog (`/proc/sys/net/core/somaxconn`), or
+/// 4096 if it cannot be read.
+pub fn somaxconn() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+/// A non-blocking, close-on-exec TCP listener on `addr`.
+///
+/// `backlog`: `None` means [`somaxconn`]. `reuse_port` sets `SO_REUSEPORT`,
+/// so several listeners (one per reactor thread) can share the address and
+/// the kernel spreads connections over them.
+///
+/// # Errors
+/// `AddrInUse` and friends, with the address in the message.
+pub fn tcp_listener(
+    addr: SocketAddr,
+    backlog: Option<i32>,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
+    let context = |what: &str, e: nix::Error| {
+        io::Error::new(io::Error::from(e).kind(), format!("{what} {addr}: {e}"))
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd: OwnedFd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| context("socket for", e))?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| context("SO_REUSEPORT on", e))?;
+    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| context("bind", e))?;
+    let backlog =
+        Backlog::new(backlog.unwrap_or_else(somaxconn).max(1)).unwrap_or(Backlog::MAXCONN);
+    listen(&fd, backlog).map_err(|e| context("listen on", e))?;
+    Ok(TcpListener::from(fd))
+}

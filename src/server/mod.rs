@@ -1,0 +1,147 @@
+//! A `socketserver`-like layer: bind, serve forever, shut down from
+//! anywhere, without Python's flaws (`shutdown()` here never blocks, so
+//! calling it from a handler cannot deadlock, and `serve_forever` sleeps in
+//! the kernel instead of polling a flag every 0.5 s).
+//!
+//! | Python `socketserver` | edgeloop |
+//! |---|---|
+//! | `TCPServer(addr, Handler)` | [`TcpServer::bind`] |
+//! | `BaseRequestHandler.setup/handle/finish` | [`Handler::on_open`](crate::conn::Handler::on_open) / `on_data` / `on_close` |
+//! | `serve_forever()` | [`StreamServer::serve_forever`] |
+//! | `shutdown()` (blocks; deadlocks from a handler) | [`ShutdownHandle::shutdown`] (never blocks) + [`ShutdownHandle::wait`] |
+//! | `server_close()` | dropping the server |
+
+use std::io;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use crate::Handle;
+use crate::accept::AcceptOptions;
+use crate::conn::ConnOptions;
+
+mod stream;
+
+pub use stream::{StreamServer, TcpServer};
+
+/// What a server is built with.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Listen backlog; `None` is the system's somaxconn.
+    pub backlog: Option<i32>,
+    /// The connections' trigger, buffers and water marks.
+    pub conn: ConnOptions,
+    /// The listener's trigger and accept batch.
+    pub accept: AcceptOptions,
+    /// Connections beyond this are accepted and closed at once.
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for queued output to drain before
+    /// it aborts what is left.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            backlog: None,
+            conn: ConnOptions::default(),
+            accept: AcceptOptions::default(),
+            max_connections: usize::MAX,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lifecycle {
+    requested: bool,
+    serving_thread: Option<ThreadId>,
+    finished: bool,
+}
+
+/// Stops a server from any thread, its own handlers included. `Send + Clone`.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    handle: Handle,
+    state: Arc<(Mutex<Lifecycle>, Condvar)>,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("requested", &self.requested)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl ShutdownHandle {
+    fn new(handle: Handle) -> ShutdownHandle {
+        ShutdownHandle {
+            handle,
+            state: Arc::default(),
+        }
+    }
+
+    /// Asks the server to stop: it stops accepting, flushes what is queued
+    /// (bounded by `shutdown_grace`), closes, and `serve_forever` returns.
+    /// Never blocks; idempotent; works before `serve_forever` starts (which
+    /// then returns at once).
+    pub fn shutdown(&self) {
+        self.lock().requested = true;
+        self.handle.stop();
+    }
+
+    /// True once shutdown was asked for.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.lock().requested
+    }
+
+    /// Blocks until `serve_forever` has returned, or `timeout` passes.
+    /// Returns true if it has.
+    ///
+    /// # Errors
+    /// `WouldBlock` when called from the serving thread itself, where
+    /// waiting would deadlock (the bug Python's `shutdown()` has).
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let (lock, finished) = &*self.state;
+        let state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if state.serving_thread == Some(std::thread::current().id()) && !state.finished {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "edgeloop: ShutdownHandle::wait called from the serving thread would deadlock; \
+                 call shutdown() and return from the handler instead",
+            ));
+        }
+        let deadline = Instant::now() + timeout;
+        let mut state = state;
+        while !state.finished {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            state = finished
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(true)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn started(&self) {
+        let mut state = self.lock();
+        state.serving_thread = Some(std::thread::current().id());
+        state.finished = false;
+    }
+
+    fn finished(&self) {
+        let mut state = self.lock();
+        state.finished = true;
+        state.serving_thread = None;
+        self.state.1.notify_all();
+    }
+}

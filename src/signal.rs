@@ -1,0 +1,53 @@
+//! Unix signals as events: `signalfd`, registered like any other fd, so a
+//! server's SIGINT/SIGTERM handling runs on the loop's thread with the
+//! reactor in hand (no async-signal-safety puzzles, no self-pipe).
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::Reactor;
+use crate::event::{Interest, Token, Trigger};
+
+/// Delivers `signals` to `callback` on the loop's thread.
+///
+/// The signals are blocked in the calling thread (and so in threads it
+/// spawns afterwards), which is what makes them queue on the signalfd
+/// instead of running their default action: call this before spawning
+/// threads. Deregister the returned token to stop listening (the signals
+/// stay blocked).
+///
+/// # Errors
+/// If the signals cannot be blocked or the signalfd created.
+pub fn on_signals<F>(
+    reactor: &mut Reactor,
+    signals: &[Signal],
+    mut callback: F,
+) -> io::Result<Token>
+where
+    F: FnMut(&mut Reactor, Signal) + 'static,
+{
+    let mut mask = SigSet::empty();
+    for signal in signals {
+        mask.add(*signal);
+    }
+    mask.thread_block().map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("blocking {signals:?}: {e}"),
+        )
+    })?;
+    let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("signalfd: {e}")))?;
+    let raw = fd.as_raw_fd();
+    reactor.register(raw, Interest::READABLE, Trigger::Level, move |r, _| {
+        // Level-triggered: drain every pending signal, or the fd spins.
+        while let Ok(Some(info)) = fd.read_signal() {
+            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                callback(r, signal);
+            }
+        }
+    })
+}

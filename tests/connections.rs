@@ -1,0 +1,305 @@
+//! Buffered connections against real clients, in every trigger mode:
+//! integrity, lost edges, half-close, resets, fairness and backpressure
+//! (RELIABILITY.md items 3, 12, 13, 15, 17, 21 and 22).
+
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use edgeloop::Trigger;
+use edgeloop::conn::ConnOptions;
+use edgeloop::server::ServerOptions;
+use util::server::{Echo, start};
+use util::stream::{Rng, fill, verify};
+
+/// Level, Edge with the short-read rule, Edge draining to EAGAIN.
+fn modes() -> Vec<(&'static str, ConnOptions)> {
+    vec![
+        ("lt", ConnOptions::with_trigger(Trigger::Level)),
+        ("et", ConnOptions::with_trigger(Trigger::Edge)),
+        (
+            "et-drain",
+            ConnOptions {
+                short_read: false,
+                ..ConnOptions::with_trigger(Trigger::Edge)
+            },
+        ),
+    ]
+}
+
+fn options(conn: ConnOptions) -> ServerOptions {
+    ServerOptions {
+        conn,
+        ..ServerOptions::default()
+    }
+}
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Sends `total` bytes of stream `seed` in random-size writes on one thread
+/// while another reads the echo back and checks every byte.
+fn echo_stream(addr: std::net::SocketAddr, seed: u64, total: u64, max_write: usize) {
+    let stream = connect(addr);
+    let mut writer = stream.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        let mut rng = Rng::new(seed);
+        let mut buf = vec![0; max_write];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = rng.range(1, max_write).min((total - sent) as usize);
+            fill(seed, sent, &mut buf[..n]);
+            writer.write_all(&buf[..n]).unwrap();
+            sent += n as u64;
+        }
+    });
+    let mut reader = stream;
+    let mut buf = vec![0; 64 * 1024];
+    let mut got = 0u64;
+    while got < total {
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0, "stream {seed}: EOF after {got} of {total} bytes");
+        verify(seed, got, &buf[..n]);
+        got += n as u64;
+    }
+    w.join().unwrap();
+}
+
+#[test]
+fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
+    for (mode, conn) in modes() {
+        let server = start(|| Echo, options(conn));
+        let addr = server.addr;
+        let clients: Vec<_> = (0..100u64)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let total = Rng::new(i).range(1, 1 << 19) as u64;
+                    echo_stream(addr, i * 7919 + 1, total, 256 * 1024);
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join()
+                .unwrap_or_else(|_| panic!("{mode}: a client failed"));
+        }
+        let (stats, open) = server.stop();
+        assert_eq!(open, 0, "{mode}");
+        assert_eq!(stats.accepts, 100, "{mode}");
+        assert_eq!(stats.bytes_in, stats.bytes_out, "{mode}");
+        if mode != "lt" {
+            // The waker's ADD, the listener's ADD and DEL, then one ADD and one
+            // DEL per connection: Edge never modifies a connection.
+            assert_eq!(
+                stats.ctls,
+                3 + 100 * 2,
+                "{mode}: ET registers once, deregisters once"
+            );
+        }
+    }
+}
+
+#[test]
+fn edge_with_a_tiny_read_chunk_and_budget_1_loses_no_wakeup() {
+    // RELIABILITY.md items 12 and 13 (ET variant with budget 1): the peer
+    // sends 1 MiB once and goes quiet; requeueing keeps reading it.
+    for short_read in [true, false] {
+        let conn = ConnOptions {
+            read_chunk: 64,
+            read_budget: 1,
+            short_read,
+            ..ConnOptions::with_trigger(Trigger::Edge)
+        };
+        let server = start(|| Echo, options(conn));
+        echo_stream(server.addr, 42, 1 << 20, 1 << 20);
+        let (stats, _) = server.stop();
+        assert!(stats.reads >= (1 << 20) / 64, "{stats:?}");
+    }
+}
+
+#[test]
+fn a_half_closing_client_gets_every_byte_then_eof() {
+    // RELIABILITY.md item 15.
+    for (mode, conn) in modes() {
+        let server = start(|| Echo, options(conn));
+        let mut client = connect(server.addr);
+        let mut data = vec![0; 3 << 20];
+        fill(9, 0, &mut data);
+        let mut writer = client.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            writer.write_all(&data).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap(); // EOF, not a reset
+        w.join().unwrap();
+        assert_eq!(back.len(), 3 << 20, "{mode}");
+        verify(9, 0, &back);
+        let (_, open) = server.stop();
+        assert_eq!(open, 0, "{mode}: the server closed after flushing");
+    }
+}
+
+#[test]
+fn a_reset_storm_leaves_the_server_serving() {
+    // RELIABILITY.md items 17 and 21: clients that reset mid-echo, with
+    // output queued for them.
+    for (mode, conn) in modes() {
+        let server = start(|| Echo, options(conn.water_marks(64 * 1024)));
+        let storm: Vec<_> = (0..100)
+            .map(|i| {
+                let addr = server.addr;
+                std::thread::spawn(move || {
+                    let mut c = connect(addr);
+                    let chunk = vec![i as u8; 256 * 1024];
+                    let _ = c.write_all(&chunk); // never read: output queues up
+                    nix::sys::socket::setsockopt(
+                        &c,
+                        nix::sys::socket::sockopt::Linger,
+                        &nix::libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        },
+                    )
+                    .unwrap();
+                    drop(c); // RST
+                })
+            })
+            .collect();
+        for s in storm {
+            s.join().unwrap();
+        }
+        // Still serving.
+        echo_stream(server.addr, 5, 100_000, 4096);
+        // Let the server see the last resets before stopping it.
+        std::thread::sleep(Duration::from_millis(100));
+        let (stats, open) = server.stop();
+        assert_eq!(open, 0, "{mode}");
+        assert_eq!(stats.accepts, 101, "{mode}");
+        assert!(stats.resets > 0, "{mode}: {stats:?}");
+    }
+}
+
+#[test]
+fn a_fire_hose_does_not_starve_ping_clients() {
+    // RELIABILITY.md item 13.
+    for (mode, conn) in modes() {
+        let server = start(|| Echo, options(conn));
+        let stop = Arc::new(AtomicBool::new(false));
+        let echoed = Arc::new(AtomicU64::new(0));
+        let hose = {
+            let (addr, stop, echoed) = (server.addr, stop.clone(), echoed.clone());
+            std::thread::spawn(move || {
+                let c = connect(addr);
+                let mut w = c.try_clone().unwrap();
+                let s = stop.clone();
+                let writer = std::thread::spawn(move || {
+                    let buf = vec![7u8; 64 * 1024];
+                    while !s.load(Ordering::Relaxed) {
+                        if w.write_all(&buf).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut r = c;
+                let mut buf = vec![0; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    match r.read(&mut buf) {
+                        Ok(n) if n > 0 => echoed.fetch_add(n as u64, Ordering::Relaxed),
+                        _ => break,
+                    };
+                }
+                let _ = r.shutdown(Shutdown::Both);
+                writer.join().unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200)); // the hose is flowing
+        let pingers: Vec<_> = (0..50)
+            .map(|_| {
+                let addr = server.addr;
+                std::thread::spawn(move || {
+                    let mut c = connect(addr);
+                    c.set_nodelay(true).unwrap();
+                    let mut rtts = Vec::new();
+                    let mut b = [0u8; 1];
+                    for i in 0..40u8 {
+                        let t = Instant::now();
+                        c.write_all(&[i]).unwrap();
+                        c.read_exact(&mut b).unwrap();
+                        assert_eq!(b[0], i);
+                        rtts.push(t.elapsed());
+                    }
+                    rtts
+                })
+            })
+            .collect();
+        let before = echoed.load(Ordering::Relaxed);
+        let mut rtts: Vec<Duration> = pingers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        let during = echoed.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        hose.join().unwrap();
+        rtts.sort();
+        let p99 = rtts[rtts.len() * 99 / 100];
+        println!("{mode}: ping p99 {p99:?}, fire-hose echoed {during} bytes meanwhile");
+        assert!(p99 < Duration::from_millis(50), "{mode}: p99 {p99:?}");
+        assert!(during > 0, "{mode}: the fire-hose made no progress");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_costs_a_bounded_queue_then_gets_everything() {
+    // RELIABILITY.md item 22, in-process: the server's queued bytes stay
+    // near the high-water mark while the client writes and does not read.
+    for (mode, conn) in modes() {
+        let high = 256 * 1024;
+        let server = start(|| Echo, options(conn.water_marks(high)));
+        let client = connect(server.addr);
+        client.set_nonblocking(true).unwrap();
+        let mut c = client;
+        let mut sent = 0u64;
+        let mut buf = vec![0; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Write until the kernel and the server push back.
+        let mut stalls = 0;
+        while stalls < 20 && Instant::now() < deadline {
+            fill(3, sent, &mut buf);
+            match c.write(&buf) {
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    stalls += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{mode}: {e}"),
+            }
+        }
+        assert!(
+            sent < 64 << 20,
+            "{mode}: the server kept reading ({sent} bytes)"
+        );
+        // Now read everything back.
+        c.set_nonblocking(false).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = 0u64;
+        loop {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            verify(3, got, &buf[..n]);
+            got += n as u64;
+        }
+        assert_eq!(got, sent, "{mode}");
+        let (stats, _) = server.stop();
+        assert!(stats.backpressure_pauses > 0, "{mode}: {stats:?}");
+    }
+}

@@ -1,0 +1,187 @@
+//! The examples' command-line contract (other tools rely on it): flags,
+//! exactly one `listening on HOST:PORT` line, graceful exit on SIGINT and
+//! SIGTERM; and what upper and chat promise.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use util::process::{example, spawn_example};
+
+fn connect(addr: &str) -> TcpStream {
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
+}
+
+#[test]
+fn echo_prints_one_listening_line_and_exits_0_on_sigint_and_sigterm() {
+    for (signal, mode) in [(Signal::SIGINT, "et"), (Signal::SIGTERM, "lt")] {
+        let mut child = Command::new(example("echo"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--mode",
+                mode,
+                "--max-pending",
+                "65536",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_string();
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_ne!(port, 0, "the real port is printed");
+        let mut c = connect(&addr);
+        c.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{signal}: exit {status}");
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "exactly one line on stdout");
+        // The open connection was closed with EOF, not a reset.
+        assert_eq!(c.read(&mut b).unwrap(), 0);
+    }
+}
+
+#[test]
+fn a_signal_during_a_transfer_flushes_the_queued_reply_first() {
+    let server = spawn_example("echo", &["--addr", "127.0.0.1:0"]);
+    let mut c = connect(&server.addr);
+    // 4 MiB in flight, not read yet: most of the reply sits in the server's queue.
+    let data = vec![42u8; 4 << 20];
+    let mut w = c.try_clone().unwrap();
+    // The server may close while this is still writing: EPIPE is expected then.
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&data);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    writer.join().unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    assert!(!back.is_empty() && back.iter().all(|&b| b == 42));
+    // What the server had read before the signal came back whole; reading
+    // stopped at the signal, so the echo may be shorter than what was sent.
+    assert!(back.len() <= 4 << 20);
+}
+
+#[test]
+fn echo_refuses_unknown_flags_clearly() {
+    let out = Command::new(example("echo"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(example("echo"))
+        .args(["--addr", "127.0.0.1:0", "--mode", "sideways"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sideways"));
+}
+
+#[test]
+fn upper_replies_upper_case_to_a_half_closing_client() {
+    for mode in ["lt", "et"] {
+        let server = spawn_example("upper", &["--addr", "127.0.0.1:0", "--mode", mode]);
+        let mut c = connect(&server.addr);
+        c.write_all(b"hello, selectors\n").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = String::new();
+        c.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "HELLO, SELECTORS\n");
+    }
+}
+
+fn read_line(c: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while c.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn chat_broadcasts_lines_and_drops_overlong_lines_and_slow_readers() {
+    for mode in ["lt", "et"] {
+        let server = spawn_example(
+            "chat",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--mode",
+                mode,
+                "--max-line",
+                "100",
+                "--max-pending",
+                "100000",
+            ],
+        );
+        let mut a = connect(&server.addr);
+        let mut b = connect(&server.addr);
+        let mut c = connect(&server.addr);
+        std::thread::sleep(Duration::from_millis(100));
+        // Split across writes: framing is by line, not by read.
+        a.write_all(b"hel").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        a.write_all(b"lo\nsecond line\n").unwrap();
+        for other in [&mut b, &mut c] {
+            assert!(read_line(other).ends_with("] hello"));
+            assert!(read_line(other).ends_with("] second line"));
+        }
+        // An overlong line: an error line, then EOF.
+        b.write_all(&[b'x'; 150]).unwrap();
+        assert!(read_line(&mut b).starts_with("error: line too long"));
+        let mut rest = Vec::new();
+        let _ = b.read_to_end(&mut rest);
+        // c stops reading; a floods; c is dropped, a is still served.
+        let line = vec![b'y'; 99];
+        let mut flood = line.clone();
+        flood.push(b'\n');
+        let mut d = connect(&server.addr);
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..20_000 {
+            a.write_all(&flood).unwrap();
+            // d keeps up; c does not read at all.
+            if d.peek(&mut [0u8; 1]).is_ok() {
+                let mut sink = vec![0u8; 1 << 16];
+                d.set_nonblocking(true).unwrap();
+                while d.read(&mut sink).is_ok_and(|n| n > 0) {}
+                d.set_nonblocking(false).unwrap();
+            }
+        }
+        // c was disconnected: after its buffered lines, EOF or a reset.
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = vec![0u8; 1 << 16];
+        let mut ended = false;
+        for _ in 0..100_000 {
+            match c.read(&mut sink) {
+                Ok(0) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        assert!(ended, "{mode}: the slow reader was not disconnected");
+        a.write_all(b"bye\n").unwrap();
+    }
+}

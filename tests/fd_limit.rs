@@ -1,0 +1,72 @@
+//! At the fd limit the server neither spins nor stops serving
+//! (RELIABILITY.md item 1, DESIGN.md K14). The server runs as a child
+//! process with RLIMIT_NOFILE 128 (inherited from this process, which lowers
+//! its own soft limit just for the spawn), so its CPU time is its own.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use util::process::{Server, cpu_time, spawn_example};
+
+fn spawn_limited(mode: &str) -> Server {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 128, hard).unwrap();
+    let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--mode", mode]);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    server
+}
+
+fn echo_once(c: &mut TcpStream, msg: &[u8]) -> bool {
+    let mut buf = vec![0; msg.len()];
+    c.write_all(msg).is_ok() && c.read_exact(&mut buf).is_ok() && buf == msg
+}
+
+#[test]
+fn a_server_out_of_fds_stays_idle_keeps_serving_and_recovers() {
+    for mode in ["lt", "et"] {
+        let server = spawn_limited(mode);
+        let pid = server.child.id();
+        let mut clients = Vec::new();
+        for _ in 0..300 {
+            let c = TcpStream::connect(&server.addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            clients.push(c);
+        }
+        // The first clients were accepted before the limit hit; they echo.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            echo_once(&mut clients[0], b"first"),
+            "{mode}: an open connection stopped echoing"
+        );
+        // No spin: with the backlog full of clients it cannot take, the
+        // server burns (almost) no CPU.
+        let cpu_before = cpu_time(pid);
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let burned = cpu_time(pid) - cpu_before;
+        println!(
+            "{mode}: {burned:?} CPU over {:?} at the fd limit",
+            t.elapsed()
+        );
+        assert!(
+            burned < Duration::from_millis(300),
+            "{mode}: {burned:?} CPU in 2 s: spinning"
+        );
+        assert!(echo_once(&mut clients[1], b"second"), "{mode}");
+        // Others leave; a new client is served.
+        clients.truncate(2);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut fresh = TcpStream::connect(&server.addr).unwrap();
+        fresh
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(
+            echo_once(&mut fresh, b"fresh"),
+            "{mode}: no recovery after clients left"
+        );
+    }
+}

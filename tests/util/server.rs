@@ -1,0 +1,69 @@
+//! A server on its own thread, for in-process tests.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use edgeloop::Stats;
+use edgeloop::conn::{Conn, Handler};
+use edgeloop::server::{ServerOptions, ShutdownHandle, TcpServer};
+
+/// Echoes every byte.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+    }
+}
+
+pub struct ServerThread {
+    pub addr: SocketAddr,
+    pub shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<(Stats, usize)>>,
+}
+
+impl ServerThread {
+    /// Shuts the server down and returns its Stats and its open connection
+    /// count after the graceful close.
+    pub fn stop(mut self) -> (Stats, usize) {
+        self.shutdown.shutdown();
+        assert!(
+            self.shutdown.wait(Duration::from_secs(20)).unwrap(),
+            "server did not stop"
+        );
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
+    }
+}
+
+/// Starts a TCP server on 127.0.0.1 with `make()`'s handler.
+pub fn start<H: Handler>(
+    make: impl FnOnce() -> H + Send + 'static,
+    options: ServerOptions,
+) -> ServerThread {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), make(), options).unwrap();
+        tx.send((
+            server.local_addr().parse().unwrap(),
+            server.shutdown_handle(),
+        ))
+        .unwrap();
+        server.serve_forever().unwrap();
+        (*server.reactor().stats(), server.connections().len())
+    });
+    let (addr, shutdown) = rx.recv().unwrap();
+    ServerThread {
+        addr,
+        shutdown,
+        thread: Some(thread),
+    }
+}
