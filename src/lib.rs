@@ -95,7 +95,7 @@ mod waker;
 
 pub use event::{Event, Interest, Ready, Token, Trigger};
 pub use reactor::{Callback, PanicPolicy, Reactor};
-pub use selector::{DefaultSelector, Epoll, Selector};
+pub use selector::{Backend, DefaultSelector, Epoll, Poll, Select, Selector};
 pub use stats::Stats;
 pub use timer::TimerId;
 pub use waker::Handle;

@@ -10,23 +10,46 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use edgeloop::Trigger;
 use edgeloop::conn::ConnOptions;
 use edgeloop::server::ServerOptions;
+use edgeloop::{Backend, Trigger};
 use util::server::{Echo, start};
 use util::stream::{Rng, fill, verify};
 
-/// Level, Edge with the short-read rule, Edge draining to EAGAIN.
-fn modes() -> Vec<(&'static str, ConnOptions)> {
+/// Every mode a connection can run in: epoll Level, Edge with the
+/// short-read rule, Edge draining to EAGAIN, and Level on poll and select.
+fn modes() -> Vec<(&'static str, ServerOptions)> {
+    let on = |backend, conn| ServerOptions {
+        backend,
+        conn,
+        ..ServerOptions::default()
+    };
     vec![
-        ("lt", ConnOptions::with_trigger(Trigger::Level)),
-        ("et", ConnOptions::with_trigger(Trigger::Edge)),
+        (
+            "lt",
+            on(Backend::Epoll, ConnOptions::with_trigger(Trigger::Level)),
+        ),
+        (
+            "et",
+            on(Backend::Epoll, ConnOptions::with_trigger(Trigger::Edge)),
+        ),
         (
             "et-drain",
-            ConnOptions {
-                short_read: false,
-                ..ConnOptions::with_trigger(Trigger::Edge)
-            },
+            on(
+                Backend::Epoll,
+                ConnOptions {
+                    short_read: false,
+                    ..ConnOptions::with_trigger(Trigger::Edge)
+                },
+            ),
+        ),
+        (
+            "poll-lt",
+            on(Backend::Poll, ConnOptions::with_trigger(Trigger::Level)),
+        ),
+        (
+            "select-lt",
+            on(Backend::Select, ConnOptions::with_trigger(Trigger::Level)),
         ),
     ]
 }
@@ -36,6 +59,12 @@ fn options(conn: ConnOptions) -> ServerOptions {
         conn,
         ..ServerOptions::default()
     }
+}
+
+/// `options` with the connections' water marks set.
+fn with_high_water(mut options: ServerOptions, high: usize) -> ServerOptions {
+    options.conn = options.conn.water_marks(high);
+    options
 }
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
@@ -74,8 +103,8 @@ fn echo_stream(addr: std::net::SocketAddr, seed: u64, total: u64, max_write: usi
 
 #[test]
 fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
-    for (mode, conn) in modes() {
-        let server = start(|| Echo, options(conn));
+    for (mode, opts) in modes() {
+        let server = start(|| Echo, opts);
         let addr = server.addr;
         let clients: Vec<_> = (0..100u64)
             .map(|i| {
@@ -93,7 +122,7 @@ fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
         assert_eq!(open, 0, "{mode}");
         assert_eq!(stats.accepts, 100, "{mode}");
         assert_eq!(stats.bytes_in, stats.bytes_out, "{mode}");
-        if mode != "lt" {
+        if mode.starts_with("et") {
             // The waker's ADD, the listener's ADD and DEL, then one ADD and one
             // DEL per connection: Edge never modifies a connection.
             assert_eq!(
@@ -126,8 +155,8 @@ fn edge_with_a_tiny_read_chunk_and_budget_1_loses_no_wakeup() {
 #[test]
 fn a_half_closing_client_gets_every_byte_then_eof() {
     // RELIABILITY.md item 15.
-    for (mode, conn) in modes() {
-        let server = start(|| Echo, options(conn));
+    for (mode, opts) in modes() {
+        let server = start(|| Echo, opts);
         let mut client = connect(server.addr);
         let mut data = vec![0; 3 << 20];
         fill(9, 0, &mut data);
@@ -150,8 +179,8 @@ fn a_half_closing_client_gets_every_byte_then_eof() {
 fn a_reset_storm_leaves_the_server_serving() {
     // RELIABILITY.md items 17 and 21: clients that reset mid-echo, with
     // output queued for them.
-    for (mode, conn) in modes() {
-        let server = start(|| Echo, options(conn.water_marks(64 * 1024)));
+    for (mode, opts) in modes() {
+        let server = start(|| Echo, with_high_water(opts, 64 * 1024));
         let storm: Vec<_> = (0..100)
             .map(|i| {
                 let addr = server.addr;
@@ -189,8 +218,8 @@ fn a_reset_storm_leaves_the_server_serving() {
 #[test]
 fn a_fire_hose_does_not_starve_ping_clients() {
     // RELIABILITY.md item 13.
-    for (mode, conn) in modes() {
-        let server = start(|| Echo, options(conn));
+    for (mode, opts) in modes() {
+        let server = start(|| Echo, opts);
         let stop = Arc::new(AtomicBool::new(false));
         let echoed = Arc::new(AtomicU64::new(0));
         let hose = {
@@ -260,9 +289,9 @@ fn a_fire_hose_does_not_starve_ping_clients() {
 fn a_client_that_never_reads_costs_a_bounded_queue_then_gets_everything() {
     // RELIABILITY.md item 22, in-process: the server's queued bytes stay
     // near the high-water mark while the client writes and does not read.
-    for (mode, conn) in modes() {
+    for (mode, opts) in modes() {
         let high = 256 * 1024;
-        let server = start(|| Echo, options(conn.water_marks(high)));
+        let server = start(|| Echo, with_high_water(opts, high));
         let client = connect(server.addr);
         client.set_nonblocking(true).unwrap();
         let mut c = client;

@@ -185,3 +185,35 @@ fn chat_broadcasts_lines_and_drops_overlong_lines_and_slow_readers() {
         a.write_all(b"bye\n").unwrap();
     }
 }
+
+#[test]
+fn echo_on_select_closes_only_the_clients_past_fd_setsize() {
+    // The select backend cannot watch fd >= 1024: those clients are closed
+    // at accept, everyone else keeps being served, nothing panics.
+    let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--backend", "select"]);
+    let mut clients: Vec<TcpStream> = (0..1100).map(|_| connect(&server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut served = 0;
+    let mut refused = 0;
+    for (i, c) in clients.iter_mut().enumerate() {
+        let msg = format!("{i:04}");
+        let _ = c.write_all(msg.as_bytes());
+        let mut buf = [0u8; 4];
+        match c.read(&mut buf) {
+            Ok(4) => {
+                assert_eq!(&buf, msg.as_bytes());
+                served += 1;
+            }
+            Ok(0) | Err(_) => refused += 1,
+            Ok(n) => panic!("short echo of {n} bytes"),
+        }
+    }
+    println!("select: {served} served, {refused} closed at FD_SETSIZE");
+    assert!(served > 1000 && served < 1024, "{served} served");
+    assert_eq!(served + refused, 1100);
+    // Those that were served still are.
+    clients[0].write_all(b"more").unwrap();
+    let mut buf = [0u8; 4];
+    clients[0].read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+}

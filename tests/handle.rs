@@ -4,27 +4,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use edgeloop::Reactor;
+use edgeloop::{Backend, Reactor};
 
 #[test]
 fn stop_from_another_thread_returns_a_blocked_run_promptly() {
-    let mut reactor = Reactor::new().unwrap();
-    let handle = reactor.handle();
-    let stopped_at = Arc::new(std::sync::Mutex::new(None));
-    let s = stopped_at.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100)); // run() is in epoll_wait(-1) by now
-        *s.lock().unwrap() = Some(Instant::now());
-        handle.stop();
-    });
-    reactor.run().unwrap();
-    let returned = Instant::now();
-    stopper.join().unwrap();
-    let latency = returned - stopped_at.lock().unwrap().unwrap();
-    assert!(
-        latency < Duration::from_millis(100),
-        "run() returned {latency:?} after stop()"
-    );
+    for backend in Backend::ALL {
+        let mut reactor = Reactor::with_backend(backend).unwrap();
+        let handle = reactor.handle();
+        let stopped_at = Arc::new(std::sync::Mutex::new(None));
+        let s = stopped_at.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100)); // run() is in epoll_wait(-1) by now
+            *s.lock().unwrap() = Some(Instant::now());
+            handle.stop();
+        });
+        reactor.run().unwrap();
+        let returned = Instant::now();
+        stopper.join().unwrap();
+        let latency = returned - stopped_at.lock().unwrap().unwrap();
+        assert!(
+            latency < Duration::from_millis(100),
+            "run() returned {latency:?} after stop()"
+        );
+    }
 }
 
 #[test]

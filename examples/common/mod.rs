@@ -3,6 +3,9 @@
 //! line, and SIGINT/SIGTERM for a graceful exit.
 #![allow(dead_code)]
 
+pub mod plot;
+pub mod wait_cost;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
@@ -27,14 +30,24 @@ pub enum Backend {
     Select,
 }
 
+impl From<Backend> for edgeloop::Backend {
+    fn from(b: Backend) -> edgeloop::Backend {
+        match b {
+            Backend::Epoll => edgeloop::Backend::Epoll,
+            Backend::Poll => edgeloop::Backend::Poll,
+            Backend::Select => edgeloop::Backend::Select,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub addr: SocketAddr,
-    /// Readiness mode of the connections.
-    #[arg(long, value_enum, default_value = "et")]
-    pub mode: Mode,
+    /// Readiness mode of the connections [default: et; lt on poll and select].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Selector backend.
     #[arg(long, value_enum, default_value = "epoll")]
     pub backend: Backend,
@@ -47,22 +60,36 @@ pub struct ServerArgs {
 impl ServerArgs {
     pub fn options(&self) -> ServerOptions {
         let mut options = ServerOptions::default();
-        options.conn.trigger = match self.mode {
+        options.conn.trigger = match self.mode() {
             Mode::Lt => Trigger::Level,
             Mode::Et => Trigger::Edge,
         };
         options.conn = options.conn.water_marks(self.max_pending);
+        options.backend = self.backend.into();
         options
     }
 
-    pub fn reactor(&self) -> io::Result<Reactor> {
-        match self.backend {
-            Backend::Epoll => Reactor::new(),
-            other => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("the {other:?} backend is not built yet; use --backend epoll"),
-            )),
+    pub fn mode(&self) -> Mode {
+        match (self.mode, self.backend) {
+            (Some(mode), _) => mode,
+            (None, Backend::Epoll) => Mode::Et,
+            (None, _) => Mode::Lt,
         }
+    }
+
+    /// The reactor for `--backend`. Edge mode on poll or select is refused
+    /// with a clear message rather than degraded to level.
+    pub fn reactor(&self) -> io::Result<Reactor> {
+        if matches!(self.mode, Some(Mode::Et)) && !matches!(self.backend, Backend::Epoll) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "--mode et needs --backend epoll: {:?} is level-triggered by nature",
+                    self.backend
+                ),
+            ));
+        }
+        Reactor::with_backend(self.backend.into())
     }
 }
 

@@ -82,7 +82,15 @@ impl Reactor {
         Reactor::with_selector(Box::new(DefaultSelector::new()?))
     }
 
-    /// A reactor on the given selector backend.
+    /// A reactor on one of the three classic backends.
+    ///
+    /// # Errors
+    /// As [`Reactor::new`].
+    pub fn with_backend(backend: crate::selector::Backend) -> io::Result<Reactor> {
+        Reactor::with_selector(backend.selector()?)
+    }
+
+    /// A reactor on the given selector.
     ///
     /// The selector sits behind a `Box<dyn Selector>`: one indirect call per
     /// wait or interest change, next to a syscall that costs a hundred times

@@ -12,11 +12,69 @@ use std::time::{Duration, Instant};
 use crate::event::{Event, Interest, Token, Trigger};
 
 mod epoll;
+mod fd_table;
+mod poll;
+mod select;
 
 pub use epoll::Epoll;
+pub use poll::Poll;
+pub use select::Select;
 
 /// The backend a reactor uses unless told otherwise.
 pub type DefaultSelector = Epoll;
+
+/// The three classic backends, by name: what a command line's `--backend`
+/// picks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// [`Epoll`]: cost follows the ready fds; every trigger.
+    Epoll,
+    /// [`Poll`]: cost follows the watched fds; Level and Oneshot.
+    Poll,
+    /// [`Select`]: like poll, and fds below 1024 only.
+    Select,
+}
+
+impl Backend {
+    /// All three, in the classic texts' order of appearance reversed.
+    pub const ALL: [Backend; 3] = [Backend::Epoll, Backend::Poll, Backend::Select];
+
+    /// A fresh selector of this kind.
+    ///
+    /// # Errors
+    /// What creating the kernel object reports (epoll only).
+    pub fn selector(self) -> io::Result<Box<dyn Selector>> {
+        Ok(match self {
+            Backend::Epoll => Box::new(Epoll::new()?),
+            Backend::Poll => Box::new(Poll::new()),
+            Backend::Select => Box::new(Select::new()),
+        })
+    }
+
+    /// `"epoll"`, `"poll"` or `"select"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Poll => "poll",
+            Backend::Select => "select",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = io::Error;
+    fn from_str(s: &str) -> io::Result<Backend> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("unknown backend {s:?}: epoll, poll or select"),
+                )
+            })
+    }
+}
 
 /// A kernel readiness interface: epoll, poll or select.
 ///

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::Handle;
 use crate::accept::AcceptOptions;
 use crate::conn::ConnOptions;
+use crate::selector::Backend;
 
 mod stream;
 
@@ -27,6 +28,8 @@ pub use stream::{StreamServer, TcpServer};
 /// What a server is built with.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
+    /// The selector backend of the server's reactor.
+    pub backend: Backend,
     /// Listen backlog; `None` is the system's somaxconn.
     pub backlog: Option<i32>,
     /// The connections' trigger, buffers and water marks.
@@ -43,6 +46,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
+            backend: Backend::Epoll,
             backlog: None,
             conn: ConnOptions::default(),
             accept: AcceptOptions::default(),

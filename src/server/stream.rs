@@ -47,7 +47,7 @@ pub struct StreamServer<H: Handler> {
 
 impl<H: Handler> StreamServer<H> {
     /// Binds a TCP listener on `addr` (port 0 picks a free port) with the
-    /// backlog from `options`, on a reactor with the default selector.
+    /// backlog from `options`, on a reactor with `options.backend`.
     ///
     /// # Errors
     /// Binding errors (`AddrInUse`, ...) with the address in the message.
@@ -57,7 +57,12 @@ impl<H: Handler> StreamServer<H> {
         options: ServerOptions,
     ) -> io::Result<StreamServer<H>> {
         let listener = tcp_listener(addr, options.backlog, false)?;
-        StreamServer::from_tcp(Reactor::new()?, listener, handler, options)
+        StreamServer::from_tcp(
+            Reactor::with_backend(options.backend)?,
+            listener,
+            handler,
+            options,
+        )
     }
 
     /// Serves an already-bound, non-blocking TCP listener on `reactor`.

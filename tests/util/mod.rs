@@ -8,7 +8,16 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeloop::{Event, Reactor, Ready};
+use edgeloop::{Backend, Event, Reactor, Ready};
+
+/// Every backend: the conformance tests run one body against each, as
+/// CPython's BaseSelectorTestCase does.
+pub const BACKENDS: [Backend; 3] = Backend::ALL;
+
+/// A reactor on `backend`.
+pub fn reactor(backend: Backend) -> Reactor {
+    Reactor::with_backend(backend).unwrap()
+}
 
 /// What the callbacks saw, in order: (label, readiness).
 #[derive(Clone, Default)]

@@ -1,0 +1,62 @@
+//! select vs poll vs epoll: the cost of one wait with N watched fds of which
+//! k are ready, and of register + deregister (criterion).
+//!
+//! Run: `cargo bench --bench backends`. The same study as a table and an SVG
+//! plot: `cargo run --release --example backends`.
+
+#[path = "../examples/common/wait_cost.rs"]
+mod wait_cost;
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use edgeloop::{Backend, Interest, Trigger};
+use wait_cost::Fixture;
+
+fn wait(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wait");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for backend in Backend::ALL {
+        for n in [10usize, 100, 1_000, 10_000] {
+            for k in [1usize, 100] {
+                if k > n {
+                    continue;
+                }
+                let Ok(mut fixture) = Fixture::new(backend, n, k) else {
+                    continue; // select past FD_SETSIZE
+                };
+                group.bench_function(
+                    BenchmarkId::new(format!("{}/k={k}", backend.name()), n),
+                    |b| b.iter(|| fixture.turn()),
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+fn register(c: &mut Criterion) {
+    let mut group = c.benchmark_group("register+deregister");
+    for backend in Backend::ALL {
+        let mut fixture = Fixture::new(backend, 100, 0).unwrap();
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = probe.as_raw_fd();
+        group.bench_function(backend.name(), |b| {
+            b.iter(|| {
+                let t = fixture
+                    .reactor
+                    .register(fd, Interest::READABLE, Trigger::Level, |_, _| {})
+                    .unwrap();
+                fixture.reactor.deregister(t).unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, wait, register);
+criterion_main!(benches);
