@@ -1,0 +1,658 @@
+//! The main job: edgeloop against a raw epoll loop, mio and tokio, in one
+//! run, fed by one load generator, with a table, a CSV, a report and plots.
+//!
+//! Run: `cargo run --release --example bench` (the default sweep, about 90
+//! seconds); `--full` for the long sweep; `--help` for the knobs.
+//!
+//! What to look for: on a 2-core machine the load generator is often the
+//! bottleneck, so messages/s alone cannot rank servers. **Server CPU per
+//! message** (the server thread's own CPU clock over the window) can, and so
+//! can **syscalls per message** (edgeloop's Stats and raw's own counters).
+//! Every echoed byte is verified: the errors column must read 0. Results go
+//! to `target/edgeloop-report/`: results.csv, report.md, and SVG plots of
+//! throughput and CPU per message against connections.
+
+mod load;
+mod servers;
+
+#[path = "../common/plot.rs"]
+mod plot;
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::thread::JoinHandleExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use servers::{Kind, Syscalls};
+
+/// edgeloop vs raw epoll vs mio vs tokio: echo throughput, latency, server
+/// CPU and syscalls per message.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Connections per cell [default: 10,100,1000; --full: 10,100,1000,4000,8000].
+    #[arg(long, value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Message sizes in bytes [default: 64; --full: 64,1024,16384].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Seconds measured per cell (after the warm-up) [default: 2; --full: 5].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds of warm-up per cell.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Load generator threads; connections are split among them.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Pin each server thread to this CPU (and keep the load threads off
+    /// it), for a server-bound run on a machine with more cores.
+    #[arg(long)]
+    pin_server: Option<usize>,
+    /// Servers to run (edgeloop-lt, edgeloop-et, edgeloop-et-drain,
+    /// edgeloop-poll, edgeloop-select, raw, mio, tokio) [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = Kind::parse)]
+    servers: Vec<Kind>,
+    /// Idle connections for the bytes-per-idle-connection cell (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// The long sweep.
+    #[arg(long)]
+    full: bool,
+    /// Where results.csv, report.md and the SVG plots go.
+    #[arg(long, default_value = "target/edgeloop-report")]
+    out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run one server in this process and print `listening on ADDR` (for the
+    /// idle cell and for callgrind).
+    Serve {
+        #[arg(value_parser = Kind::parse)]
+        server: Kind,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// Exit after this many connections have closed.
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
+    /// Run the load generator against a server for a fixed message count.
+    Load {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
+        /// Messages per connection.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+    },
+}
+
+/// One cell's figures.
+struct Row {
+    server: Kind,
+    connections: usize,
+    size: usize,
+    msgs_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+    cpu_us_per_msg: f64,
+    syscalls: Option<Syscalls>,
+    messages: u64,
+}
+
+impl Row {
+    fn per_msg(&self, count: u64) -> f64 {
+        count as f64 / self.messages.max(1) as f64
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Sub::Serve {
+            server,
+            addr,
+            exit_after,
+        }) => return serve(server, addr, exit_after),
+        Some(Sub::Load {
+            addr,
+            connections,
+            size,
+            pipeline,
+            messages,
+        }) => {
+            let outcome = load::run(addr, connections, size, pipeline, messages, None)?;
+            println!(
+                "{} of {} messages echoed in {:?}, {} errors",
+                outcome.messages,
+                connections as u64 * messages,
+                outcome.window,
+                outcome.errors
+            );
+            return if outcome.errors == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::other("echo errors"))
+            };
+        }
+        None => {}
+    }
+    if cli.connections.is_empty() {
+        cli.connections = if cli.full {
+            vec![10, 100, 1000, 4000, 8000]
+        } else {
+            vec![10, 100, 1000]
+        };
+    }
+    if cli.sizes.is_empty() {
+        cli.sizes = if cli.full {
+            vec![64, 1024, 16384]
+        } else {
+            vec![64]
+        };
+    }
+    let duration =
+        Duration::from_secs_f64(cli.duration.unwrap_or(if cli.full { 5.0 } else { 2.0 }));
+    let warmup = Duration::from_secs_f64(cli.warmup);
+    if cli.servers.is_empty() {
+        cli.servers = Kind::ALL.to_vec();
+    }
+    raise_fd_limit();
+
+    let mut cells = Vec::new();
+    for &size in &cli.sizes {
+        for &connections in &cli.connections {
+            for &server in &cli.servers {
+                if connections <= server.max_connections() {
+                    cells.push((server, connections, size));
+                }
+            }
+        }
+    }
+    let idle_servers = [
+        Kind::EdgeloopEt,
+        Kind::EdgeloopLt,
+        Kind::Raw,
+        Kind::Mio,
+        Kind::Tokio,
+    ];
+    let idle_cells = if cli.idle_connections > 0 {
+        idle_servers.len()
+    } else {
+        0
+    };
+    let bar = ProgressBar::new((cells.len() + idle_cells) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}").unwrap(),
+    );
+    let mut rows = Vec::new();
+    for (server, connections, size) in cells {
+        bar.set_message(format!(
+            "{} × {connections} conns × {size} B",
+            server.name()
+        ));
+        let load = Load {
+            connections,
+            size,
+            pipeline: cli.pipeline,
+            threads: cli.client_threads.clamp(1, connections),
+            warmup,
+            duration,
+            pin_server: cli.pin_server,
+        };
+        rows.push(run_cell(server, &load)?);
+        bar.inc(1);
+    }
+    let mut idle = Vec::new();
+    if cli.idle_connections > 0 {
+        for server in idle_servers {
+            bar.set_message(format!(
+                "{}: {} idle connections",
+                server.name(),
+                cli.idle_connections
+            ));
+            idle.push((
+                server,
+                idle_bytes_per_connection(server, cli.idle_connections)?,
+            ));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let report = report(&cli, &rows, &idle, duration);
+    print!("{report}");
+    std::fs::create_dir_all(&cli.out)?;
+    std::fs::write(cli.out.join("report.md"), &report)?;
+    std::fs::write(cli.out.join("results.csv"), csv(&rows, &idle))?;
+    plots(&cli.out, &rows)?;
+    println!(
+        "\nwrote {}/results.csv, report.md, throughput.svg, cpu_per_message.svg",
+        cli.out.display()
+    );
+    Ok(())
+}
+
+/// Both ends of every connection live in this process: lift the soft fd
+/// limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn listener() -> io::Result<std::net::TcpListener> {
+    edgeloop::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
+}
+
+/// CPU time of another thread of this process, from its CPU-time clock: the
+/// same counter RUSAGE_THREAD reads, with nanosecond resolution, readable
+/// without instrumenting each server's loop.
+fn thread_cpu(thread: &std::thread::JoinHandle<()>) -> Duration {
+    let mut clock: nix::libc::clockid_t = 0;
+    // SAFETY: the pthread_t belongs to a thread that has not been joined
+    // (its JoinHandle is borrowed), and `clock` is a valid out-pointer.
+    let rc = unsafe { nix::libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
+    assert_eq!(rc, 0, "pthread_getcpuclockid");
+    let ts = nix::time::clock_gettime(nix::time::ClockId::from_raw(clock)).unwrap();
+    Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
+}
+
+/// How one cell loads its server.
+struct Load {
+    connections: usize,
+    size: usize,
+    pipeline: usize,
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+    pin_server: Option<usize>,
+}
+
+/// Pins the calling thread to `cpus`.
+fn pin(cpus: impl IntoIterator<Item = usize>) {
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in cpus {
+        let _ = set.set(cpu);
+    }
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+}
+
+fn run_cell(server: Kind, load: &Load) -> io::Result<Row> {
+    let listener = listener()?;
+    let addr = listener.local_addr()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let running = servers::start(server, listener, None, load.pin_server)?;
+    let marks: RefCell<Vec<(Duration, Option<Syscalls>)>> = RefCell::new(Vec::new());
+    let mut mark = || {
+        marks
+            .borrow_mut()
+            .push((thread_cpu(&running.thread), running.syscalls()));
+    };
+    let mut mark2 = mark; // the closure only borrows: a copy marks the same state
+    let start = std::time::Instant::now();
+    let window = |on_open, on_close| load::Window {
+        start,
+        warmup: load.warmup,
+        duration: load.duration,
+        on_open,
+        on_close,
+    };
+    let share = |t: usize| {
+        load.connections / load.threads + usize::from(t < load.connections % load.threads)
+    };
+    let others = |cpu: usize| {
+        (0..cores)
+            .filter(move |c| Some(*c) != load.pin_server || cores == 1)
+            .nth(cpu % cores.max(1))
+    };
+    let mut outcome = std::thread::scope(|scope| -> io::Result<load::Outcome> {
+        let helpers: Vec<_> = (1..load.threads)
+            .map(|t| {
+                let pinned = load.pin_server.map(|_| others(t));
+                scope.spawn(move || {
+                    if let Some(Some(cpu)) = pinned {
+                        pin([cpu]);
+                    }
+                    load::run(
+                        addr,
+                        share(t),
+                        load.size,
+                        load.pipeline,
+                        0,
+                        Some(window(None, None)),
+                    )
+                })
+            })
+            .collect();
+        if load.pin_server.is_some() {
+            pin((0..cores).filter(|c| Some(*c) != load.pin_server));
+        }
+        let mut outcome = load::run(
+            addr,
+            share(0),
+            load.size,
+            load.pipeline,
+            0,
+            Some(window(Some(&mut mark), Some(&mut mark2))),
+        )?;
+        for h in helpers {
+            outcome.merge(h.join().expect("a load thread panicked")?);
+        }
+        Ok(outcome)
+    })?;
+    running.stop();
+    outcome.rtts.sort_unstable();
+    let marks = marks.into_inner();
+    let (cpu0, sys0) = marks[0];
+    let (cpu1, sys1) = marks[1];
+    let messages = outcome.messages.max(1);
+    Ok(Row {
+        server,
+        connections: load.connections,
+        size: load.size,
+        msgs_per_sec: outcome.messages as f64 / outcome.window.as_secs_f64(),
+        p50: outcome.percentile(0.50),
+        p99: outcome.percentile(0.99),
+        errors: outcome.errors,
+        cpu_us_per_msg: (cpu1 - cpu0).as_secs_f64() * 1e6 / messages as f64,
+        syscalls: sys0.zip(sys1).map(|(a, b)| b.since(&a)),
+        messages: outcome.messages,
+    })
+}
+
+/// `bench serve`: one server on this (only) thread, its listening line,
+/// until killed (or until `exit_after` connections closed).
+fn serve(server: Kind, addr: SocketAddr, exit_after: Option<u64>) -> io::Result<()> {
+    let listener = edgeloop::net::tcp_listener(addr, None, false)?;
+    let local = listener.local_addr()?;
+    println!("listening on {local}");
+    io::stdout().flush()?;
+    servers::run_here(server, listener, exit_after)
+}
+
+fn rss(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("no VmRSS"))?;
+    Ok(kb * 1024)
+}
+
+/// User-space bytes per idle connection: the RSS growth of a server child
+/// process once `n` connections have each echoed one byte and gone quiet.
+fn idle_bytes_per_connection(server: Kind, n: usize) -> io::Result<f64> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", server.name()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("serve printed {line:?}")))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss(child.id())?;
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 250) as u8);
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        use std::os::fd::AsRawFd;
+        nix::sys::socket::bind(
+            fd.as_raw_fd(),
+            &nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+        )?;
+        let SocketAddr::V4(v4) = addr else {
+            unreachable!()
+        };
+        nix::sys::socket::connect(fd.as_raw_fd(), &nix::sys::socket::SockaddrIn::from(v4))?;
+        let mut s = TcpStream::from(fd);
+        s.write_all(b"x")?;
+        clients.push(s);
+    }
+    for s in clients.iter_mut() {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss(child.id())?;
+    drop(clients);
+    child.kill()?;
+    child.wait()?;
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+fn fmt_dur(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+fn report(cli: &Cli, rows: &[Row], idle: &[(Kind, f64)], duration: Duration) -> String {
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "# edgeloop bench\n\nEcho, {} s per cell after {} s warm-up, pipeline {}, {} load thread(s){}, every byte verified. \
+         CPU = server thread CPU time per echoed message. Syscalls per message from edgeloop's Stats \
+         and raw's counters (mio and tokio keep none).\n",
+        duration.as_secs_f64(),
+        cli.warmup,
+        cli.pipeline,
+        cli.client_threads,
+        cli.pin_server
+            .map_or(String::new(), |c| format!(", server pinned to CPU {c}")),
+    );
+    let _ = writeln!(
+        r,
+        "| server | conns | size | msgs/s | p50 | p99 | errors | CPU µs/msg | syscalls/msg | wait | ctl | read | EAGAIN read | write |"
+    );
+    let _ = writeln!(
+        r,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for row in rows {
+        let sys = row
+            .syscalls
+            .map_or("| - | - | - | - | - | - |".to_string(), |s| {
+                format!(
+                    "| {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                    row.per_msg(s.total()),
+                    row.per_msg(s.waits),
+                    row.per_msg(s.ctls),
+                    row.per_msg(s.reads),
+                    row.per_msg(s.eagain_reads),
+                    row.per_msg(s.writes)
+                )
+            });
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.3} {sys}",
+            row.server.name(),
+            row.connections,
+            row.size,
+            row.msgs_per_sec,
+            fmt_dur(row.p50),
+            fmt_dur(row.p99),
+            row.errors,
+            row.cpu_us_per_msg,
+        );
+    }
+    if !idle.is_empty() {
+        let _ = writeln!(
+            r,
+            "\n| server | user-space bytes per idle connection ({} connections, RSS delta of a child process) |\n|---|---:|",
+            cli.idle_connections
+        );
+        for (server, bytes) in idle {
+            let _ = writeln!(r, "| {} | {bytes:.0} |", server.name());
+        }
+    }
+    let _ = writeln!(r, "\n## Goals (measured in this run)\n");
+    goals(&mut r, rows, idle);
+    r
+}
+
+fn find(rows: &[Row], server: Kind, connections: usize, size: usize) -> Option<&Row> {
+    rows.iter()
+        .find(|r| r.server == server && r.connections == connections && r.size == size)
+}
+
+fn goals(r: &mut String, rows: &[Row], idle: &[(Kind, f64)]) {
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    for conns in [100, 1000] {
+        for server in [Kind::EdgeloopEt, Kind::EdgeloopLt] {
+            let Some(ours) = find(rows, server, conns, 64) else {
+                continue;
+            };
+            for (peer, limit) in [(Kind::Raw, 1.03), (Kind::Mio, 0.95), (Kind::Tokio, 0.90)] {
+                if let Some(theirs) = find(rows, peer, conns, 64) {
+                    let ratio = ours.cpu_us_per_msg / theirs.cpu_us_per_msg;
+                    let _ = writeln!(
+                        r,
+                        "- CPU/msg, {conns} conns, 64 B: {} / {} = {ratio:.3} (goal ≤ {limit}): {}",
+                        server.name(),
+                        peer.name(),
+                        verdict(ratio <= limit)
+                    );
+                }
+            }
+        }
+    }
+    for row in rows.iter().filter(|r| r.size == 64 && r.connections >= 100) {
+        let Some(s) = row.syscalls else { continue };
+        if matches!(row.server, Kind::EdgeloopLt | Kind::EdgeloopEt) {
+            let per = row.per_msg(s.total());
+            let _ = writeln!(
+                r,
+                "- syscalls/msg, {} {} conns: {per:.3} (goal ≤ 2.05): {}",
+                row.server.name(),
+                row.connections,
+                verdict(per <= 2.05)
+            );
+        }
+        if row.server == Kind::EdgeloopEt {
+            let _ = writeln!(
+                r,
+                "- epoll_ctl/msg, edgeloop-et {} conns: {:.4} (goal 0): {}",
+                row.connections,
+                row.per_msg(s.ctls),
+                verdict(s.ctls == 0)
+            );
+        }
+    }
+    for (server, bytes) in idle
+        .iter()
+        .filter(|(k, _)| matches!(k, Kind::EdgeloopEt | Kind::EdgeloopLt))
+    {
+        let _ = writeln!(
+            r,
+            "- bytes per idle connection, {}: {bytes:.0} (goal ≤ 64): {}",
+            server.name(),
+            verdict(*bytes <= 64.0)
+        );
+    }
+    let errors: u64 = rows.iter().map(|r| r.errors).sum();
+    let _ = writeln!(
+        r,
+        "- errors in every cell: {errors} (goal 0): {}",
+        verdict(errors == 0)
+    );
+    let _ = writeln!(
+        r,
+        "- user-space instructions per message: not measured by this command; run `scripts/instructions.sh` (callgrind)"
+    );
+}
+
+fn csv(rows: &[Row], idle: &[(Kind, f64)]) -> String {
+    let mut out = String::from(
+        "server,connections,size,msgs_per_sec,p50_us,p99_us,errors,cpu_us_per_msg,syscalls_per_msg,waits_per_msg,ctls_per_msg,reads_per_msg,eagain_reads_per_msg,writes_per_msg,idle_bytes_per_conn\n",
+    );
+    for row in rows {
+        let sys = row.syscalls.map_or(",,,,,".to_string(), |s| {
+            format!(
+                "{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}",
+                row.per_msg(s.total()),
+                row.per_msg(s.waits),
+                row.per_msg(s.ctls),
+                row.per_msg(s.reads),
+                row.per_msg(s.eagain_reads),
+                row.per_msg(s.writes)
+            )
+        });
+        let _ = writeln!(
+            out,
+            "{},{},{},{:.0},{:.1},{:.1},{},{:.4},{sys},",
+            row.server.name(),
+            row.connections,
+            row.size,
+            row.msgs_per_sec,
+            row.p50.as_secs_f64() * 1e6,
+            row.p99.as_secs_f64() * 1e6,
+            row.errors,
+            row.cpu_us_per_msg
+        );
+    }
+    for (server, bytes) in idle {
+        let _ = writeln!(out, "{},idle,,,,,,,,,,,,,{bytes:.0}", server.name());
+    }
+    out
+}
+
+fn plots(out: &Path, rows: &[Row]) -> io::Result<()> {
+    let series = |value: &dyn Fn(&Row) -> f64| {
+        let mut s: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for row in rows {
+            let name = format!("{} {} B", row.server.name(), row.size);
+            let point = (row.connections as f64, value(row).max(1e-9));
+            match s.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, pts)) => pts.push(point),
+                None => s.push((name, vec![point])),
+            }
+        }
+        s
+    };
+    plot::lines(
+        &out.join("throughput.svg"),
+        "echo throughput vs connections",
+        "connections",
+        "messages / s",
+        &series(&|r| r.msgs_per_sec),
+    )?;
+    plot::lines(
+        &out.join("cpu_per_message.svg"),
+        "server CPU per message vs connections",
+        "connections",
+        "server CPU µs / message",
+        &series(&|r| r.cpu_us_per_msg),
+    )
+}
