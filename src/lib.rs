@@ -94,7 +94,7 @@ mod timer;
 mod waker;
 
 pub use event::{Event, Interest, Ready, Token, Trigger};
-pub use reactor::{Callback, PanicPolicy, Reactor};
+pub use reactor::{Callback, PanicPolicy, Reactor, SharedCallback};
 pub use selector::{Backend, DefaultSelector, Epoll, Poll, Select, Selector};
 pub use stats::Stats;
 pub use timer::TimerId;

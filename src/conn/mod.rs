@@ -84,16 +84,13 @@ pub trait Handler: Sized + 'static {
     }
 }
 
-/// Identifies a connection within its [`Connections`] set: a slab key and a
-/// generation, so an id kept after its connection closed matches nothing.
+/// Identifies a connection within its [`Connections`] set: the bits of its
+/// registration's [`Token`](crate::Token) (slab key and generation), so an id
+/// kept after its connection closed matches nothing.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) u64);
 
 impl ConnId {
-    pub(crate) fn new(key: usize, generation: u32) -> ConnId {
-        ConnId((generation as u64) << 32 | key as u32 as u64)
-    }
-
     pub(crate) fn key(self) -> usize {
         (self.0 & 0xffff_ffff) as usize
     }

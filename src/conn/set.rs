@@ -9,12 +9,11 @@ use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags};
-use slab::Slab;
 
 use super::queue::{MAX_IOVECS, WriteQueue};
 use super::{CloseReason, ConnId, ConnOptions, Handler, SCRATCH_SIZE};
-use crate::Reactor;
 use crate::event::{Event, Interest, Ready, Token, Trigger};
+use crate::{Reactor, SharedCallback};
 
 // Connection flags.
 const PAUSED_BACKPRESSURE: u8 = 1;
@@ -33,10 +32,12 @@ const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOM
 
 const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
 
-/// One connection: 32 bytes while idle (no queue, no buffer).
+/// One connection: 24 bytes while idle (no queue, no buffer). Its slot in
+/// the table is its reactor registration's slot, so its id is that
+/// registration's token.
 struct State<S> {
     fd: OwnedFd,
-    token: Token,
+    /// The generation of the registration's token.
     generation: u32,
     interest: Interest,
     flags: u8,
@@ -45,6 +46,10 @@ struct State<S> {
 }
 
 impl<S> State<S> {
+    fn token(&self, key: usize) -> Token {
+        Token::new(key, self.generation)
+    }
+
     fn queued(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.len())
     }
@@ -55,9 +60,11 @@ impl<S> State<S> {
 }
 
 struct Table<S> {
-    slots: Slab<State<S>>,
+    /// Indexed by the registration's slab key (the token's key); other
+    /// registrations of the reactor leave holes.
+    slots: Vec<Option<State<S>>>,
+    len: usize,
     options: ConnOptions,
-    next_generation: u32,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it).
     doomed: Vec<(usize, CloseReason)>,
@@ -75,12 +82,15 @@ struct Inner<H: Handler> {
 /// hold handles too, so the set lives as long as it has connections.
 pub struct Connections<H: Handler> {
     inner: Rc<RefCell<Inner<H>>>,
+    /// The one callback every connection of the set is registered with.
+    callback: SharedCallback,
 }
 
 impl<H: Handler> Clone for Connections<H> {
     fn clone(&self) -> Self {
         Connections {
             inner: self.inner.clone(),
+            callback: self.callback.clone(),
         }
     }
 }
@@ -90,7 +100,7 @@ impl<H: Handler> fmt::Debug for Connections<H> {
         match self.inner.try_borrow() {
             Ok(inner) => f
                 .debug_struct("Connections")
-                .field("len", &inner.table.slots.len())
+                .field("len", &inner.table.len)
                 .field("options", &inner.table.options)
                 .finish(),
             Err(_) => f.write_str("Connections { <in use> }"),
@@ -105,18 +115,20 @@ impl<H: Handler> Connections<H> {
     /// `InvalidInput` for inconsistent options.
     pub fn new(handler: H, options: ConnOptions) -> io::Result<Connections<H>> {
         options.validate()?;
-        Ok(Connections {
-            inner: Rc::new(RefCell::new(Inner {
-                handler,
-                table: Table {
-                    slots: Slab::new(),
-                    options,
-                    next_generation: 0,
-                    doomed: Vec::new(),
-                },
-                scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            })),
-        })
+        let inner = Rc::new(RefCell::new(Inner {
+            handler,
+            table: Table {
+                slots: Vec::new(),
+                len: 0,
+                options,
+                doomed: Vec::new(),
+            },
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+        }));
+        let set = inner.clone();
+        let callback: SharedCallback =
+            Rc::new(move |r: &mut Reactor, event: Event| on_event(&set, r, event));
+        Ok(Connections { inner, callback })
     }
 
     /// Takes ownership of a connected, non-blocking stream socket, registers
@@ -130,41 +142,38 @@ impl<H: Handler> Connections<H> {
     pub fn attach(&self, reactor: &mut Reactor, fd: OwnedFd) -> io::Result<ConnId> {
         let mut inner = self.inner.borrow_mut();
         let Inner { handler, table, .. } = &mut *inner;
-        let entry = table.slots.vacant_entry();
-        let key = entry.key();
         let trigger = table.options.trigger;
         let interest = match trigger {
             // Registered for both once and never modified (DESIGN.md decision 6).
             Trigger::Edge => Interest::BOTH,
             _ => Interest::READABLE,
         };
-        let set = self.inner.clone();
-        let token = reactor.register(fd.as_raw_fd(), interest, trigger, move |r, event| {
-            on_event(&set, r, key, event)
-        })?;
-        table.next_generation = table.next_generation.wrapping_add(1);
-        let generation = table.next_generation;
-        entry.insert(State {
+        let token = reactor.register_shared(fd.as_raw_fd(), interest, trigger, &self.callback)?;
+        let key = token.key();
+        if key >= table.slots.len() {
+            table.slots.resize_with(key + 1, || None);
+        }
+        table.slots[key] = Some(State {
             fd,
-            token,
-            generation,
+            generation: token.generation(),
             interest,
             flags: 0,
             queue: None,
             session: Default::default(),
         });
+        table.len += 1;
         handler.on_open(&mut Conn {
             reactor,
             table,
             key,
         });
         finish_closes(handler, table, reactor);
-        Ok(ConnId::new(key, generation))
+        Ok(ConnId(token.0))
     }
 
     /// Open connections.
     pub fn len(&self) -> usize {
-        self.inner.borrow().table.slots.len()
+        self.inner.borrow().table.len
     }
 
     /// True if no connection is open.
@@ -177,8 +186,7 @@ impl<H: Handler> Connections<H> {
         self.inner
             .borrow()
             .table
-            .slots
-            .iter()
+            .states()
             .map(|(_, c)| c.queued())
             .sum()
     }
@@ -217,7 +225,7 @@ impl<H: Handler> Connections<H> {
     pub fn close_all(&self, reactor: &mut Reactor) {
         let mut inner = self.inner.borrow_mut();
         let Inner { handler, table, .. } = &mut *inner;
-        let keys: Vec<usize> = table.slots.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = table.states().map(|(k, _)| k).collect();
         for key in keys {
             table.close(reactor, key);
         }
@@ -228,7 +236,7 @@ impl<H: Handler> Connections<H> {
     pub fn abort_all(&self, reactor: &mut Reactor) {
         let mut inner = self.inner.borrow_mut();
         let Inner { handler, table, .. } = &mut *inner;
-        let keys: Vec<usize> = table.slots.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = table.states().map(|(k, _)| k).collect();
         for key in keys {
             table.doom(key, CloseReason::Aborted);
         }
@@ -255,12 +263,12 @@ impl<H: Handler> fmt::Debug for Conn<'_, H> {
 
 impl<H: Handler> Conn<'_, H> {
     fn state(&self) -> &State<H::Session> {
-        &self.table.slots[self.key]
+        self.table.get(self.key)
     }
 
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        ConnId::new(self.key, self.state().generation)
+        ConnId(self.state().token(self.key).0)
     }
 
     /// The socket's fd (to query its address, set options).
@@ -275,7 +283,7 @@ impl<H: Handler> Conn<'_, H> {
 
     /// This connection's session state.
     pub fn session(&mut self) -> &mut H::Session {
-        &mut self.table.slots[self.key].session
+        &mut self.table.get_mut(self.key).session
     }
 
     /// Sends `data`: at once if the socket takes it, else queued. Dropped
@@ -307,10 +315,9 @@ impl<H: Handler> Conn<'_, H> {
     /// The ids of every open connection of the set, this one included.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.table
-            .slots
-            .iter()
+            .states()
             .filter(|(_, c)| c.flags & DOOMED == 0)
-            .map(|(k, c)| ConnId::new(k, c.generation))
+            .map(|(k, c)| ConnId(c.token(k).0))
     }
 
     /// Closes once everything queued is sent; reads stop now.
@@ -336,7 +343,7 @@ impl<H: Handler> Conn<'_, H> {
     /// Shuts down the write side once everything queued is sent (the peer
     /// reads EOF); reading goes on.
     pub fn shutdown_write(&mut self) {
-        let c = &mut self.table.slots[self.key];
+        let c = self.table.get_mut(self.key);
         if c.flags & NOT_WRITING != 0 {
             return;
         }
@@ -349,13 +356,13 @@ impl<H: Handler> Conn<'_, H> {
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
     /// (a worker pool whose queue is full does this).
     pub fn pause_reading(&mut self) {
-        self.table.slots[self.key].flags |= PAUSED_BY_USER;
+        self.table.get_mut(self.key).flags |= PAUSED_BY_USER;
         self.table.update_interest(self.reactor, self.key);
     }
 
     /// Reads again after [`pause_reading`](Conn::pause_reading).
     pub fn resume_reading(&mut self) {
-        let c = &mut self.table.slots[self.key];
+        let c = self.table.get_mut(self.key);
         if c.flags & PAUSED_BY_USER == 0 {
             return;
         }
@@ -365,12 +372,8 @@ impl<H: Handler> Conn<'_, H> {
 }
 
 /// The registration callback of every connection.
-fn on_event<H: Handler>(
-    set: &Rc<RefCell<Inner<H>>>,
-    reactor: &mut Reactor,
-    key: usize,
-    event: Event,
-) {
+fn on_event<H: Handler>(set: &RefCell<Inner<H>>, reactor: &mut Reactor, event: Event) {
+    let key = event.token.key();
     let mut inner = set.borrow_mut();
     let Inner {
         handler,
@@ -384,7 +387,7 @@ fn on_event<H: Handler>(
         // The handler panicked: this one connection is closed, the loop goes
         // on (RELIABILITY.md item 24), and the reactor's policy decides
         // whether the panic propagates after the turn.
-        if table.slots.contains(key) {
+        if table.slots.get(key).is_some_and(Option::is_some) {
             table.doom(key, CloseReason::Aborted);
         }
         finish_closes(handler, table, reactor);
@@ -402,10 +405,10 @@ fn handle_event<H: Handler>(
 ) {
     // Writes first: flushing may end a backpressure pause (netty's order:
     // OUT, then IN, then RDHUP; RELIABILITY.md item 17).
-    if ready.is_writable() && table.slots[key].queued() > 0 {
+    if ready.is_writable() && table.get(key).queued() > 0 {
         table.flush(reactor, key);
     }
-    let c = &table.slots[key];
+    let c = table.get(key);
     if c.flags & DOOMED == 0 {
         if c.reading() && (ready.is_readable() || ready.is_read_closed() || ready.is_error()) {
             read(handler, table, scratch, reactor, key, ready);
@@ -439,7 +442,7 @@ fn read<H: Handler>(
     // behind the data raises no new edge.
     let stop_at_short_read = (!edge || options.short_read) && !ready.is_read_closed();
     for _ in 0..budget {
-        let c = &table.slots[key];
+        let c = table.get(key);
         if !c.reading() {
             return;
         }
@@ -448,7 +451,7 @@ fn read<H: Handler>(
         stats.reads += 1;
         match result {
             Ok(0) => {
-                table.slots[key].flags |= READ_CLOSED;
+                table.get_mut(key).flags |= READ_CLOSED;
                 handler.on_eof(&mut Conn {
                     reactor,
                     table,
@@ -482,9 +485,9 @@ fn read<H: Handler>(
     }
     // Budget spent with data maybe left: under Edge no new edge will come
     // for it, so carry the connection over to the next turn.
-    let c = &table.slots[key];
+    let c = table.get(key);
     if edge && c.reading() {
-        reactor.requeue(c.token, Ready::READABLE);
+        reactor.requeue(c.token(key), Ready::READABLE);
     }
 }
 
@@ -496,14 +499,18 @@ fn finish_closes<H: Handler>(
     reactor: &mut Reactor,
 ) {
     while let Some((key, reason)) = table.doomed.pop() {
-        let state = table.slots.remove(key);
-        if let Err(e) = reactor.deregister(state.token) {
+        let state = table.slots[key]
+            .take()
+            .expect("a doomed connection is in the table");
+        table.len -= 1;
+        let token = state.token(key);
+        if let Err(e) = reactor.deregister(token) {
             log::debug!("closing {key}: {e}");
         }
         if matches!(reason, CloseReason::Reset) {
             reactor.stats_mut().resets += 1;
         }
-        let id = ConnId::new(key, state.generation);
+        let id = ConnId(token.0);
         log::debug!("close {id:?} (fd {}): {reason:?}", state.fd.as_raw_fd());
         let State { fd, session, .. } = state;
         drop(fd);
@@ -512,14 +519,32 @@ fn finish_closes<H: Handler>(
 }
 
 impl<S> Table<S> {
+    #[inline(always)]
+    fn get(&self, key: usize) -> &State<S> {
+        self.slots[key].as_ref().expect("a live connection")
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self, key: usize) -> &mut State<S> {
+        self.slots[key].as_mut().expect("a live connection")
+    }
+
+    fn states(&self) -> impl Iterator<Item = (usize, &State<S>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, c)| Some((k, c.as_ref()?)))
+    }
+
     fn live(&self, id: ConnId) -> Option<&State<S>> {
         self.slots
-            .get(id.key())
+            .get(id.key())?
+            .as_ref()
             .filter(|c| c.generation == (id.0 >> 32) as u32 && c.flags & DOOMED == 0)
     }
 
     fn doom(&mut self, key: usize, reason: CloseReason) {
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         if c.flags & DOOMED == 0 {
             c.flags |= DOOMED;
             c.queue = None;
@@ -528,7 +553,7 @@ impl<S> Table<S> {
     }
 
     fn close(&mut self, reactor: &mut Reactor, key: usize) {
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         if c.flags & DOOMED != 0 {
             return;
         }
@@ -541,7 +566,7 @@ impl<S> Table<S> {
     }
 
     fn write(&mut self, reactor: &mut Reactor, key: usize, data: &[u8]) {
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         if c.flags & NOT_WRITING != 0 || data.is_empty() {
             return;
         }
@@ -579,7 +604,7 @@ impl<S> Table<S> {
 
     /// Sends what is queued, as far as the socket takes it.
     fn flush(&mut self, reactor: &mut Reactor, key: usize) {
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         let Some(queue) = c.queue.as_mut() else {
             return;
         };
@@ -623,7 +648,7 @@ impl<S> Table<S> {
 
     /// The queue just emptied: carry out a pending shutdown or close.
     fn after_flush(&mut self, key: usize) {
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         if c.flags & SHUT_AFTER_FLUSH != 0 {
             c.flags = (c.flags & !SHUT_AFTER_FLUSH) | WRITE_SHUT;
             if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
@@ -637,13 +662,13 @@ impl<S> Table<S> {
 
     /// Backpressure and interest after the queue grew or shrank.
     fn queue_changed(&mut self, reactor: &mut Reactor, key: usize) {
-        let options = &self.options;
-        let c = &mut self.slots[key];
+        let (high, low) = (self.options.high_water, self.options.low_water);
+        let c = self.get_mut(key);
         let queued = c.queued();
-        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > options.high_water {
+        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high {
             c.flags |= PAUSED_BACKPRESSURE;
             reactor.stats_mut().backpressure_pauses += 1;
-        } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= options.low_water {
+        } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= low {
             c.flags &= !PAUSED_BACKPRESSURE;
             return self.resumed(reactor, key);
         }
@@ -652,10 +677,10 @@ impl<S> Table<S> {
 
     /// Reading may go on after a pause.
     fn resumed(&mut self, reactor: &mut Reactor, key: usize) {
-        let c = &self.slots[key];
+        let c = self.get(key);
         if self.options.trigger == Trigger::Edge && c.reading() {
             // Data that arrived while paused raised its edge already.
-            reactor.requeue(c.token, Ready::READABLE);
+            reactor.requeue(c.token(key), Ready::READABLE);
         }
         self.update_interest(reactor, key);
     }
@@ -667,7 +692,7 @@ impl<S> Table<S> {
         if self.options.trigger == Trigger::Edge {
             return;
         }
-        let c = &mut self.slots[key];
+        let c = self.get_mut(key);
         if c.flags & DOOMED != 0 {
             return;
         }
@@ -679,7 +704,7 @@ impl<S> Table<S> {
             want |= Interest::WRITABLE;
         }
         if want != c.interest {
-            match reactor.modify(c.token, want, Trigger::Level) {
+            match reactor.modify(c.token(key), want, Trigger::Level) {
                 Ok(()) => c.interest = want,
                 Err(e) => {
                     let fd = c.fd.as_raw_fd();

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,17 @@ use crate::waker::{Handle, Posted, Shared};
 
 mod registration;
 
-use registration::Registration;
+use registration::{Handler, Registration};
 
 /// A registration's callback: it gets the reactor (to register, modify,
 /// deregister, set timers, stop) and the event. Boxed once, at registration.
 pub type Callback = Box<dyn FnMut(&mut Reactor, Event)>;
+
+/// A callback shared by many registrations, told apart by the event's
+/// [`Token`]: what a server with thousands of connections registers, so that
+/// a connection costs a slot in the table and no allocation of its own. See
+/// [`Reactor::register_shared`].
+pub type SharedCallback = Rc<dyn Fn(&mut Reactor, Event)>;
 
 /// What happens when a callback panics.
 ///
@@ -189,6 +196,38 @@ impl Reactor {
     where
         F: FnMut(&mut Reactor, Event) + 'static,
     {
+        self.insert(
+            fd,
+            interest,
+            trigger,
+            Handler::Unique(Some(Box::new(callback))),
+        )
+    }
+
+    /// Like [`register`](Reactor::register), with a callback shared by many
+    /// registrations: each one holds a clone of the `Rc` (no allocation),
+    /// and the callback tells them apart by `event.token`. Sets of
+    /// connections use this; so can any caller with many similar fds.
+    ///
+    /// # Errors
+    /// As [`register`](Reactor::register).
+    pub fn register_shared(
+        &mut self,
+        fd: RawFd,
+        interest: Interest,
+        trigger: Trigger,
+        callback: &SharedCallback,
+    ) -> io::Result<Token> {
+        self.insert(fd, interest, trigger, Handler::Shared(callback.clone()))
+    }
+
+    fn insert(
+        &mut self,
+        fd: RawFd,
+        interest: Interest,
+        trigger: Trigger,
+        handler: Handler,
+    ) -> io::Result<Token> {
         self.check_trigger(trigger)?;
         let entry = self.registrations.vacant_entry();
         let key = entry.key();
@@ -201,13 +240,13 @@ impl Reactor {
             self.stats.ctls += self.selector.ctl_is_syscall() as u64;
             self.selector.register(fd, token, interest, trigger)?;
         }
-        entry.insert(Registration::new(
+        entry.insert(Registration {
             fd,
             interest,
             trigger,
             token,
-            Box::new(callback),
-        ));
+            handler,
+        });
         log::debug!("register fd {fd} as {token:?}: {interest:?} {trigger:?}");
         Ok(token)
     }
@@ -482,29 +521,34 @@ impl Reactor {
             log::trace!("stale event for {token:?} ({:?}): dropped", event.ready);
             return false;
         }
-        let Some(mut callback) = reg.callback.take() else {
-            return false;
-        };
         self.stats.dispatched += 1;
         log::trace!("dispatch fd {} {token:?}: {ready:?}", reg.fd);
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            callback(self, Event { token, ready });
-        }));
-        match outcome {
-            Ok(()) => {
+        let event = Event { token, ready };
+        let outcome = match &mut reg.handler {
+            Handler::Shared(shared) => {
+                let callback = shared.clone();
+                panic::catch_unwind(AssertUnwindSafe(|| callback(self, event)))
+            }
+            Handler::Unique(slot) => {
+                let Some(mut callback) = slot.take() else {
+                    return false;
+                };
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| callback(self, event)));
                 if let Some(reg) = self.registrations.get_mut(token.key()) {
-                    if reg.token == token && reg.callback.is_none() {
-                        reg.callback = Some(callback);
+                    if let (true, Handler::Unique(slot @ None)) =
+                        (reg.token == token, &mut reg.handler)
+                    {
+                        *slot = Some(callback);
                     }
                 }
+                outcome
             }
-            Err(payload) => {
-                if lookup_mut(&mut self.registrations, token).is_ok() {
-                    self.remove(token);
-                }
-                drop(callback);
-                self.record_panic(&format!("the callback of {token:?}"), payload);
+        };
+        if let Err(payload) = outcome {
+            if lookup_mut(&mut self.registrations, token).is_ok() {
+                self.remove(token);
             }
+            self.record_panic(&format!("the callback of {token:?}"), payload);
         }
         true
     }

@@ -2,8 +2,19 @@
 
 use std::os::fd::RawFd;
 
-use super::Callback;
+use super::{Callback, SharedCallback};
 use crate::event::{Interest, Token, Trigger};
+
+/// What a registration calls.
+pub(super) enum Handler {
+    /// Its own callback. Taken out of the slot while it runs, so that it can
+    /// get `&mut Reactor` (DESIGN.md decision 2), and put back only if the
+    /// slot still holds the same registration afterwards. `None` while taken.
+    Unique(Option<Callback>),
+    /// A callback shared by many registrations (every connection of a set):
+    /// cloned, not taken, while it runs; no allocation per registration.
+    Shared(SharedCallback),
+}
 
 pub(super) struct Registration {
     pub(super) fd: RawFd,
@@ -12,26 +23,5 @@ pub(super) struct Registration {
     /// The full token, generation included: an event or a call whose token
     /// differs is for an earlier occupant of this slot.
     pub(super) token: Token,
-    /// `None` while the callback runs: it is taken out of its slot so that it
-    /// can get `&mut Reactor` (DESIGN.md decision 2), and goes back only if
-    /// the slot still holds the same registration afterwards.
-    pub(super) callback: Option<Callback>,
-}
-
-impl Registration {
-    pub(super) fn new(
-        fd: RawFd,
-        interest: Interest,
-        trigger: Trigger,
-        token: Token,
-        callback: Callback,
-    ) -> Registration {
-        Registration {
-            fd,
-            interest,
-            trigger,
-            token,
-            callback: Some(callback),
-        }
-    }
+    pub(super) handler: Handler,
 }
