@@ -2,7 +2,9 @@
 //!
 //! Run: `cargo run --release --example echo -- --addr 127.0.0.1:7000 --mode et`
 //! then `nc 127.0.0.1 7000`. Flags: `--addr HOST:PORT` (port 0 picks one),
-//! `--mode lt|et`, `--backend epoll|poll|select`, `--max-pending BYTES`.
+//! `--mode lt|et`, `--backend epoll|poll|select`, `--max-pending BYTES`,
+//! `--workers N` (N reactors on N threads sharing the port through
+//! SO_REUSEPORT).
 //!
 //! What to look for: it prints exactly one line, `listening on HOST:PORT`,
 //! once it accepts connections. SIGINT or SIGTERM stops accepting, flushes
@@ -36,5 +38,5 @@ impl Handler for Echo {
 fn main() {
     env_logger::init();
     let cli = Cli::parse();
-    common::exit_on_error(common::serve(&cli.server, Echo));
+    common::exit_on_error(common::serve_workers(&cli.server, || Echo));
 }

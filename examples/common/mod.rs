@@ -55,6 +55,9 @@ pub struct ServerArgs {
     /// (backpressure), in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_pending: usize,
+    /// Reactors, one per thread, each with its own SO_REUSEPORT listener.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 impl ServerArgs {
@@ -91,6 +94,45 @@ impl ServerArgs {
         }
         Reactor::with_backend(self.backend.into())
     }
+}
+
+/// Like [`serve`], on `--workers` reactors (one per thread, SO_REUSEPORT),
+/// each with a handler from `make`.
+pub fn serve_workers<H: Handler>(
+    args: &ServerArgs,
+    make: impl Fn() -> H + Send + Sync + Clone + 'static,
+) -> io::Result<()> {
+    if args.workers <= 1 {
+        return serve(args, make());
+    }
+    args.reactor()?; // the same checks as one reactor
+    // Signals first: they are blocked in this thread and so in the workers
+    // it spawns, and delivered to this thread's reactor.
+    let mut signals = Reactor::new()?;
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let s = stop.clone();
+    edgeloop::signal::on_signals(
+        &mut signals,
+        &[Signal::SIGINT, Signal::SIGTERM],
+        move |r, signal| {
+            log::info!("{signal}: shutting down");
+            s.set(true);
+            r.stop();
+        },
+    )?;
+    let workers = edgeloop::server::Workers::bind(args.addr, args.workers, make, args.options())?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {}", workers.local_addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    while !stop.get() {
+        signals.run()?;
+    }
+    workers.shutdown();
+    for (i, stats) in workers.join()?.iter().enumerate() {
+        log::info!("worker {i}: {} connections accepted", stats.accepts);
+    }
+    Ok(())
 }
 
 /// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,

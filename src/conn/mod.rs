@@ -144,6 +144,10 @@ pub struct ConnOptions {
     /// Queued output at or below which a paused connection reads again
     /// (default a quarter of `high_water`).
     pub low_water: usize,
+    /// How long a closing connection waits for the peer's EOF after our
+    /// SHUT_WR before it is aborted (default 5 s, as nginx's
+    /// `lingering_timeout`).
+    pub linger: std::time::Duration,
 }
 
 /// The size of the scratch buffer reads land in.
@@ -158,6 +162,7 @@ impl Default for ConnOptions {
             short_read: true,
             high_water: 1 << 20,
             low_water: 1 << 18,
+            linger: std::time::Duration::from_secs(5),
         }
     }
 }

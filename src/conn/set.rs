@@ -25,8 +25,8 @@ const WRITE_SHUT: u8 = 32;
 const DOOMED: u8 = 64;
 
 /// Flags under which the connection does not read.
-const NOT_READING: u8 =
-    PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | CLOSE_AFTER_FLUSH | DOOMED;
+/// (A closing connection keeps reading, and discards: see `Table::close`.)
+const NOT_READING: u8 = PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | DOOMED;
 /// Flags under which writes are dropped.
 const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
 
@@ -59,12 +59,19 @@ impl<S> State<S> {
     }
 }
 
+/// Aborts one connection of the set by id, from a timer.
+type Aborter = Rc<dyn Fn(&mut Reactor, ConnId)>;
+
 struct Table<S> {
     /// Indexed by the registration's slab key (the token's key); other
     /// registrations of the reactor leave holes.
     slots: Vec<Option<State<S>>>,
     len: usize,
+    /// `on_data` calls so far.
+    requests: u64,
     options: ConnOptions,
+    /// Aborts a connection by id: what a linger timeout calls.
+    aborter: Option<Aborter>,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it).
     doomed: Vec<(usize, CloseReason)>,
@@ -120,6 +127,8 @@ impl<H: Handler> Connections<H> {
             table: Table {
                 slots: Vec::new(),
                 len: 0,
+                requests: 0,
+                aborter: None,
                 options,
                 doomed: Vec::new(),
             },
@@ -179,6 +188,11 @@ impl<H: Handler> Connections<H> {
     /// True if no connection is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `on_data` calls so far, over all connections.
+    pub fn requests(&self) -> u64 {
+        self.inner.borrow().table.requests
     }
 
     /// Bytes queued for sending, over all connections.
@@ -302,6 +316,11 @@ impl<H: Handler> Conn<'_, H> {
         true
     }
 
+    /// True once the peer shut down its write side (EOF was read).
+    pub fn is_read_closed(&self) -> bool {
+        self.state().flags & READ_CLOSED != 0
+    }
+
     /// Bytes queued for sending on this connection.
     pub fn queued(&self) -> usize {
         self.state().queued()
@@ -349,7 +368,7 @@ impl<H: Handler> Conn<'_, H> {
         }
         c.flags |= SHUT_AFTER_FLUSH;
         if c.queued() == 0 {
-            self.table.after_flush(self.key);
+            self.table.after_flush(self.reactor, self.key);
         }
     }
 
@@ -451,17 +470,33 @@ fn read<H: Handler>(
         stats.reads += 1;
         match result {
             Ok(0) => {
-                table.get_mut(key).flags |= READ_CLOSED;
-                handler.on_eof(&mut Conn {
-                    reactor,
-                    table,
-                    key,
-                });
+                let c = table.get_mut(key);
+                c.flags |= READ_CLOSED;
+                if c.flags & CLOSE_AFTER_FLUSH != 0 {
+                    // Lingering, or closing with output queued: the close
+                    // completes once the queue is empty.
+                    if c.queued() == 0 {
+                        table.doom(key, CloseReason::Closed);
+                    }
+                } else {
+                    handler.on_eof(&mut Conn {
+                        reactor,
+                        table,
+                        key,
+                    });
+                }
                 table.update_interest(reactor, key);
                 return;
             }
+            Ok(n) if table.get(key).flags & CLOSE_AFTER_FLUSH != 0 => {
+                // Closing: what the peer still sends is read and dropped, so
+                // the final close finds nothing unread (which would send an
+                // RST and could destroy our last reply in flight).
+                stats.bytes_in += n as u64;
+            }
             Ok(n) => {
                 stats.bytes_in += n as u64;
+                table.requests += 1;
                 handler.on_data(
                     &mut Conn {
                         reactor,
@@ -552,17 +587,21 @@ impl<S> Table<S> {
         }
     }
 
+    /// A graceful close, nginx's "lingering close": stop handing data to
+    /// the handler, send what is queued, shut down our write side, then read
+    /// and discard until the peer's EOF (or `linger` passes), and only then
+    /// close. Closing with unread input would send an RST, and an RST can
+    /// make the peer drop our last reply (RELIABILITY.md item 32).
     fn close(&mut self, reactor: &mut Reactor, key: usize) {
         let c = self.get_mut(key);
-        if c.flags & DOOMED != 0 {
+        if c.flags & (DOOMED | CLOSE_AFTER_FLUSH) != 0 {
             return;
         }
         c.flags |= CLOSE_AFTER_FLUSH;
         if c.queued() == 0 {
-            self.doom(key, CloseReason::Closed);
-        } else {
-            self.update_interest(reactor, key);
+            self.after_flush(reactor, key);
         }
+        self.update_interest(reactor, key);
     }
 
     fn write(&mut self, reactor: &mut Reactor, key: usize, data: &[u8]) {
@@ -641,22 +680,31 @@ impl<S> Table<S> {
         }
         if queue.is_empty() {
             c.queue = None;
-            self.after_flush(key);
+            self.after_flush(reactor, key);
         }
         self.queue_changed(reactor, key);
     }
 
     /// The queue just emptied: carry out a pending shutdown or close.
-    fn after_flush(&mut self, key: usize) {
+    fn after_flush(&mut self, reactor: &mut Reactor, key: usize) {
         let c = self.get_mut(key);
-        if c.flags & SHUT_AFTER_FLUSH != 0 {
+        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+        if closing && c.flags & READ_CLOSED != 0 {
+            // The peer is done too: nothing can arrive unread.
+            return self.doom(key, CloseReason::Closed);
+        }
+        if c.flags & WRITE_SHUT == 0 && (closing || c.flags & SHUT_AFTER_FLUSH != 0) {
             c.flags = (c.flags & !SHUT_AFTER_FLUSH) | WRITE_SHUT;
             if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
                 log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
             }
-        }
-        if c.flags & CLOSE_AFTER_FLUSH != 0 {
-            self.doom(key, CloseReason::Closed);
+            if closing {
+                // Linger until the peer's EOF, but not forever.
+                let id = ConnId(c.token(key).0);
+                if let Some(abort) = self.aborter.clone() {
+                    reactor.call_later(self.options.linger, move |r| abort(r, id));
+                }
+            }
         }
     }
 

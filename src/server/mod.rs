@@ -21,9 +21,50 @@ use crate::accept::AcceptOptions;
 use crate::conn::ConnOptions;
 use crate::selector::Backend;
 
+mod datagram;
+mod pool;
 mod stream;
+mod unix;
+mod workers;
 
-pub use stream::{StreamServer, TcpServer};
+pub use datagram::{
+    Datagram, DatagramHandler, DatagramOptions, DatagramServer, UdpServer, UnixDatagramServer,
+};
+pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
+pub use stream::{StreamServer, TcpServer, UnixStreamServer};
+pub use unix::UnixPath;
+pub use workers::Workers;
+
+/// Runs `reactor` until `shutdown` is asked for, marking the serving thread
+/// so that [`ShutdownHandle::wait`] knows who may not block.
+fn serve_until_shutdown(reactor: &mut crate::Reactor, shutdown: &ShutdownHandle) -> io::Result<()> {
+    shutdown.started();
+    let mut result = Ok(());
+    while !shutdown.is_shutdown_requested() {
+        if let Err(e) = reactor.run() {
+            result = Err(e);
+            break;
+        }
+    }
+    result
+}
+
+/// Runs turns until `done()` or `timeout`; returns `done()`.
+fn run_until(
+    reactor: &mut crate::Reactor,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        reactor.run_once(Some(left))?;
+    }
+    Ok(true)
+}
 
 /// What a server is built with.
 #[derive(Clone, Debug)]
@@ -80,7 +121,7 @@ impl std::fmt::Debug for Lifecycle {
 }
 
 impl ShutdownHandle {
-    fn new(handle: Handle) -> ShutdownHandle {
+    pub(crate) fn new(handle: Handle) -> ShutdownHandle {
         ShutdownHandle {
             handle,
             state: Arc::default(),
@@ -136,13 +177,13 @@ impl ShutdownHandle {
         self.state.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn started(&self) {
+    pub(crate) fn started(&self) {
         let mut state = self.lock();
         state.serving_thread = Some(std::thread::current().id());
         state.finished = false;
     }
 
-    fn finished(&self) {
+    pub(crate) fn finished(&self) {
         let mut state = self.lock();
         state.finished = true;
         state.serving_thread = None;

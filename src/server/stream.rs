@@ -6,7 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use super::{ServerOptions, ShutdownHandle};
+use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
+use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
 use crate::accept::listen;
 use crate::conn::{Connections, Handler};
 use crate::net::tcp_listener;
@@ -14,6 +15,9 @@ use crate::{Reactor, Token};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
 pub type TcpServer<H> = StreamServer<H>;
+/// A Unix stream server: [`StreamServer`] on a Unix listener
+/// ([`StreamServer::bind_unix`]).
+pub type UnixStreamServer<H> = StreamServer<H>;
 
 /// A server for stream sockets: accepts connections and hands them to a
 /// [`Handler`] through a [`Connections`] set, on its own [`Reactor`].
@@ -43,6 +47,7 @@ pub struct StreamServer<H: Handler> {
     local_addr: String,
     shutdown: ShutdownHandle,
     options: ServerOptions,
+    unlink: Option<UnlinkOnDrop>,
 }
 
 impl<H: Handler> StreamServer<H> {
@@ -63,6 +68,32 @@ impl<H: Handler> StreamServer<H> {
             handler,
             options,
         )
+    }
+
+    /// Binds a Unix stream listener at `path` (`@name`: abstract namespace),
+    /// replacing a stale socket file but never a live server's, and applies
+    /// `mode` to the file, which is removed when the server is dropped.
+    ///
+    /// # Errors
+    /// `AddrInUse` if a live server holds the path; a path too long for
+    /// `sun_path`; other binding errors.
+    pub fn bind_unix(
+        path: &UnixPath,
+        mode: Option<u32>,
+        handler: H,
+        options: ServerOptions,
+    ) -> io::Result<StreamServer<H>> {
+        let (fd, unlink) = bind_unix(
+            path,
+            nix::sys::socket::SockType::Stream,
+            options.backlog,
+            mode,
+        )?;
+        let reactor = Reactor::with_backend(options.backend)?;
+        let mut server =
+            StreamServer::from_listener(reactor, fd, path.to_string(), handler, options)?;
+        server.unlink = Some(unlink);
+        Ok(server)
     }
 
     /// Serves an already-bound, non-blocking TCP listener on `reactor`.
@@ -118,6 +149,7 @@ impl<H: Handler> StreamServer<H> {
             local_addr,
             shutdown,
             options,
+            unlink: None,
         })
     }
 
@@ -150,18 +182,23 @@ impl<H: Handler> StreamServer<H> {
     /// # Errors
     /// What the reactor's wait reports.
     pub fn serve_forever(&mut self) -> io::Result<()> {
-        self.shutdown.started();
-        let result = self.serve_until_shutdown();
+        let result = serve_until_shutdown(&mut self.reactor, &self.shutdown);
         let closed = self.close_gracefully();
         self.shutdown.finished();
         result.and(closed)
     }
 
-    fn serve_until_shutdown(&mut self) -> io::Result<()> {
-        while !self.shutdown.is_shutdown_requested() {
-            self.reactor.run()?;
-        }
-        Ok(())
+    /// Serves until one request (one `on_data` call) was handled or
+    /// `timeout` passed; true if one was. Connections stay open.
+    ///
+    /// # Errors
+    /// What the reactor's wait reports.
+    pub fn handle_request(&mut self, timeout: Duration) -> io::Result<bool> {
+        let before = self.connections.requests();
+        let connections = self.connections.clone();
+        run_until(&mut self.reactor, timeout, || {
+            connections.requests() > before
+        })
     }
 
     fn close_gracefully(&mut self) -> io::Result<()> {

@@ -1,0 +1,68 @@
+//! An echo server on a Unix stream socket.
+//!
+//! Run: `cargo run --example unix_echo -- --path /tmp/echo.sock`, then
+//! `nc -U /tmp/echo.sock`. `--path @name` binds in the abstract namespace
+//! (no file); `--mode 600` sets the socket file's permissions.
+//!
+//! What to look for: it prints `listening on PATH`. Started over a stale
+//! socket file (left by a server that was killed), it takes the path over;
+//! started while another server is alive on the path, it refuses with a
+//! clear error and leaves that server alone. The file is removed on exit
+//! (SIGINT/SIGTERM).
+
+mod common;
+
+use std::io::{self, Write};
+
+use clap::Parser;
+use edgeloop::conn::{Conn, Handler};
+use edgeloop::server::{UnixPath, UnixStreamServer};
+use nix::sys::signal::Signal;
+
+/// Unix-socket echo server on edgeloop.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Socket path; `@name` for the abstract namespace.
+    #[arg(long, default_value = "/tmp/edgeloop-echo.sock")]
+    path: String,
+    /// Permissions of the socket file, in octal (e.g. 600).
+    #[arg(long, value_parser = |s: &str| u32::from_str_radix(s, 8))]
+    mode: Option<u32>,
+    /// Readiness mode [default: et; lt on poll and select].
+    #[arg(long, value_enum)]
+    trigger: Option<common::Mode>,
+}
+
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+    }
+}
+
+fn main() {
+    env_logger::init();
+    let cli = Cli::parse();
+    common::exit_on_error(run(&cli));
+}
+
+fn run(cli: &Cli) -> io::Result<()> {
+    let mut options = edgeloop::server::ServerOptions::default();
+    if let Some(common::Mode::Lt) = cli.trigger {
+        options.conn.trigger = edgeloop::Trigger::Level;
+    }
+    let mut server =
+        UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.mode, Echo, options)?;
+    let shutdown = server.shutdown_handle();
+    edgeloop::signal::on_signals(
+        server.reactor(),
+        &[Signal::SIGINT, Signal::SIGTERM],
+        move |_, _| shutdown.shutdown(),
+    )?;
+    println!("listening on {}", server.local_addr());
+    io::stdout().flush()?;
+    server.serve_forever()
+}

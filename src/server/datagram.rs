@@ -1,0 +1,370 @@
+//! Datagram servers: UDP and Unix datagram sockets, one handler call per
+//! datagram (RELIABILITY.md items 33-35).
+//!
+//! - A datagram longer than the receive buffer is reported as truncated
+//!   (`recvmsg` with `MSG_TRUNC` returns its real length), never silently cut.
+//! - A send over the maximum size returns `EMSGSIZE` to the handler; the
+//!   socket stays registered and usable.
+//! - A 0-byte datagram is data, not EOF.
+//! - An ICMP error on a connected UDP socket (the next recv fails with
+//!   `ECONNREFUSED`) reaches [`DatagramHandler::on_error`] once; reading
+//!   consumed it, so a level-triggered loop does not spin.
+
+use std::cell::RefCell;
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, SockType, SockaddrStorage, recvmsg, sendto};
+
+use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
+use super::{ShutdownHandle, serve_until_shutdown};
+use crate::event::{Interest, Trigger};
+use crate::selector::Backend;
+use crate::{Reactor, Token};
+
+/// What a datagram server calls.
+pub trait DatagramHandler: 'static {
+    /// One datagram arrived (possibly empty). Reply through `datagram`.
+    fn on_datagram(&mut self, datagram: &mut Datagram<'_>, data: &[u8]);
+
+    /// A receive failed: on a connected UDP socket, an ICMP error from an
+    /// earlier send (`ConnectionRefused`). Reported once per error; the
+    /// server keeps going. The default logs it.
+    fn on_error(&mut self, error: io::Error) {
+        log::warn!("datagram socket: {error}");
+    }
+}
+
+/// Who sent a datagram. Unix senders go through std's `UnixDatagram`: nix
+/// 0.31 neither decodes them into `SockaddrStorage` nor accepts an unnamed
+/// sender's empty address (it asserts).
+#[derive(Debug)]
+enum Peer {
+    Inet(SockaddrStorage),
+    Unix(std::os::unix::net::SocketAddr),
+}
+
+/// The socket, by family.
+#[derive(Debug)]
+enum Kind {
+    Inet(OwnedFd),
+    Unix(UnixDatagram),
+}
+
+impl Kind {
+    fn fd(&self) -> RawFd {
+        match self {
+            Kind::Inet(fd) => fd.as_raw_fd(),
+            Kind::Unix(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
+/// One received datagram's context: who sent it, whether it was cut, and a
+/// way to answer.
+#[derive(Debug)]
+pub struct Datagram<'a> {
+    socket: &'a Kind,
+    peer: Option<&'a Peer>,
+    truncated: Option<usize>,
+    reactor: &'a mut Reactor,
+}
+
+impl Datagram<'_> {
+    /// The sender's address: an IP address for UDP; `None` for an unnamed
+    /// (unbound) Unix sender, which cannot be answered.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        let Some(Peer::Inet(peer)) = self.peer else {
+            return None;
+        };
+        if let Some(v4) = peer.as_sockaddr_in() {
+            return Some(SocketAddr::V4((*v4).into()));
+        }
+        peer.as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6((*v6).into()))
+    }
+
+    /// The sender's Unix path (`@name` for abstract), if it has one.
+    pub fn unix_peer(&self) -> Option<UnixPath> {
+        let Some(Peer::Unix(unix)) = self.peer else {
+            return None;
+        };
+        if let Some(path) = unix.as_pathname() {
+            return Some(UnixPath::File(path.to_path_buf()));
+        }
+        use std::os::linux::net::SocketAddrExt;
+        unix.as_abstract_name()
+            .map(|name| UnixPath::Abstract(name.to_vec()))
+    }
+
+    /// The datagram's real length if it was longer than the receive buffer
+    /// (and so cut to the buffer's size).
+    pub fn truncated(&self) -> Option<usize> {
+        self.truncated
+    }
+
+    /// Sends `data` back to the sender.
+    ///
+    /// # Errors
+    /// `EMSGSIZE` for a datagram over the maximum size; `WouldBlock` if the
+    /// socket's send buffer is full (UDP drops, a Unix receiver that does not
+    /// read pushes back); `NotConnected` for an unnamed Unix sender.
+    pub fn reply(&mut self, data: &[u8]) -> io::Result<usize> {
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let sent = match (self.socket, self.peer) {
+            (Kind::Inet(fd), Some(Peer::Inet(addr))) => {
+                sendto(fd.as_raw_fd(), data, addr, flags).map_err(io::Error::from)
+            }
+            (Kind::Unix(socket), Some(Peer::Unix(addr))) if !addr.is_unnamed() => {
+                socket.send_to_addr(data, addr)
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the sender is an unbound Unix datagram socket: it has no address to reply to",
+                ));
+            }
+        }
+        .map_err(|e| {
+            let errno = e
+                .raw_os_error()
+                .map(Errno::from_raw)
+                .unwrap_or(Errno::UnknownErrno);
+            io::Error::new(
+                e.kind(),
+                format!("sendto, {} bytes: {errno}: {e}", data.len()),
+            )
+        });
+        let stats = self.reactor.stats_mut();
+        stats.writes += 1;
+        if let Ok(n) = sent {
+            stats.bytes_out += n as u64;
+        }
+        sent
+    }
+
+    /// The reactor.
+    pub fn reactor(&mut self) -> &mut Reactor {
+        self.reactor
+    }
+}
+
+/// Options of a datagram server.
+#[derive(Clone, Debug)]
+pub struct DatagramOptions {
+    /// The selector backend.
+    pub backend: Backend,
+    /// Level or Edge for the socket (Edge drains to EAGAIN or the budget and
+    /// requeues).
+    pub trigger: Trigger,
+    /// The receive buffer: longer datagrams are reported truncated.
+    pub max_packet_size: usize,
+    /// Datagrams read per event before yielding.
+    pub read_budget: usize,
+}
+
+impl Default for DatagramOptions {
+    fn default() -> DatagramOptions {
+        DatagramOptions {
+            backend: Backend::Epoll,
+            trigger: Trigger::Level,
+            max_packet_size: 65_536,
+            read_budget: 64,
+        }
+    }
+}
+
+struct Socket<H> {
+    socket: Kind,
+    handler: Rc<RefCell<H>>,
+    buffer: Vec<u8>,
+    options: DatagramOptions,
+    handled: Rc<std::cell::Cell<u64>>,
+}
+
+impl<H: DatagramHandler> Socket<H> {
+    fn on_readable(&mut self, reactor: &mut Reactor, token: Token) {
+        let fd = self.socket.fd();
+        let mut handler = self.handler.borrow_mut();
+        for _ in 0..self.options.read_budget {
+            let received = match &self.socket {
+                Kind::Inet(_) => {
+                    let mut iov = [IoSliceMut::new(&mut self.buffer)];
+                    // MSG_TRUNC: the return value is the datagram's real length.
+                    recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_TRUNC)
+                        .map(|msg| (msg.bytes, msg.address.map(Peer::Inet)))
+                }
+                Kind::Unix(socket) => {
+                    // A peek with MSG_TRUNC gives the real length; then std
+                    // reads it with the sender's address.
+                    nix::sys::socket::recv(fd, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)
+                        .and_then(|len| {
+                            socket
+                                .recv_from(&mut self.buffer)
+                                .map(|(_, addr)| (len, Some(Peer::Unix(addr))))
+                                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
+                        })
+                }
+            };
+            reactor.stats_mut().reads += 1;
+            match received {
+                Ok((len, address)) => {
+                    let kept = len.min(self.buffer.len());
+                    reactor.stats_mut().bytes_in += kept as u64;
+                    let mut datagram = Datagram {
+                        socket: &self.socket,
+                        peer: address.as_ref(),
+                        truncated: (len > kept).then_some(len),
+                        reactor,
+                    };
+                    handler.on_datagram(&mut datagram, &self.buffer[..kept]);
+                    self.handled.set(self.handled.get() + 1);
+                }
+                Err(Errno::EAGAIN) => {
+                    reactor.stats_mut().eagain_reads += 1;
+                    return;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => handler.on_error(io::Error::from(e)),
+            }
+        }
+        if self.options.trigger == Trigger::Edge {
+            reactor.requeue(token, crate::Ready::READABLE);
+        }
+    }
+}
+
+/// A server for datagram sockets on its own reactor.
+#[derive(Debug)]
+pub struct DatagramServer<H: DatagramHandler> {
+    reactor: Reactor,
+    handler: Rc<RefCell<H>>,
+    handled: Rc<std::cell::Cell<u64>>,
+    local_addr: String,
+    shutdown: ShutdownHandle,
+    _unlink: Option<UnlinkOnDrop>,
+}
+
+/// A UDP server: [`DatagramServer`] on a UDP socket.
+pub type UdpServer<H> = DatagramServer<H>;
+/// A Unix datagram server: [`DatagramServer`] on a Unix datagram socket.
+pub type UnixDatagramServer<H> = DatagramServer<H>;
+
+impl<H: DatagramHandler> DatagramServer<H> {
+    /// Binds a UDP socket on `addr` (port 0 picks one).
+    ///
+    /// # Errors
+    /// Binding errors, with the address.
+    pub fn bind(
+        addr: SocketAddr,
+        handler: H,
+        options: DatagramOptions,
+    ) -> io::Result<DatagramServer<H>> {
+        let socket = UdpSocket::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?.to_string();
+        DatagramServer::serve_socket(
+            Kind::Inet(OwnedFd::from(socket)),
+            local,
+            None,
+            handler,
+            options,
+        )
+    }
+
+    /// Binds a Unix datagram socket at `path` (stale files replaced, live
+    /// servers left alone; `@name` is abstract), with the file's `mode`.
+    ///
+    /// # Errors
+    /// `AddrInUse` if a live server holds the path; a path too long for
+    /// `sun_path`; other binding errors.
+    pub fn bind_unix(
+        path: &UnixPath,
+        mode: Option<u32>,
+        handler: H,
+        options: DatagramOptions,
+    ) -> io::Result<DatagramServer<H>> {
+        let (fd, unlink) = bind_unix(path, SockType::Datagram, None, mode)?;
+        let socket = Kind::Unix(UnixDatagram::from(fd));
+        DatagramServer::serve_socket(socket, path.to_string(), Some(unlink), handler, options)
+    }
+
+    fn serve_socket(
+        socket: Kind,
+        local_addr: String,
+        unlink: Option<UnlinkOnDrop>,
+        handler: H,
+        options: DatagramOptions,
+    ) -> io::Result<DatagramServer<H>> {
+        let mut reactor = Reactor::with_backend(options.backend)?;
+        let handler = Rc::new(RefCell::new(handler));
+        let handled = Rc::new(std::cell::Cell::new(0));
+        let raw = socket.fd();
+        let trigger = options.trigger;
+        let mut socket = Socket {
+            socket,
+            handler: handler.clone(),
+            buffer: vec![0; options.max_packet_size.max(1)],
+            options,
+            handled: handled.clone(),
+        };
+        reactor.register(raw, Interest::READABLE, trigger, move |r, event| {
+            socket.on_readable(r, event.token)
+        })?;
+        let shutdown = ShutdownHandle::new(reactor.handle());
+        Ok(DatagramServer {
+            reactor,
+            handler,
+            handled,
+            local_addr,
+            shutdown,
+            _unlink: unlink,
+        })
+    }
+
+    /// The bound address (`127.0.0.1:5353`, a path, or `@name`).
+    pub fn local_addr(&self) -> &str {
+        &self.local_addr
+    }
+
+    /// A `Send + Clone` handle that stops this server from anywhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The server's reactor.
+    pub fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+
+    /// Runs `f` on the handler.
+    pub fn with_handler<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
+        f(&mut self.handler.borrow_mut())
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`].
+    ///
+    /// # Errors
+    /// What the reactor's wait reports.
+    pub fn serve_forever(&mut self) -> io::Result<()> {
+        let result = serve_until_shutdown(&mut self.reactor, &self.shutdown);
+        self.shutdown.finished();
+        result
+    }
+
+    /// Serves until one datagram was handled or `timeout` passed; true if
+    /// one was.
+    ///
+    /// # Errors
+    /// What the reactor's wait reports.
+    pub fn handle_request(&mut self, timeout: Duration) -> io::Result<bool> {
+        let before = self.handled.get();
+        super::run_until(&mut self.reactor, timeout, || self.handled.get() > before)
+    }
+}

@@ -1,0 +1,109 @@
+//! One reactor per core, the nginx way (DESIGN.md decision 15): N threads,
+//! each with its own reactor and its own `SO_REUSEPORT` listener on the same
+//! address, so the kernel spreads connections over them and no lock is
+//! shared. A single reactor stays single-threaded.
+//!
+//! To scale past one machine, put several hosts behind an ordinary L4 load
+//! balancer (LVS, an HAProxy TCP frontend, a cloud NLB); edgeloop does no
+//! clustering of its own.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use super::{ServerOptions, ShutdownHandle, TcpServer};
+use crate::conn::Handler;
+use crate::net::tcp_listener;
+use crate::{Reactor, Stats};
+
+/// N TCP servers on N threads sharing one address through `SO_REUSEPORT`.
+#[derive(Debug)]
+pub struct Workers {
+    local_addr: SocketAddr,
+    shutdowns: Vec<ShutdownHandle>,
+    threads: Vec<JoinHandle<io::Result<Stats>>>,
+}
+
+impl Workers {
+    /// Binds `n` listeners on `addr` (port 0: the first picks, the others
+    /// follow) and starts a server on each, with a handler from `make`.
+    ///
+    /// # Errors
+    /// Binding errors; a worker that failed to start.
+    pub fn bind<H, F>(
+        addr: SocketAddr,
+        n: usize,
+        make: F,
+        options: ServerOptions,
+    ) -> io::Result<Workers>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + Clone + 'static,
+    {
+        let first = tcp_listener(addr, options.backlog, true)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n.max(1) {
+            listeners.push(tcp_listener(local_addr, options.backlog, true)?);
+        }
+        let mut shutdowns = Vec::new();
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            let make = make.clone();
+            let options = options.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("edgeloop-worker-{i}"))
+                    .spawn(move || -> io::Result<Stats> {
+                        let reactor = Reactor::with_backend(options.backend)?;
+                        let mut server = TcpServer::from_tcp(reactor, listener, make(), options)?;
+                        let _ = tx.send(server.shutdown_handle());
+                        server.serve_forever()?;
+                        Ok(*server.reactor().stats())
+                    })?,
+            );
+            shutdowns.push(
+                rx.recv()
+                    .map_err(|_| io::Error::other(format!("worker {i} failed to start")))?,
+            );
+        }
+        Ok(Workers {
+            local_addr,
+            shutdowns,
+            threads,
+        })
+    }
+
+    /// The shared address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle per worker, to stop them (from anywhere, a handler included).
+    pub fn shutdown_handles(&self) -> Vec<ShutdownHandle> {
+        self.shutdowns.clone()
+    }
+
+    /// Asks every worker to shut down gracefully; never blocks.
+    pub fn shutdown(&self) {
+        for s in &self.shutdowns {
+            s.shutdown();
+        }
+    }
+
+    /// Waits for every worker to exit; returns each one's Stats.
+    ///
+    /// # Errors
+    /// The first worker's error, if any failed.
+    pub fn join(self) -> io::Result<Vec<Stats>> {
+        self.threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| io::Error::other("a worker panicked"))?
+            })
+            .collect()
+    }
+}

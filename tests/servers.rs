@@ -1,0 +1,536 @@
+//! The socketserver-like layer: lifecycle, every server kind end to end,
+//! Unix socket binding rules, datagram edge cases, the worker pool and
+//! Workers (RELIABILITY.md items 31-35). Each test that could deadlock runs
+//! under a watchdog, as CPython's test_socketserver does.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use edgeloop::conn::{Conn, Handler};
+use edgeloop::server::{
+    Datagram, DatagramHandler, DatagramOptions, Pooled, ServerOptions, TcpServer, UdpServer,
+    UnixDatagramServer, UnixPath, UnixStreamServer, Workers, attach_pool,
+};
+use util::server::{Echo, start};
+use util::stream::{fill, verify};
+
+/// Fails the test if `f` does not finish within `limit` (a deadlock).
+fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("deadlock: the watchdog fired")
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("edgeloop-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn shutdown_from_another_thread_returns_a_blocked_serve_forever_promptly() {
+    watchdog(Duration::from_secs(20), || {
+        let server = start(|| Echo, ServerOptions::default());
+        std::thread::sleep(Duration::from_millis(100)); // blocked in epoll_wait
+        let t = Instant::now();
+        server.shutdown.shutdown();
+        assert!(server.shutdown.wait(Duration::from_secs(5)).unwrap());
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(100),
+            "serve_forever took {took:?} to return"
+        );
+        server.stop();
+    });
+}
+
+/// Shuts its own server down from inside a handler.
+struct Quitter {
+    shutdown: Option<edgeloop::server::ShutdownHandle>,
+    waited: Option<std::io::ErrorKind>,
+}
+
+impl Handler for Quitter {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+        let s = self.shutdown.as_ref().unwrap();
+        s.shutdown();
+        s.shutdown(); // twice is fine
+        // Blocking on our own loop would deadlock: it is refused instead.
+        self.waited = s.wait(Duration::from_secs(1)).err().map(|e| e.kind());
+    }
+}
+
+#[test]
+fn shutdown_from_inside_a_handler_neither_blocks_nor_deadlocks() {
+    let waited = watchdog(Duration::from_secs(20), || {
+        let mut server = TcpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Quitter {
+                shutdown: None,
+                waited: None,
+            },
+            ServerOptions::default(),
+        )
+        .unwrap();
+        let shutdown = server.shutdown_handle();
+        server
+            .connections()
+            .with_handler(|q| q.shutdown = Some(shutdown));
+        let addr = server.local_addr().to_string();
+        let client = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"bye").unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).unwrap(); // the reply, then EOF
+            back
+        });
+        server.serve_forever().unwrap();
+        assert_eq!(client.join().unwrap(), b"bye");
+        server.connections().with_handler(|q| q.waited)
+    });
+    assert_eq!(waited, Some(std::io::ErrorKind::WouldBlock));
+}
+
+#[test]
+fn shutdown_before_serving_returns_at_once() {
+    watchdog(Duration::from_secs(20), || {
+        let mut server = TcpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Echo,
+            ServerOptions::default(),
+        )
+        .unwrap();
+        let handle = server.shutdown_handle();
+        handle.shutdown();
+        handle.shutdown();
+        let t = Instant::now();
+        server.serve_forever().unwrap();
+        assert!(t.elapsed() < Duration::from_millis(100));
+        assert!(handle.wait(Duration::ZERO).unwrap());
+        // The listener is closed: new connects are refused.
+        assert!(TcpStream::connect(server.local_addr()).is_err());
+    });
+}
+
+#[test]
+fn clients_with_a_mebibyte_in_flight_at_shutdown_get_their_bytes_then_eof() {
+    // RELIABILITY.md item 32: stop accepting, flush, close with EOF, not RST.
+    watchdog(Duration::from_secs(60), || {
+        let server = start(|| Echo, ServerOptions::default());
+        let addr = server.addr;
+        let go = Arc::new(std::sync::Barrier::new(201));
+        let clients: Vec<_> = (0..200u64)
+            .map(|seed| {
+                let go = go.clone();
+                std::thread::spawn(move || {
+                    let c = TcpStream::connect(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut w = c.try_clone().unwrap();
+                    let writer = std::thread::spawn(move || {
+                        let mut data = vec![0u8; 1 << 20];
+                        fill(seed, 0, &mut data);
+                        let _ = w.write_all(&data); // the server may stop reading
+                    });
+                    let mut r = c;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // In flight: accepted and echoing before the shutdown (a
+                    // connection still in the backlog when the listener
+                    // closes is reset by the kernel, by design).
+                    let mut got = r.read(&mut buf).unwrap() as u64;
+                    verify(seed, 0, &buf[..got as usize]);
+                    go.wait();
+                    loop {
+                        match r.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                verify(seed, got, &buf[..n]);
+                                got += n as u64;
+                            }
+                            Err(e) => {
+                                panic!("client {seed}: {e} after {got} bytes (a reset, not EOF)")
+                            }
+                        }
+                    }
+                    writer.join().unwrap();
+                    drop(r);
+                    got
+                })
+            })
+            .collect();
+        go.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        let (_, open) = server.stop();
+        assert_eq!(open, 0);
+        let received: Vec<u64> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        assert!(received.iter().sum::<u64>() > 0);
+    });
+}
+
+#[test]
+fn handle_request_serves_one_request_or_times_out() {
+    let mut server = TcpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Echo,
+        ServerOptions::default(),
+    )
+    .unwrap();
+    assert!(!server.handle_request(Duration::from_millis(50)).unwrap());
+    let mut c = TcpStream::connect(server.local_addr()).unwrap();
+    c.write_all(b"one").unwrap();
+    assert!(server.handle_request(Duration::from_secs(5)).unwrap());
+    let mut b = [0u8; 3];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"one");
+}
+
+#[test]
+fn unix_stream_server_echoes_and_removes_its_file() {
+    let path = temp_path("stream.sock");
+    let unix = UnixPath::File(path.clone());
+    let mut server =
+        UnixStreamServer::bind_unix(&unix, Some(0o600), Echo, ServerOptions::default()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.write_all(b"over unix").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let handle = server.shutdown_handle();
+    let t = std::thread::spawn(move || {
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        handle.shutdown();
+        back
+    });
+    server.serve_forever().unwrap();
+    assert_eq!(t.join().unwrap(), b"over unix");
+    drop(server);
+    assert!(!path.exists(), "the socket file is removed on close");
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced_and_a_live_one_is_left_alone() {
+    let path = temp_path("stale.sock");
+    let unix = UnixPath::File(path.clone());
+    // A stale file: bound, then its owner vanished without unlinking.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let live = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default()).unwrap();
+    // A second server on the live path: refused, clearly.
+    let err = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
+        .err()
+        .expect("binding a live server's path must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(err.to_string().contains("live server"), "{err}");
+    // The live server's path still works.
+    assert!(UnixStream::connect(&path).is_ok());
+    drop(live);
+}
+
+#[test]
+fn unix_paths_too_long_fail_cleanly_and_abstract_names_leave_no_file() {
+    let long = UnixPath::File(std::path::PathBuf::from(format!(
+        "/tmp/{}",
+        "x".repeat(120)
+    )));
+    let err = UnixStreamServer::bind_unix(&long, None, Echo, ServerOptions::default())
+        .err()
+        .expect("a 124-byte path must fail");
+    assert!(err.to_string().contains("107"), "{err}");
+    let name = format!("edgeloop-test-{}", std::process::id());
+    let server = UnixStreamServer::bind_unix(
+        &UnixPath::parse(&format!("@{name}")),
+        None,
+        Echo,
+        ServerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(server.local_addr(), format!("@{name}"));
+    assert!(!std::path::Path::new(&name).exists());
+}
+
+/// Echoes datagrams; records what it saw.
+#[derive(Default)]
+struct DatagramEcho {
+    seen: Vec<(usize, Option<usize>)>,
+    errors: Vec<std::io::ErrorKind>,
+    reply_errors: Vec<String>,
+}
+
+impl DatagramHandler for DatagramEcho {
+    fn on_datagram(&mut self, datagram: &mut Datagram<'_>, data: &[u8]) {
+        self.seen.push((data.len(), datagram.truncated()));
+        if data == b"too big" {
+            let huge = vec![0u8; 65_508];
+            if let Err(e) = datagram.reply(&huge) {
+                self.reply_errors.push(e.to_string());
+            }
+            datagram.reply(b"still here").unwrap();
+            return;
+        }
+        if let Err(e) = datagram.reply(data) {
+            self.reply_errors.push(e.to_string());
+        }
+    }
+    fn on_error(&mut self, error: std::io::Error) {
+        self.errors.push(error.kind());
+    }
+}
+
+#[test]
+fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
+    // RELIABILITY.md item 33.
+    let options = DatagramOptions {
+        max_packet_size: 8192,
+        ..DatagramOptions::default()
+    };
+    let mut server = UdpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        DatagramEcho::default(),
+        options,
+    )
+    .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.connect(server.local_addr()).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for payload in [&b"hello"[..], &[], &[7u8; 9000][..], b"too big"] {
+        client.send(payload).unwrap();
+        assert!(server.handle_request(Duration::from_secs(5)).unwrap());
+    }
+    assert_eq!(client.recv(&mut buf).unwrap(), 5);
+    assert_eq!(
+        client.recv(&mut buf).unwrap(),
+        0,
+        "an empty datagram is echoed empty"
+    );
+    assert_eq!(
+        client.recv(&mut buf).unwrap(),
+        8192,
+        "the truncated part is echoed"
+    );
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still here", "usable after EMSGSIZE");
+    server.with_handler(|h| {
+        assert_eq!(
+            h.seen,
+            [(5, None), (0, None), (8192, Some(9000)), (7, None)]
+        );
+        assert_eq!(h.reply_errors.len(), 1);
+        assert!(
+            h.reply_errors[0].contains("EMSGSIZE"),
+            "{:?}",
+            h.reply_errors
+        );
+    });
+}
+
+#[test]
+fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
+    // RELIABILITY.md item 34: a datagram to a closed port; the ICMP error
+    // makes the next recv fail with ECONNREFUSED.
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(closed_addr).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    socket.send(b"anyone?").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut reactor = edgeloop::Reactor::new().unwrap();
+    let errors = Arc::new(AtomicUsize::new(0));
+    let e = errors.clone();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    reactor
+        .register(
+            fd,
+            edgeloop::Interest::READABLE,
+            edgeloop::Trigger::Level,
+            move |_, _| {
+                let mut b = [0u8; 16];
+                if let Err(err) = socket.recv(&mut b) {
+                    if err.kind() == std::io::ErrorKind::ConnectionRefused {
+                        e.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            },
+        )
+        .unwrap();
+    for _ in 0..5 {
+        reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert_eq!(errors.load(Ordering::SeqCst), 1, "surfaced once");
+    assert!(
+        reactor.stats().dispatched <= 2,
+        "no spin: {:?}",
+        reactor.stats()
+    );
+}
+
+#[test]
+fn unix_datagram_server_replies_to_bound_senders_only() {
+    let path = temp_path("dgram.sock");
+    let mut server = UnixDatagramServer::bind_unix(
+        &UnixPath::File(path.clone()),
+        None,
+        DatagramEcho::default(),
+        DatagramOptions::default(),
+    )
+    .unwrap();
+    let client_path = temp_path("dgram-client.sock");
+    let client = UnixDatagram::bind(&client_path).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.send_to(b"ping", &path).unwrap();
+    assert!(server.handle_request(Duration::from_secs(5)).unwrap());
+    server.with_handler(|h| assert!(h.reply_errors.is_empty(), "{:?}", h.reply_errors));
+    let mut b = [0u8; 16];
+    let n = client.recv(&mut b).unwrap();
+    assert_eq!(&b[..n], b"ping");
+    // An unbound sender has no address: the reply fails, the server goes on.
+    let anonymous = UnixDatagram::unbound().unwrap();
+    anonymous.send_to(b"who am i", &path).unwrap();
+    assert!(server.handle_request(Duration::from_secs(5)).unwrap());
+    server.with_handler(|h| {
+        assert_eq!(h.reply_errors.len(), 1);
+        assert!(
+            h.reply_errors[0].contains("no address"),
+            "{:?}",
+            h.reply_errors
+        );
+    });
+    drop(server);
+    assert!(!path.exists());
+    let _ = std::fs::remove_file(client_path);
+}
+
+fn pooled_server(
+    threads: usize,
+    capacity: usize,
+    delay: Duration,
+) -> (
+    String,
+    std::thread::JoinHandle<()>,
+    edgeloop::server::ShutdownHandle,
+) {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let slow = move |request: &[u8]| {
+            // Later requests finish sooner: order must come from the loop.
+            let n = request.first().copied().unwrap_or(0) as u64;
+            std::thread::sleep(delay.saturating_sub(Duration::from_millis(n % 10)));
+            request.to_vec()
+        };
+        let mut server = TcpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Pooled::new(slow, threads, capacity).unwrap(),
+            ServerOptions::default(),
+        )
+        .unwrap();
+        let conns = server.connections().clone();
+        attach_pool(server.reactor(), &conns).unwrap();
+        tx.send((server.local_addr().to_string(), server.shutdown_handle()))
+            .unwrap();
+        server.serve_forever().unwrap();
+    });
+    let (addr, shutdown) = rx.recv().unwrap();
+    (addr, t, shutdown)
+}
+
+#[test]
+fn pool_replies_come_back_in_request_order_and_a_fast_client_is_not_blocked() {
+    watchdog(Duration::from_secs(30), || {
+        let (addr, t, shutdown) = pooled_server(4, 64, Duration::from_millis(50));
+        let mut slow = TcpStream::connect(&addr).unwrap();
+        slow.set_nodelay(true).unwrap();
+        // Separate requests: one write each, spaced so each is its own read.
+        for i in 0..8u8 {
+            slow.write_all(&[i]).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut fast = TcpStream::connect(&addr).unwrap();
+        let t0 = Instant::now();
+        fast.write_all(&[42]).unwrap();
+        let mut b = [0u8; 1];
+        fast.read_exact(&mut b).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(400),
+            "the loop was blocked: {:?}",
+            t0.elapsed()
+        );
+        let mut got = [0u8; 8];
+        slow.read_exact(&mut got).unwrap();
+        assert_eq!(got, [0, 1, 2, 3, 4, 5, 6, 7], "replies in request order");
+        shutdown.shutdown();
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn a_full_pool_stops_reading_the_connection_instead_of_queueing() {
+    watchdog(Duration::from_secs(30), || {
+        // One thread, room for 2 requests: the rest wait in the kernel.
+        let (addr, t, shutdown) = pooled_server(1, 2, Duration::from_millis(30));
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        for i in 0..10u8 {
+            c.write_all(&[i]).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let mut got = Vec::new();
+        let mut b = [0u8; 16];
+        while got.len() < 10 {
+            let n = c.read(&mut b).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(got, (0..10).collect::<Vec<u8>>(), "every byte, in order");
+        shutdown.shutdown();
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn workers_spread_connections_over_every_reactor() {
+    watchdog(Duration::from_secs(30), || {
+        let workers = Workers::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            2,
+            || Echo,
+            ServerOptions::default(),
+        )
+        .unwrap();
+        let addr = workers.local_addr();
+        for i in 0..200u32 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&i.to_le_bytes()).unwrap();
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(u32::from_le_bytes(b), i);
+        }
+        workers.shutdown();
+        let stats = workers.join().unwrap();
+        let accepts: Vec<u64> = stats.iter().map(|s| s.accepts).collect();
+        assert_eq!(accepts.iter().sum::<u64>(), 200);
+        assert!(
+            accepts.iter().all(|&a| a > 0),
+            "every worker got connections: {accepts:?}"
+        );
+    });
+}
