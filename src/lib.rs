@@ -89,6 +89,7 @@ pub mod selector;
 pub mod server;
 pub mod signal;
 mod stats;
+pub mod study;
 mod sys;
 mod timer;
 mod waker;
