@@ -1,0 +1,357 @@
+//! The IO models of the classic texts, each a small echo server in its own
+//! child process, measured by the benchmark's load generator and printed as
+//! one table.
+//!
+//! Run: `cargo run --release --example models` (about a minute).
+//!
+//! What to look for: what each model costs, and what fails first as
+//! connections grow. Blocking one-at-a-time: a second client waits for the
+//! first to leave. Thread per connection: a thread (and its stack) per
+//! client. Busy polling: a whole core burned while nothing happens.
+//! select: the 1024-fd wall. poll: cost that follows the watched fds.
+//! epoll: none of these. Signal-driven IO (SIGIO) and POSIX AIO are rows
+//! that say why they are out of scope.
+
+#[path = "bench/load.rs"]
+#[allow(dead_code)]
+mod load;
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use edgeloop::conn::{Conn, ConnOptions, Handler};
+use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::{Backend, Trigger};
+
+/// The classic IO models, measured side by side.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Connection counts for the throughput columns.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    connections: Vec<usize>,
+    /// Idle connections for the idle columns.
+    #[arg(long, default_value_t = 1000)]
+    idle: usize,
+    /// Seconds measured per cell.
+    #[arg(long, default_value_t = 1.5)]
+    duration: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run one model's server (used by the table; prints `listening on ADDR`).
+    Serve { model: String },
+}
+
+const MODELS: [&str; 7] = [
+    "blocking",
+    "thread-per-conn",
+    "busy-poll",
+    "select",
+    "poll",
+    "epoll-lt",
+    "epoll-et",
+];
+
+fn main() -> io::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Sub::Serve { model }) = cli.command {
+        return serve(&model);
+    }
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    print!("| model |");
+    for n in &cli.connections {
+        print!(" msgs/s at {n} |");
+    }
+    println!(
+        " server CPU µs/msg (100 conns) | CPU with {} idle | bytes per idle conn | threads | what fails first |",
+        cli.idle
+    );
+    print!("|---|");
+    for _ in &cli.connections {
+        print!("---:|");
+    }
+    println!("---:|---:|---:|---:|---|");
+    for model in MODELS {
+        let mut row = format!("| {model} |");
+        let mut cpu_per_msg = String::from("-");
+        for &n in &cli.connections {
+            let mut server = Server::start(model)?;
+            let (rate, cpu) = server.throughput(n, Duration::from_secs_f64(cli.duration))?;
+            row.push_str(&format!(" {rate:.0} |"));
+            if n == 100 {
+                cpu_per_msg = cpu.map_or("-".into(), |c| format!("{c:.2}"));
+            }
+        }
+        let mut server = Server::start(model)?;
+        let idle = server.idle(cli.idle)?;
+        println!(
+            "{row} {cpu_per_msg} | {:.0} % | {} | {} | {} |",
+            idle.cpu_percent,
+            idle.bytes_per_conn
+                .map_or("-".into(), |b| format!("{b:.0}")),
+            idle.threads,
+            fails_first(model, &idle)
+        );
+    }
+    println!(
+        "| signal-driven (SIGIO) | - | - | - | - | - | - | - | out of scope: one signal per readiness change carries no fd with plain SIGIO (F_SETSIG + siginfo is Linux-only and queues overflow to SIGIO), so a server still has to poll; not built |"
+    );
+    println!(
+        "| POSIX AIO | - | - | - | - | - | - | - | out of scope: glibc implements aio_read with threads, not kernel async IO for sockets; io_uring would be the honest row, and it is another project |"
+    );
+    Ok(())
+}
+
+fn fails_first(model: &str, idle: &Idle) -> String {
+    match model {
+        "blocking" => format!(
+            "a second client waits for the first: its first echo came after {:.0} ms (the first held on for 300 ms)",
+            idle.second_client_wait.as_secs_f64() * 1e3
+        ),
+        "thread-per-conn" => format!(
+            "memory and threads: {} threads, {:.0} KiB resident per connection",
+            idle.threads,
+            idle.bytes_per_conn.unwrap_or(0.0) / 1024.0
+        ),
+        "busy-poll" => format!(
+            "CPU: {:.0} % of a core with nothing to do",
+            idle.cpu_percent
+        ),
+        "select" => "fd 1024: clients past FD_SETSIZE are closed (see tests/examples.rs)".into(),
+        "poll" => "cost per wait grows with the watched fds (examples/backends.rs)".into(),
+        _ => "nothing up to these counts".into(),
+    }
+}
+
+struct Idle {
+    cpu_percent: f64,
+    bytes_per_conn: Option<f64>,
+    threads: u64,
+    second_client_wait: Duration,
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_field(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
+}
+
+impl Server {
+    fn start(model: &str) -> io::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", model])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("{model}: {line:?}")))?;
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(Server { child, addr })
+    }
+
+    /// Messages/s over the window, and the server's CPU µs per message.
+    fn throughput(
+        &mut self,
+        connections: usize,
+        duration: Duration,
+    ) -> io::Result<(f64, Option<f64>)> {
+        let pid = self.child.id();
+        let marks = std::cell::RefCell::new(Vec::new());
+        let mut mark = || marks.borrow_mut().push(cpu(pid));
+        let mut mark2 = mark;
+        let outcome = load::run(
+            self.addr,
+            connections,
+            64,
+            1,
+            0,
+            Some(load::Window {
+                start: Instant::now(),
+                warmup: Duration::from_millis(300),
+                duration,
+                on_open: Some(&mut mark),
+                on_close: Some(&mut mark2),
+            }),
+        )?;
+        let m = marks.into_inner();
+        let rate = outcome.messages as f64 / outcome.window.as_secs_f64();
+        let cpu = (outcome.messages > 0)
+            .then(|| (m[1] - m[0]).as_secs_f64() * 1e6 / outcome.messages as f64);
+        Ok((rate, cpu))
+    }
+
+    fn idle(&mut self, n: usize) -> io::Result<Idle> {
+        let pid = self.child.id();
+        // How long a second client waits while a first one holds on.
+        let first = TcpStream::connect(self.addr)?;
+        let second_client_wait = {
+            let addr = self.addr;
+            let waiter = std::thread::spawn(move || -> io::Result<Duration> {
+                let mut c = TcpStream::connect(addr)?;
+                c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let t = Instant::now();
+                c.write_all(b"x")?;
+                let mut b = [0u8; 1];
+                c.read_exact(&mut b)?;
+                Ok(t.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+            waiter.join().unwrap().unwrap_or(Duration::from_secs(5))
+        };
+        let rss0 = proc_field(pid, "VmRSS:") * 1024;
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            match TcpStream::connect(self.addr) {
+                Ok(c) => clients.push(c),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let rss1 = proc_field(pid, "VmRSS:") * 1024;
+        let threads = proc_field(pid, "Threads:");
+        let c0 = cpu(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        let cpu_percent = (cpu(pid) - c0).as_secs_f64() * 100.0;
+        let accepted = rss1 > rss0 || threads > 1;
+        Ok(Idle {
+            cpu_percent,
+            bytes_per_conn: accepted
+                .then(|| rss1.saturating_sub(rss0) as f64 / clients.len().max(1) as f64),
+            threads,
+            second_client_wait,
+        })
+    }
+}
+
+// ---- the servers -------------------------------------------------------------------
+
+fn serve(model: &str) -> io::Result<()> {
+    let listener = edgeloop::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    match model {
+        "blocking" => blocking(listener),
+        "thread-per-conn" => thread_per_connection(listener),
+        "busy-poll" => busy_poll(listener),
+        other => {
+            let (backend, trigger) = match other {
+                "select" => (Backend::Select, Trigger::Level),
+                "poll" => (Backend::Poll, Trigger::Level),
+                "epoll-lt" => (Backend::Epoll, Trigger::Level),
+                "epoll-et" => (Backend::Epoll, Trigger::Edge),
+                _ => return Err(io::Error::other(format!("unknown model {other}"))),
+            };
+            let options = ServerOptions {
+                backend,
+                conn: ConnOptions::with_trigger(trigger),
+                ..ServerOptions::default()
+            };
+            TcpServer::from_tcp(
+                edgeloop::Reactor::with_backend(backend)?,
+                listener,
+                Echo,
+                options,
+            )?
+            .serve_forever()
+        }
+    }
+}
+
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+    }
+}
+
+fn echo_blocking(mut c: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 || c.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// One client at a time: the next waits in the backlog.
+fn blocking(listener: TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(false)?;
+    loop {
+        let (c, _) = listener.accept()?;
+        echo_blocking(c);
+    }
+}
+
+/// socketserver's ThreadingTCPServer: a thread per connection.
+fn thread_per_connection(listener: TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(false)?;
+    loop {
+        let (c, _) = listener.accept()?;
+        std::thread::spawn(move || echo_blocking(c));
+    }
+}
+
+/// The tutorial's loop: try recv on every socket, forever, never sleeping.
+fn busy_poll(listener: TcpListener) -> io::Result<()> {
+    let mut clients: Vec<TcpStream> = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match listener.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(true)?;
+                clients.push(c);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        clients.retain_mut(|c| match c.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => c.write_all(&buf[..n]).is_ok(),
+            Err(e) => e.kind() == ErrorKind::WouldBlock,
+        });
+    }
+}
