@@ -146,6 +146,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Fuzzing the framing (RELIABILITY.md "fuzz the framing by splitting
+        /// arbitrary byte streams at arbitrary boundaries"): whatever the
+        /// bytes and however reads split them, the lines are those of the
+        /// whole stream, and an overlong line is an error.
+        #[test]
+        fn framing_is_independent_of_read_boundaries(
+            data in proptest::collection::vec(proptest::prop_oneof![3 => proptest::prelude::any::<u8>(), 1 => proptest::strategy::Just(b'\n')], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+            max_line in 1usize..40,
+        ) {
+            let expected: Result<Vec<&[u8]>, ()> = {
+                let mut lines = Vec::new();
+                let mut ok = true;
+                let mut parts = data.split(|&b| b == b'\n').peekable();
+                while let Some(part) = parts.next() {
+                    if part.len() > max_line {
+                        ok = false;
+                        break;
+                    }
+                    if parts.peek().is_some() {
+                        lines.push(part);
+                    }
+                }
+                if ok { Ok(lines) } else { Err(()) }
+            };
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            bounds.push(0);
+            bounds.push(data.len());
+            bounds.sort_unstable();
+            let mut partial = Vec::new();
+            let mut got = Vec::new();
+            let mut result = Ok(());
+            for w in bounds.windows(2) {
+                result = split_lines(&mut partial, &data[w[0]..w[1]], max_line, |l| got.push(l.to_vec()));
+                if result.is_err() {
+                    break;
+                }
+            }
+            match expected {
+                Ok(lines) => {
+                    proptest::prop_assert!(result.is_ok());
+                    proptest::prop_assert_eq!(got, lines.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
+                }
+                Err(()) => proptest::prop_assert!(result.is_err()),
+            }
+        }
+    }
+
     #[test]
     fn an_overlong_line_is_an_error_even_before_its_newline() {
         let mut partial = Vec::new();
