@@ -58,6 +58,38 @@ pub struct ServerArgs {
     /// Reactors, one per thread, each with its own SO_REUSEPORT listener.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Test support: a SIGALRM every N µs, handled without SA_RESTART, so
+    /// every blocking syscall sees EINTR (the soak test's signal storm).
+    #[arg(long, hide = true)]
+    pub sigalrm_us: Option<u64>,
+}
+
+/// A SIGALRM every `us` microseconds, with a do-nothing handler installed
+/// without SA_RESTART: epoll_wait (never restarted anyway) and every other
+/// blocking call return EINTR (RELIABILITY.md item 19). Keep the timer.
+pub fn sigalrm_storm(us: u64) -> io::Result<nix::sys::timer::Timer> {
+    use nix::sys::signal::{
+        SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, sigaction,
+    };
+    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+    extern "C" fn nothing(_: nix::libc::c_int) {}
+    let action = SigAction::new(
+        SigHandler::Handler(nothing),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    let mut timer = Timer::new(
+        nix::time::ClockId::CLOCK_MONOTONIC,
+        SigEvent::new(SigevNotify::SigevSignal {
+            signal: Signal::SIGALRM,
+            si_value: 0,
+        }),
+    )?;
+    let period = nix::sys::time::TimeSpec::from(std::time::Duration::from_micros(us.max(1)));
+    timer.set(Expiration::Interval(period), TimerSetTimeFlags::empty())?;
+    Ok(timer)
 }
 
 impl ServerArgs {
@@ -138,6 +170,7 @@ pub fn serve_workers<H: Handler>(
 /// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,
 /// then shuts down gracefully (stop accepting, flush, close) and returns.
 pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
+    let _storm = args.sigalrm_us.map(sigalrm_storm).transpose()?;
     let reactor = args.reactor()?;
     let listener = edgeloop::net::tcp_listener(args.addr, None, false)?;
     let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
