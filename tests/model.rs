@@ -123,14 +123,17 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                     model[i].edge = model[i].pending > 0; // MOD re-checks readiness (K2)
                     model[i].armed = true;
                 }
-                _ => prop_assert!(pairs[i].token.is_none_or(|t| {
-                    reactor
-                        .modify(t, Interest::READABLE, Trigger::Level)
-                        .is_err()
-                })),
+                _ => {
+                    let refused = pairs[i].token.is_none_or(|t| {
+                        reactor
+                            .modify(t, Interest::READABLE, Trigger::Level)
+                            .is_err()
+                    });
+                    prop_assert!(refused, "modifying a dead token must fail");
+                }
             },
-            Op::Deregister(i) => match pairs[i].token.take() {
-                Some(token) => {
+            Op::Deregister(i) => {
+                if let Some(token) = pairs[i].token.take() {
                     reactor.deregister(token).unwrap();
                     prop_assert!(
                         reactor.deregister(token).is_err(),
@@ -138,8 +141,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                     );
                     model[i].registered = None;
                 }
-                None => {}
-            },
+            }
             Op::PeerWrite(i, n) => {
                 pairs[i].theirs.write_all(&vec![1u8; n]).unwrap();
                 model[i].pending += n;

@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The path of a built example. `cargo test` builds the examples; a
-/// filtered run (`cargo test --test x`) may not, so build it if missing.
+/// The path of a built, up-to-date example. `cargo test` builds the
+/// examples, but a filtered or `--release` run may find none or a stale one,
+/// so each example is built once per test process (a no-op when current).
 pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        built.push(name.to_string());
         let release = profile_dir.ends_with("release");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.args(["build", "--example", name]);
