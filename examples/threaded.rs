@@ -13,12 +13,11 @@
 
 mod common;
 
-use std::io::{self, Write};
+use std::io;
 use std::time::Duration;
 
 use clap::Parser;
 use edgeloop::server::{Pooled, TcpServer, attach_pool};
-use nix::sys::signal::Signal;
 
 /// Echo server whose handler is slow, served by a thread pool.
 #[derive(Parser, Debug)]
@@ -59,13 +58,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     )?;
     let connections = server.connections().clone();
     attach_pool(server.reactor(), &connections)?;
-    let shutdown = server.shutdown_handle();
-    edgeloop::signal::on_signals(
-        server.reactor(),
-        &[Signal::SIGINT, Signal::SIGTERM],
-        move |_, _| shutdown.shutdown(),
-    )?;
-    println!("listening on {}", server.local_addr());
-    io::stdout().flush()?;
+    let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
+    common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()
 }

@@ -9,12 +9,13 @@
 //! length) and echoed cut, never silently; an empty datagram is echoed
 //! empty. SIGINT/SIGTERM exit 0.
 
-use std::io::{self, Write};
+mod common;
+
+use std::io;
 use std::net::SocketAddr;
 
 use clap::Parser;
 use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, UdpServer};
-use nix::sys::signal::Signal;
 
 /// UDP echo server on edgeloop.
 #[derive(Parser, Debug)]
@@ -51,10 +52,7 @@ impl DatagramHandler for Echo {
 fn main() {
     env_logger::init();
     let cli = Cli::parse();
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> io::Result<()> {
@@ -64,13 +62,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         ..DatagramOptions::default()
     };
     let mut server = UdpServer::bind(cli.addr, Echo, options)?;
-    let shutdown = server.shutdown_handle();
-    edgeloop::signal::on_signals(
-        server.reactor(),
-        &[Signal::SIGINT, Signal::SIGTERM],
-        move |_, _| shutdown.shutdown(),
-    )?;
-    println!("listening on {}", server.local_addr());
-    io::stdout().flush()?;
+    let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
+    common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()
 }

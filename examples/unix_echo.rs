@@ -12,12 +12,11 @@
 
 mod common;
 
-use std::io::{self, Write};
+use std::io;
 
 use clap::Parser;
 use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::{UnixPath, UnixStreamServer};
-use nix::sys::signal::Signal;
 
 /// Unix-socket echo server on edgeloop.
 #[derive(Parser, Debug)]
@@ -56,13 +55,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     }
     let mut server =
         UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.mode, Echo, options)?;
-    let shutdown = server.shutdown_handle();
-    edgeloop::signal::on_signals(
-        server.reactor(),
-        &[Signal::SIGINT, Signal::SIGTERM],
-        move |_, _| shutdown.shutdown(),
-    )?;
-    println!("listening on {}", server.local_addr());
-    io::stdout().flush()?;
+    let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
+    common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()
 }

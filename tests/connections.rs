@@ -188,15 +188,7 @@ fn a_reset_storm_leaves_the_server_serving() {
                     let mut c = connect(addr);
                     let chunk = vec![i as u8; 256 * 1024];
                     let _ = c.write_all(&chunk); // never read: output queues up
-                    nix::sys::socket::setsockopt(
-                        &c,
-                        nix::sys::socket::sockopt::Linger,
-                        &nix::libc::linger {
-                            l_onoff: 1,
-                            l_linger: 0,
-                        },
-                    )
-                    .unwrap();
+                    util::set_linger_zero(&c);
                     drop(c); // RST
                 })
             })

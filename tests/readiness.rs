@@ -191,15 +191,7 @@ fn peer_reset_reports_error_and_hup_even_to_a_write_only_registration() {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        nix::sys::socket::setsockopt(
-            &client,
-            nix::sys::socket::sockopt::Linger,
-            &nix::libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            },
-        )
-        .unwrap();
+        util::set_linger_zero(&client);
         drop(client); // RST
         std::thread::sleep(Duration::from_millis(20));
         let ready = first_event(backend, server.as_raw_fd(), Interest::WRITABLE);

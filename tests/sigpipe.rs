@@ -71,15 +71,7 @@ fn a_tcp_server_survives_peers_that_reset_with_output_pending() {
             let mut c = TcpStream::connect(server.addr).unwrap();
             // Enough that the echo queues up on the server, then a reset.
             let _ = c.write_all(&vec![1u8; 4 << 20]);
-            nix::sys::socket::setsockopt(
-                &c,
-                nix::sys::socket::sockopt::Linger,
-                &nix::libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                },
-            )
-            .unwrap();
+            util::set_linger_zero(&c);
             drop(c);
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -260,15 +260,7 @@ fn soak(mode: &str, backend: &str, duration: Duration, live: usize) {
                 }
             }
             if c.kind == Kind::Reset && c.sent >= c.reset_at {
-                nix::sys::socket::setsockopt(
-                    &c.stream,
-                    nix::sys::socket::sockopt::Linger,
-                    &nix::libc::linger {
-                        l_onoff: 1,
-                        l_linger: 0,
-                    },
-                )
-                .unwrap();
+                util::set_linger_zero(&c.stream);
                 tally.resets += 1;
                 done.push(token);
                 continue;

@@ -174,9 +174,23 @@ pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
     let reactor = args.reactor()?;
     let listener = edgeloop::net::tcp_listener(args.addr, None, false)?;
     let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
-    let shutdown = server.shutdown_handle();
+    let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
+    announce(server.reactor(), shutdown, &local)?;
+    server.serve_forever()?;
+    log::info!("stats: {:?}", server.reactor().stats());
+    Ok(())
+}
+
+/// What every server example does before it serves: SIGINT and SIGTERM on
+/// `reactor` ask for a graceful shutdown, and the `listening on ADDR` line
+/// (the contract other tools read) goes out, flushed.
+pub fn announce(
+    reactor: &mut Reactor,
+    shutdown: edgeloop::server::ShutdownHandle,
+    local_addr: &str,
+) -> io::Result<()> {
     edgeloop::signal::on_signals(
-        server.reactor(),
+        reactor,
         &[Signal::SIGINT, Signal::SIGTERM],
         move |_, signal| {
             log::info!("{signal}: shutting down");
@@ -184,12 +198,8 @@ pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
         },
     )?;
     let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening on {}", server.local_addr())?;
-    stdout.flush()?;
-    drop(stdout);
-    server.serve_forever()?;
-    log::info!("stats: {:?}", server.reactor().stats());
-    Ok(())
+    writeln!(stdout, "listening on {local_addr}")?;
+    stdout.flush()
 }
 
 /// Runs `serve` and turns an error into a message and exit status 1.

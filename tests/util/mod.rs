@@ -100,6 +100,20 @@ pub fn write_all(stream: &mut impl Write, data: &[u8]) {
     stream.write_all(data).unwrap();
 }
 
+/// Makes the next close send an RST instead of a FIN (SO_LINGER {1, 0}), as
+/// mio's test helper `set_linger_zero` does.
+pub fn set_linger_zero(socket: &impl std::os::fd::AsFd) {
+    nix::sys::socket::setsockopt(
+        socket,
+        nix::sys::socket::sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .unwrap();
+}
+
 /// The number of fds this process has open.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
