@@ -75,8 +75,20 @@
 //!
 //! ## Layers
 //!
-//! [`selector`] (epoll) → [`Reactor`] (registrations, timers, waker).
-//! Buffered connections and servers build on the reactor.
+//! Each layer knows only the ones below it:
+//!
+//! - [`selector`]: the [`Selector`] trait and its backends, [`Epoll`] (the
+//!   default), [`Poll`] and [`Select`].
+//! - [`Reactor`]: registrations, timers, the waker and [`Handle`], [`Stats`].
+//! - [`accept`] and [`conn`]: the listener's accept path, and buffered
+//!   connections served by a [`conn::Handler`].
+//! - [`server`]: TCP, UDP, Unix stream and datagram servers,
+//!   `serve_forever` / `shutdown`, a worker pool, and [`server::Workers`]
+//!   (one reactor per core).
+//! - [`study`]: the readiness trace behind the `lt_vs_et` example.
+//!
+//! [`net`] makes listening sockets and [`signal`] turns Unix signals into
+//! events.
 
 #![deny(missing_docs, missing_debug_implementations)]
 

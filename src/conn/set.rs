@@ -339,7 +339,12 @@ impl<H: Handler> Conn<'_, H> {
             .map(|(k, c)| ConnId(c.token(k).0))
     }
 
-    /// Closes once everything queued is sent; reads stop now.
+    /// Closes gracefully: the handler gets no more data, what is queued is
+    /// sent, the write side is shut down, and input is read and discarded
+    /// until the peer's EOF (at most [`ConnOptions::linger`]), so the peer
+    /// reads our last byte and then EOF, never an RST.
+    ///
+    /// [`ConnOptions::linger`]: super::ConnOptions::linger
     pub fn close(&mut self) {
         self.table.close(self.reactor, self.key);
     }
