@@ -19,6 +19,18 @@ pub(super) struct Slot {
     pub(super) armed: bool,
 }
 
+impl Slot {
+    /// A registration that will report on the next wait.
+    pub(super) fn armed(token: Token, interest: Interest, trigger: Trigger) -> Slot {
+        Slot {
+            token,
+            interest,
+            trigger,
+            armed: true,
+        }
+    }
+}
+
 #[derive(Default, Debug)]
 pub(super) struct FdTable {
     slots: Vec<Option<Slot>>,

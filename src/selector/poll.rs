@@ -117,12 +117,7 @@ impl Selector for Poll {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
-        let slot = Slot {
-            token,
-            interest,
-            trigger,
-            armed: true,
-        };
+        let slot = Slot::armed(token, interest, trigger);
         self.table.insert("poll", fd, slot)?;
         self.arm(fd, interest);
         Ok(())
@@ -140,12 +135,7 @@ impl Selector for Poll {
             .get_mut(fd)
             .ok_or_else(|| not_registered("poll", fd))?;
         let was_armed = slot.armed;
-        *slot = Slot {
-            token,
-            interest,
-            trigger,
-            armed: true,
-        };
+        *slot = Slot::armed(token, interest, trigger);
         if was_armed {
             let at = self.position[fd as usize] as usize;
             self.pollfds[at].events = Self::flags(interest).bits();

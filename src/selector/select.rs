@@ -73,12 +73,7 @@ impl Selector for Select {
                 ),
             ));
         }
-        let slot = Slot {
-            token,
-            interest,
-            trigger,
-            armed: true,
-        };
+        let slot = Slot::armed(token, interest, trigger);
         self.table.insert("select", fd, slot)
     }
 
@@ -93,12 +88,7 @@ impl Selector for Select {
             .table
             .get_mut(fd)
             .ok_or_else(|| not_registered("select", fd))?;
-        *slot = Slot {
-            token,
-            interest,
-            trigger,
-            armed: true,
-        };
+        *slot = Slot::armed(token, interest, trigger);
         Ok(())
     }
 
