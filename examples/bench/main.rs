@@ -122,6 +122,29 @@ impl Row {
     fn per_msg(&self, count: u64) -> f64 {
         count as f64 / self.messages.max(1) as f64
     }
+
+    /// Syscalls per message: total, wait, ctl, read, EAGAIN read, write.
+    fn syscall_figures(&self) -> Option<[f64; 6]> {
+        self.syscalls.map(|s| {
+            [
+                s.total(),
+                s.waits,
+                s.ctls,
+                s.reads,
+                s.eagain_reads,
+                s.writes,
+            ]
+            .map(|n| self.per_msg(n))
+        })
+    }
+
+    /// The syscall figures joined by `sep` with `decimals`, or `missing`.
+    fn syscall_cells(&self, sep: &str, decimals: usize, missing: &str) -> String {
+        self.syscall_figures().map_or_else(
+            || [missing; 6].join(sep),
+            |f| f.map(|v| format!("{v:.decimals$}")).join(sep),
+        )
+    }
 }
 
 fn main() -> io::Result<()> {
@@ -481,19 +504,7 @@ fn report(cli: &Cli, rows: &[Row], idle: &[(Kind, f64)], duration: Duration) -> 
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for row in rows {
-        let sys = row
-            .syscalls
-            .map_or("| - | - | - | - | - | - |".to_string(), |s| {
-                format!(
-                    "| {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-                    row.per_msg(s.total()),
-                    row.per_msg(s.waits),
-                    row.per_msg(s.ctls),
-                    row.per_msg(s.reads),
-                    row.per_msg(s.eagain_reads),
-                    row.per_msg(s.writes)
-                )
-            });
+        let sys = format!("| {} |", row.syscall_cells(" | ", 3, "-"));
         let _ = writeln!(
             r,
             "| {} | {} | {} | {:.0} | {} | {} | {} | {:.3} {sys}",
@@ -598,17 +609,7 @@ fn csv(rows: &[Row], idle: &[(Kind, f64)]) -> String {
         "server,connections,size,msgs_per_sec,p50_us,p99_us,errors,cpu_us_per_msg,syscalls_per_msg,waits_per_msg,ctls_per_msg,reads_per_msg,eagain_reads_per_msg,writes_per_msg,idle_bytes_per_conn\n",
     );
     for row in rows {
-        let sys = row.syscalls.map_or(",,,,,".to_string(), |s| {
-            format!(
-                "{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}",
-                row.per_msg(s.total()),
-                row.per_msg(s.waits),
-                row.per_msg(s.ctls),
-                row.per_msg(s.reads),
-                row.per_msg(s.eagain_reads),
-                row.per_msg(s.writes)
-            )
-        });
+        let sys = row.syscall_cells(",", 4, "");
         let _ = writeln!(
             out,
             "{},{},{},{:.0},{:.1},{:.1},{},{:.4},{sys},",
