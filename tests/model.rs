@@ -1,6 +1,8 @@
 //! Model-based tests (RELIABILITY.md "model-based fuzzing"): random scripts
-//! of register / modify / deregister / peer write / read / turn / timer add
-//! / timer cancel / wake, run against the real reactor on real socket pairs
+//! of register / modify / deregister / peer write / peer close / read / turn
+//! / timer add / timer cancel / wake, run against the real reactor on real
+//! Unix socket pairs (a peer *reset* cannot be made on those; the TCP reset
+//! storm and the soak cover it)
 //! and against a small reference model of what each trigger must report.
 //! The callback traces must agree: no event for a dead token, every
 //! level-triggered ready fd reported on every turn, edge-triggered reported
@@ -26,6 +28,7 @@ enum Op {
     Modify(usize, Trigger),
     Deregister(usize),
     PeerWrite(usize, usize),
+    PeerClose(usize),
     Read(usize, usize),
     Turn,
     TimerAdd(u64),
@@ -48,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (i.clone(), trigger()).prop_map(|(i, t)| Op::Modify(i, t)),
         1 => i.clone().prop_map(Op::Deregister),
         2 => (i.clone(), 1usize..20).prop_map(|(i, n)| Op::PeerWrite(i, n)),
+        1 => i.clone().prop_map(Op::PeerClose),
         2 => (i.clone(), 1usize..20).prop_map(|(i, n)| Op::Read(i, n)),
         3 => Just(Op::Turn),
         1 => (0u64..3).prop_map(Op::TimerAdd),
@@ -61,15 +65,23 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     registered: Option<Trigger>,
     pending: usize,
+    /// The peer closed: reads return EOF, and the fd stays ready.
+    eof: bool,
     /// Edge: a new edge since the last report.
     edge: bool,
     /// Oneshot: armed.
     armed: bool,
 }
 
+impl Model {
+    fn readable(&self) -> bool {
+        self.pending > 0 || self.eof
+    }
+}
+
 struct Pair {
     ours: UnixStream,
-    theirs: UnixStream,
+    theirs: Option<UnixStream>,
     token: Option<Token>,
 }
 
@@ -83,7 +95,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
             ours.set_nonblocking(true).unwrap();
             Pair {
                 ours,
-                theirs,
+                theirs: Some(theirs),
                 token: None,
             }
         })
@@ -109,7 +121,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                         pairs[i].token = Some(result.unwrap());
                         model[i] = Model {
                             registered: Some(t),
-                            edge: model[i].pending > 0,
+                            edge: model[i].readable(),
                             armed: true,
                             ..model[i]
                         };
@@ -120,7 +132,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                 (Some(token), Some(_)) => {
                     reactor.modify(token, Interest::READABLE, t).unwrap();
                     model[i].registered = Some(t);
-                    model[i].edge = model[i].pending > 0; // MOD re-checks readiness (K2)
+                    model[i].edge = model[i].readable(); // MOD re-checks readiness (K2)
                     model[i].armed = true;
                 }
                 _ => {
@@ -143,9 +155,17 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::PeerWrite(i, n) => {
-                pairs[i].theirs.write_all(&vec![1u8; n]).unwrap();
-                model[i].pending += n;
-                model[i].edge = true;
+                if let Some(theirs) = pairs[i].theirs.as_mut() {
+                    theirs.write_all(&vec![1u8; n]).unwrap();
+                    model[i].pending += n;
+                    model[i].edge = true;
+                }
+            }
+            Op::PeerClose(i) => {
+                if pairs[i].theirs.take().is_some() {
+                    model[i].eof = true;
+                    model[i].edge = true; // the close is a change: a new edge
+                }
             }
             Op::Read(i, n) => {
                 let got = match pairs[i].ours.read(&mut buf[..n]) {
@@ -180,9 +200,9 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                 let mut want = Vec::new();
                 for (i, m) in model.iter_mut().enumerate() {
                     let report = match m.registered {
-                        Some(Trigger::Level) => m.pending > 0,
-                        Some(Trigger::Edge) => m.edge && m.pending > 0,
-                        Some(Trigger::Oneshot) => m.armed && m.pending > 0,
+                        Some(Trigger::Level) => m.readable(),
+                        Some(Trigger::Edge) => m.edge && m.readable(),
+                        Some(Trigger::Oneshot) => m.armed && m.readable(),
                         None => false,
                     };
                     if report {

@@ -442,3 +442,52 @@ fn one_turn_dispatches_a_thousand_ready_fds_in_one_wait() {
         assert_eq!(turn.stale, 0);
     }
 }
+
+#[test]
+fn a_closed_fd_kept_alive_by_a_dup_never_reaches_the_slot_new_owner() {
+    // RELIABILITY.md item 8 and DESIGN.md K6: epoll watches the open file
+    // description, so closing a registered fd while a dup lives keeps its
+    // registration in the kernel, and no DEL can reach it any more (the fd
+    // number is gone: EBADF). The reactor swallows the failed DEL, drops
+    // what the kernel keeps reporting as stale, and never hands it to the
+    // registration that reuses the slot.
+    let mut reactor = Reactor::new().unwrap();
+    let (ours, mut theirs) = pair();
+    let dup = nix::unistd::dup(&ours).unwrap();
+    let old = reactor
+        .register(
+            ours.as_raw_fd(),
+            Interest::READABLE,
+            Trigger::Level,
+            |_, _| {},
+        )
+        .unwrap();
+    drop(ours); // closed without deregistering: the bug this test is about
+    reactor.deregister(old).unwrap(); // DEL fails with EBADF, swallowed
+    assert_eq!(reactor.registrations(), 0);
+    let (fresh, _fresh_peer) = pair();
+    let log = Log::new();
+    let new = reactor
+        .register(
+            fresh.as_raw_fd(),
+            Interest::READABLE,
+            Trigger::Level,
+            log.recorder("new"),
+        )
+        .unwrap();
+    assert_eq!(new.key(), old.key(), "the slot is reused");
+    theirs.write_all(b"for the closed fd").unwrap();
+    let stale = reactor.stats().stale;
+    for _ in 0..3 {
+        expect_no_events(&mut reactor, &log);
+    }
+    assert!(
+        reactor.stats().stale > stale,
+        "the kernel still reports the old token; it is dropped as stale"
+    );
+    // Closing the last dup ends it.
+    drop(dup);
+    let stale = reactor.stats().stale;
+    expect_no_events(&mut reactor, &log);
+    assert_eq!(reactor.stats().stale, stale);
+}
