@@ -50,6 +50,8 @@ pub struct Stats {
     /// Connections accepted and closed at once because the server was at
     /// its connection cap.
     pub refused: u64,
+    /// Connections closed because they were idle past their timeout.
+    pub idle_timeouts: u64,
 }
 
 impl Stats {
@@ -75,6 +77,7 @@ impl Stats {
             backpressure_pauses: self.backpressure_pauses - earlier.backpressure_pauses,
             resets: self.resets - earlier.resets,
             refused: self.refused - earlier.refused,
+            idle_timeouts: self.idle_timeouts - earlier.idle_timeouts,
         }
     }
 

@@ -534,3 +534,83 @@ fn workers_spread_connections_over_every_reactor() {
         );
     });
 }
+
+#[test]
+fn idle_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
+    // RELIABILITY.md item 23.
+    watchdog(Duration::from_secs(20), || {
+        let mut options = ServerOptions::default();
+        options.conn.idle_timeout = Some(Duration::from_millis(300));
+        let server = start(|| Echo, options);
+        let mut quiet = TcpStream::connect(server.addr).unwrap();
+        let mut busy = TcpStream::connect(server.addr).unwrap();
+        busy.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        quiet
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let start = Instant::now();
+        // The busy client talks every 100 ms for a second: never idle 300 ms.
+        while start.elapsed() < Duration::from_millis(1000) {
+            busy.write_all(b"x").unwrap();
+            let mut b = [0u8; 1];
+            busy.read_exact(&mut b).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The quiet one was closed (EOF) within the timeout plus a tick.
+        let mut b = [0u8; 1];
+        let t = Instant::now();
+        assert_eq!(
+            quiet.read(&mut b).unwrap(),
+            0,
+            "the idle connection was closed"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "it was closed well before now"
+        );
+        busy.write_all(b"y").unwrap();
+        busy.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"y", "the busy one is still served");
+        drop((quiet, busy));
+        std::thread::sleep(Duration::from_millis(50));
+        let (stats, _) = server.stop();
+        assert_eq!(stats.idle_timeouts, 1, "{stats:?}");
+    });
+}
+
+#[test]
+fn connections_over_the_cap_are_accepted_closed_and_counted() {
+    watchdog(Duration::from_secs(20), || {
+        let options = ServerOptions {
+            max_connections: 2,
+            ..ServerOptions::default()
+        };
+        let server = start(|| Echo, options);
+        let mut kept: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(server.addr).unwrap())
+            .collect();
+        for c in kept.iter_mut() {
+            c.write_all(b"k").unwrap();
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).unwrap();
+        }
+        let mut third = TcpStream::connect(server.addr).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        match third.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("the connection over the cap was served: {other:?}"),
+        }
+        drop(kept);
+        std::thread::sleep(Duration::from_millis(50));
+        // Below the cap again: served.
+        let mut fourth = TcpStream::connect(server.addr).unwrap();
+        fourth.write_all(b"4").unwrap();
+        fourth.read_exact(&mut b).unwrap();
+        let (stats, _) = server.stop();
+        assert_eq!(stats.refused, 1, "{stats:?}");
+    });
+}

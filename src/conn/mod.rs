@@ -148,6 +148,11 @@ pub struct ConnOptions {
     /// SHUT_WR before it is aborted (default 5 s, as nginx's
     /// `lingering_timeout`).
     pub linger: std::time::Duration,
+    /// Close a connection (gracefully) that has sent nothing for this long
+    /// (default: never). One lazily re-armed timer per connection: a busy
+    /// connection only stores a timestamp per read (libev's "be smart about
+    /// timeouts"; RELIABILITY.md item 23).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// The size of the scratch buffer reads land in.
@@ -163,6 +168,7 @@ impl Default for ConnOptions {
             high_water: 1 << 20,
             low_water: 1 << 18,
             linger: std::time::Duration::from_secs(5),
+            idle_timeout: None,
         }
     }
 }

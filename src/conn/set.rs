@@ -39,6 +39,9 @@ struct State<S> {
     fd: OwnedFd,
     /// The generation of the registration's token.
     generation: u32,
+    /// Milliseconds since the table's epoch at the last data read (only
+    /// kept with an idle timeout; it fits in what was padding).
+    last_active: u32,
     interest: Interest,
     flags: u8,
     queue: Option<Box<WriteQueue>>,
@@ -72,6 +75,11 @@ struct Table<S> {
     options: ConnOptions,
     /// Aborts a connection by id: what a linger timeout calls.
     aborter: Option<Aborter>,
+    /// Closes a connection by id if it has been idle too long, or re-arms
+    /// its timer for the rest: what an idle timer calls.
+    idle_checker: Option<Aborter>,
+    /// The origin of `State::last_active`.
+    epoch: std::time::Instant,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it).
     doomed: Vec<(usize, CloseReason)>,
@@ -129,11 +137,23 @@ impl<H: Handler> Connections<H> {
                 len: 0,
                 requests: 0,
                 aborter: None,
+                idle_checker: None,
+                epoch: std::time::Instant::now(),
                 options,
                 doomed: Vec::new(),
             },
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
         }));
+        let weak = Rc::downgrade(&inner);
+        inner.borrow_mut().table.idle_checker =
+            Some(Rc::new(move |r: &mut Reactor, id: ConnId| {
+                if let Some(set) = weak.upgrade() {
+                    let mut inner = set.borrow_mut();
+                    let Inner { handler, table, .. } = &mut *inner;
+                    table.check_idle(r, id);
+                    finish_closes(handler, table, r);
+                }
+            }));
         let set = inner.clone();
         let callback: SharedCallback =
             Rc::new(move |r: &mut Reactor, event: Event| on_event(&set, r, event));
@@ -162,15 +182,23 @@ impl<H: Handler> Connections<H> {
         if key >= table.slots.len() {
             table.slots.resize_with(key + 1, || None);
         }
+        let last_active = table.now_ms();
         table.slots[key] = Some(State {
             fd,
             generation: token.generation(),
+            last_active,
             interest,
             flags: 0,
             queue: None,
             session: Default::default(),
         });
         table.len += 1;
+        if let (Some(timeout), Some(check)) =
+            (table.options.idle_timeout, table.idle_checker.clone())
+        {
+            let id = ConnId(token.0);
+            reactor.call_later(timeout, move |r| check(r, id));
+        }
         handler.on_open(&mut Conn {
             reactor,
             table,
@@ -502,6 +530,10 @@ fn read<H: Handler>(
             Ok(n) => {
                 stats.bytes_in += n as u64;
                 table.requests += 1;
+                if table.options.idle_timeout.is_some() {
+                    let now = table.now_ms();
+                    table.get_mut(key).last_active = now;
+                }
                 handler.on_data(
                     &mut Conn {
                         reactor,
@@ -559,6 +591,30 @@ fn finish_closes<H: Handler>(
 }
 
 impl<S> Table<S> {
+    fn now_ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis().min(u32::MAX as u128) as u32
+    }
+
+    /// An idle timer fired: close the connection if it has been quiet for
+    /// the whole timeout, else re-arm for what is left.
+    fn check_idle(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let (Some(timeout), Some(c)) = (self.options.idle_timeout, self.live(id)) else {
+            return;
+        };
+        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+            return; // closing already: not idle, and its linger timer rules
+        }
+        let idle =
+            std::time::Duration::from_millis(self.now_ms().saturating_sub(c.last_active) as u64);
+        if idle >= timeout {
+            log::debug!("{id:?}: idle for {idle:?}, closing");
+            reactor.stats_mut().idle_timeouts += 1;
+            self.close(reactor, id.key());
+        } else if let Some(check) = self.idle_checker.clone() {
+            reactor.call_later(timeout - idle, move |r| check(r, id));
+        }
+    }
+
     #[inline(always)]
     fn get(&self, key: usize) -> &State<S> {
         self.slots[key].as_ref().expect("a live connection")
