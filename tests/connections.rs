@@ -324,3 +324,47 @@ fn a_client_that_never_reads_costs_a_bounded_queue_then_gets_everything() {
         assert!(stats.backpressure_pauses > 0, "{mode}: {stats:?}");
     }
 }
+
+/// Closes every connection as soon as it opens.
+struct CloseAtOnce;
+
+impl edgeloop::conn::Handler for CloseAtOnce {
+    type Session = ();
+    fn on_open(&mut self, conn: &mut edgeloop::conn::Conn<'_, Self>) {
+        conn.close();
+    }
+    fn on_data(&mut self, _: &mut edgeloop::conn::Conn<'_, Self>, _: &[u8]) {}
+}
+
+#[test]
+fn a_lingering_close_gives_up_after_linger_when_the_peer_never_closes() {
+    // The graceful close shuts our write side and waits for the peer's EOF,
+    // but not forever: after `linger` the connection is aborted.
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let mut reactor = edgeloop::Reactor::new().unwrap();
+        let options = ConnOptions {
+            linger: Duration::from_millis(200),
+            ..ConnOptions::with_trigger(trigger)
+        };
+        let set = edgeloop::conn::Connections::new(CloseAtOnce, options).unwrap();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        set.attach(&mut reactor, std::os::fd::OwnedFd::from(ours))
+            .unwrap();
+        // Our write side is shut (the peer reads EOF) but we wait for theirs.
+        let mut b = [0u8; 1];
+        assert_eq!(theirs.read(&mut b).unwrap(), 0);
+        assert_eq!(set.len(), 1, "{trigger:?}: lingering until the peer's EOF");
+        while !set.is_empty() && start.elapsed() < Duration::from_secs(5) {
+            reactor.run_once(Some(Duration::from_millis(50))).unwrap();
+        }
+        let took = start.elapsed();
+        assert_eq!(set.len(), 0, "{trigger:?}: still lingering after {took:?}");
+        assert!(
+            took >= Duration::from_millis(200),
+            "{trigger:?}: aborted early, after {took:?}"
+        );
+        drop(theirs);
+    }
+}

@@ -62,8 +62,13 @@ impl<S> State<S> {
     }
 }
 
-/// Aborts one connection of the set by id, from a timer.
-type Aborter = Rc<dyn Fn(&mut Reactor, ConnId)>;
+/// What a connection timer does to the table when it fires.
+type TimerAction<S> = fn(&mut Table<S>, &mut Reactor, ConnId);
+
+/// Runs a [`TimerAction`] on the set, for one connection, from a timer (the
+/// set is reached through a weak reference: a timer outliving the set does
+/// nothing).
+type TimerHook<S> = Rc<dyn Fn(&mut Reactor, ConnId, TimerAction<S>)>;
 
 struct Table<S> {
     /// Indexed by the registration's slab key (the token's key); other
@@ -73,11 +78,8 @@ struct Table<S> {
     /// `on_data` calls so far.
     requests: u64,
     options: ConnOptions,
-    /// Aborts a connection by id: what a linger timeout calls.
-    aborter: Option<Aborter>,
-    /// Closes a connection by id if it has been idle too long, or re-arms
-    /// its timer for the rest: what an idle timer calls.
-    idle_checker: Option<Aborter>,
+    /// How linger and idle timers reach the table.
+    timer_hook: Option<TimerHook<S>>,
     /// The origin of `State::last_active`.
     epoch: std::time::Instant,
     /// Connections to close once the handler call in progress returns (the
@@ -136,8 +138,7 @@ impl<H: Handler> Connections<H> {
                 slots: Vec::new(),
                 len: 0,
                 requests: 0,
-                aborter: None,
-                idle_checker: None,
+                timer_hook: None,
                 epoch: std::time::Instant::now(),
                 options,
                 doomed: Vec::new(),
@@ -145,15 +146,16 @@ impl<H: Handler> Connections<H> {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
         }));
         let weak = Rc::downgrade(&inner);
-        inner.borrow_mut().table.idle_checker =
-            Some(Rc::new(move |r: &mut Reactor, id: ConnId| {
+        inner.borrow_mut().table.timer_hook = Some(Rc::new(
+            move |r: &mut Reactor, id, action: TimerAction<H::Session>| {
                 if let Some(set) = weak.upgrade() {
                     let mut inner = set.borrow_mut();
                     let Inner { handler, table, .. } = &mut *inner;
-                    table.check_idle(r, id);
+                    action(table, r, id);
                     finish_closes(handler, table, r);
                 }
-            }));
+            },
+        ));
         let set = inner.clone();
         let callback: SharedCallback =
             Rc::new(move |r: &mut Reactor, event: Event| on_event(&set, r, event));
@@ -193,11 +195,8 @@ impl<H: Handler> Connections<H> {
             session: Default::default(),
         });
         table.len += 1;
-        if let (Some(timeout), Some(check)) =
-            (table.options.idle_timeout, table.idle_checker.clone())
-        {
-            let id = ConnId(token.0);
-            reactor.call_later(timeout, move |r| check(r, id));
+        if let Some(timeout) = table.options.idle_timeout {
+            table.schedule(reactor, timeout, ConnId(token.0), Table::check_idle);
         }
         handler.on_open(&mut Conn {
             reactor,
@@ -590,7 +589,7 @@ fn finish_closes<H: Handler>(
     }
 }
 
-impl<S> Table<S> {
+impl<S: 'static> Table<S> {
     fn now_ms(&self) -> u32 {
         self.epoch.elapsed().as_millis().min(u32::MAX as u128) as u32
     }
@@ -610,8 +609,29 @@ impl<S> Table<S> {
             log::debug!("{id:?}: idle for {idle:?}, closing");
             reactor.stats_mut().idle_timeouts += 1;
             self.close(reactor, id.key());
-        } else if let Some(check) = self.idle_checker.clone() {
-            reactor.call_later(timeout - idle, move |r| check(r, id));
+        } else {
+            self.schedule(reactor, timeout - idle, id, Table::check_idle);
+        }
+    }
+
+    /// A closing connection's linger ran out before the peer's EOF.
+    fn linger_expired(&mut self, _: &mut Reactor, id: ConnId) {
+        if self.live(id).is_some() {
+            log::debug!("{id:?}: linger timeout, aborting");
+            self.doom(id.key(), CloseReason::Aborted);
+        }
+    }
+
+    /// Runs `action` for `id` after `delay`, if the set still exists then.
+    fn schedule(
+        &self,
+        reactor: &mut Reactor,
+        delay: std::time::Duration,
+        id: ConnId,
+        action: TimerAction<S>,
+    ) {
+        if let Some(hook) = self.timer_hook.clone() {
+            reactor.call_later(delay, move |r| hook(r, id, action));
         }
     }
 
@@ -762,9 +782,7 @@ impl<S> Table<S> {
             if closing {
                 // Linger until the peer's EOF, but not forever.
                 let id = ConnId(c.token(key).0);
-                if let Some(abort) = self.aborter.clone() {
-                    reactor.call_later(self.options.linger, move |r| abort(r, id));
-                }
+                self.schedule(reactor, self.options.linger, id, Table::linger_expired);
             }
         }
     }
