@@ -18,6 +18,11 @@
 //!   connection is registered READABLE|WRITABLE once and never modified.
 //! - **Backpressure**: above [`ConnOptions::high_water`] queued bytes the
 //!   connection stops reading; below [`ConnOptions::low_water`] it resumes.
+//! - **Graceful close** ([`Conn::close`]): what is queued is sent, the write
+//!   side shut down, and input read and discarded until the peer's EOF (or
+//!   [`ConnOptions::linger`]), so the peer gets our last byte and then EOF,
+//!   never an RST. [`ConnOptions::idle_timeout`] closes quiet connections
+//!   the same way.
 //! - **Half-close**: on EOF from the peer the handler's
 //!   [`on_eof`](Handler::on_eof) runs (by default: close once everything
 //!   queued is sent), so a client that shuts down its write side gets every
