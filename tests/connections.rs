@@ -368,3 +368,47 @@ fn a_lingering_close_gives_up_after_linger_when_the_peer_never_closes() {
         drop(theirs);
     }
 }
+
+/// F1 of the attack on the examples (RELIABILITY.md items 12, 15, 17): under
+/// Edge with the short-read rule, a connection carried over to the next turn
+/// (its read budget spent, or resumed after a backpressure pause) must not
+/// forget the peer's half-close. Before the fix the carried event held only
+/// READABLE, so the next read stopped at a short read with the FIN queued
+/// behind it; the FIN's edge had been consumed already, none came again, and
+/// the connection sat in CLOSE-WAIT (62 of 300 clients of the release echo
+/// never saw EOF). Here a budget of one 1 KiB read per event and 2.5 KiB per
+/// client make every connection end on a carried-over short read.
+#[test]
+fn an_edge_connection_carried_over_still_sees_the_peers_eof() {
+    for (name, mut options) in modes() {
+        options.conn.read_chunk = 1024;
+        options.conn.read_budget = 1;
+        // Also pause on backpressure: the client reads nothing until it
+        // has half-closed.
+        let server = start(|| Echo, with_high_water(options, 1024));
+        for seed in 0..20 {
+            let mut client = connect(server.addr);
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut data = vec![0u8; 2560];
+            fill(seed, 0, &mut data);
+            client.write_all(&data).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            let mut echo = Vec::new();
+            match client.read_to_end(&mut echo) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!(
+                        "{name}, client {seed}: {} of {} bytes back, then no EOF within 2 s",
+                        echo.len(),
+                        data.len()
+                    )
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
+            assert_eq!(echo, data, "{name}, client {seed}");
+        }
+        server.stop();
+    }
+}

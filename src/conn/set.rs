@@ -23,6 +23,10 @@ const CLOSE_AFTER_FLUSH: u8 = 8;
 const SHUT_AFTER_FLUSH: u8 = 16;
 const WRITE_SHUT: u8 = 32;
 const DOOMED: u8 = 64;
+/// The kernel reported the peer's half-close (RDHUP or HUP). Kept in the
+/// connection, not in the event: an event carried over to the next turn
+/// holds only READABLE, and the FIN's edge does not come again.
+const PEER_CLOSE_SEEN: u8 = 128;
 
 /// Flags under which the connection does not read.
 /// (A closing connection keeps reading, and discards: see `Table::close`.)
@@ -459,6 +463,9 @@ fn handle_event<H: Handler>(
     if ready.is_writable() && table.get(key).queued() > 0 {
         table.flush(reactor, key);
     }
+    if ready.is_read_closed() {
+        table.get_mut(key).flags |= PEER_CLOSE_SEEN;
+    }
     let c = table.get(key);
     if c.flags & DOOMED == 0 {
         if c.reading() && (ready.is_readable() || ready.is_read_closed() || ready.is_error()) {
@@ -489,9 +496,11 @@ fn read<H: Handler>(
     let (chunk, budget) = (options.read_chunk, options.read_budget);
     let edge = options.trigger == Trigger::Edge;
     // Level re-reports, so it may stop at any short read; Edge only with the
-    // short-read rule. Neither may stop short once RDHUP was seen: the EOF
-    // behind the data raises no new edge.
-    let stop_at_short_read = (!edge || options.short_read) && !ready.is_read_closed();
+    // short-read rule. Neither may stop short once RDHUP was seen, in this
+    // event or an earlier one: the EOF behind the data raises no new edge.
+    let stop_at_short_read = (!edge || options.short_read)
+        && !ready.is_read_closed()
+        && table.get(key).flags & PEER_CLOSE_SEEN == 0;
     for _ in 0..budget {
         let c = table.get(key);
         if !c.reading() {
