@@ -8,11 +8,11 @@
 mod wait_cost;
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use edgeloop::{Backend, Interest, Trigger};
+use edgeloop::{Backend, Interest, PostAction, Trigger};
 use wait_cost::Fixture;
 
 fn wait(c: &mut Criterion) {
@@ -43,13 +43,18 @@ fn register(c: &mut Criterion) {
     let mut group = c.benchmark_group("register+deregister");
     for backend in Backend::ALL {
         let mut fixture = Fixture::new(backend, 100, 0).unwrap();
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let fd = probe.as_raw_fd();
+        // Shared, so each registration owns a handle to the same socket.
+        let probe = Rc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         group.bench_function(backend.name(), |b| {
             b.iter(|| {
                 let t = fixture
                     .reactor
-                    .register(fd, Interest::READABLE, Trigger::Level, |_, _| {})
+                    .register(
+                        probe.clone(),
+                        Interest::READABLE,
+                        Trigger::Level,
+                        |_, _, _| PostAction::Continue,
+                    )
                     .unwrap();
                 fixture.reactor.deregister(t).unwrap();
             })

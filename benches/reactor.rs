@@ -6,12 +6,12 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use edgeloop::{Interest, Reactor, Trigger};
+use edgeloop::{Interest, PostAction, Reactor, Trigger};
 
 fn ready_pairs(n: usize) -> Vec<(UnixStream, UnixStream)> {
     (0..n)
@@ -27,14 +27,16 @@ fn ready_pairs(n: usize) -> Vec<(UnixStream, UnixStream)> {
 fn dispatch(c: &mut Criterion) {
     for n in [1usize, 1000] {
         let mut reactor = Reactor::new().unwrap();
-        let pairs = ready_pairs(n);
-        for (a, _) in &pairs {
+        let mut peers = Vec::new();
+        for (a, b) in ready_pairs(n) {
             // Level-triggered and never read: every turn reports all n.
             reactor
-                .register(a.as_raw_fd(), Interest::READABLE, Trigger::Level, |_, e| {
+                .register(a, Interest::READABLE, Trigger::Level, |_, _, e| {
                     black_box(e);
+                    PostAction::Continue
                 })
                 .unwrap();
+            peers.push(b);
         }
         c.bench_function(&format!("turn with {n} ready (LT)"), |b| {
             b.iter(|| reactor.run_once(Some(Duration::ZERO)).unwrap())
@@ -45,17 +47,19 @@ fn dispatch(c: &mut Criterion) {
 fn registration(c: &mut Criterion) {
     let mut reactor = Reactor::new().unwrap();
     let (a, _b) = UnixStream::pair().unwrap();
-    let fd = a.as_raw_fd();
+    // Shared, so each registration owns a handle to the same socket.
+    let a = Rc::new(a);
+    let keep = |_: &mut Reactor, _: &mut Rc<UnixStream>, _| PostAction::Continue;
     c.bench_function("register + deregister", |b| {
         b.iter(|| {
             let t = reactor
-                .register(fd, Interest::READABLE, Trigger::Level, |_, _| {})
+                .register(a.clone(), Interest::READABLE, Trigger::Level, keep)
                 .unwrap();
             reactor.deregister(t).unwrap();
         })
     });
     let t = reactor
-        .register(fd, Interest::READABLE, Trigger::Level, |_, _| {})
+        .register(a, Interest::READABLE, Trigger::Level, keep)
         .unwrap();
     let mut flip = false;
     c.bench_function("modify (LT, alternating interest)", |b| {

@@ -9,20 +9,19 @@
 //! loop's own syscalls.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use edgeloop::{Interest, Reactor, Trigger};
+use edgeloop::{Interest, PostAction, Reactor, Trigger};
 
 fn main() -> std::io::Result<()> {
     env_logger::init();
     let mut reactor = Reactor::new()?;
-    let (mut ours, mut theirs) = UnixStream::pair()?;
+    let (ours, mut theirs) = UnixStream::pair()?;
     ours.set_nonblocking(true)?;
 
-    let fd = ours.as_raw_fd();
-    reactor.register(fd, Interest::READABLE, Trigger::Edge, move |_, event| {
+    // The reactor owns `ours` from here on and lends it to the callback.
+    reactor.register(ours, Interest::READABLE, Trigger::Edge, |_, ours, event| {
         let mut buf = [0u8; 4];
         loop {
             match ours.read(&mut buf) {
@@ -32,6 +31,7 @@ fn main() -> std::io::Result<()> {
                 Err(e) => panic!("read: {e}"),
             }
         }
+        PostAction::Continue
     })?;
 
     theirs.write_all(b"hello, edge")?;

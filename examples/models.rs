@@ -268,7 +268,8 @@ impl Server {
 // ---- the servers -------------------------------------------------------------------
 
 fn serve(model: &str) -> io::Result<()> {
-    let listener = edgeloop::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
+    let listener =
+        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
     match model {

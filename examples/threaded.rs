@@ -49,15 +49,15 @@ fn run(cli: &Cli) -> io::Result<()> {
         request.to_ascii_uppercase()
     };
     let pooled = Pooled::new(slow, cli.threads, cli.queue)?;
-    let listener = edgeloop::net::tcp_listener(cli.server.addr, None, false)?;
+    let listener = edgeloop::server::net::tcp_listener(cli.server.addr, None, false)?;
     let mut server = TcpServer::from_tcp(
         cli.server.reactor()?,
         listener,
         pooled,
         cli.server.options(),
     )?;
-    let connections = server.connections().clone();
-    attach_pool(server.reactor(), &connections)?;
+    let connections = server.connections_id();
+    attach_pool(server.reactor(), connections)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()

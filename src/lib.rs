@@ -5,110 +5,124 @@
 //!
 //! ## The model, in one page
 //!
-//! You **register** a file descriptor with an [`Interest`] (readable,
-//! writable), a [`Trigger`] (level, edge, oneshot) and a callback. The
-//! [`Reactor`] waits on its [`Selector`] (epoll by default) and calls the
-//! callback of each registration the kernel reports, with an [`Event`]: its
-//! [`Token`] and what is [`Ready`]. That is all a turn does, plus timers and
-//! closures posted from other threads.
+//! You **register** something that owns an fd (a socket, a pipe, an
+//! `OwnedFd`) with an [`Interest`] (readable, writable), a [`Trigger`]
+//! (level, edge, oneshot) and a callback. The [`Reactor`] waits on its
+//! [`Selector`] (epoll by default) and calls the callback of each
+//! registration the kernel reports, with an [`Event`]: its [`Token`] and
+//! what is [`Ready`]. That is all a turn does, plus timers and closures
+//! posted from other threads.
 //!
-//! - **Callbacks get `&mut Reactor`**, so they may register, modify and
-//!   deregister anything (themselves included), set and cancel timers, and
-//!   stop the loop. While a callback runs it is taken out of its slot; it goes
-//!   back only if the slot still holds the same registration.
-//! - **Tokens carry a generation.** A batch from `epoll_wait` can hold an
-//!   event for a registration that an earlier callback in the same batch
-//!   removed, and whose slot a new registration then reused. The generation
-//!   makes that event miss; it is counted in [`Stats::stale`].
+//! - **The reactor owns what it registers.** The callback borrows it (`&mut`)
+//!   on each event; deregistering takes the fd out of the kernel's interest
+//!   list *and then* closes it. No fd can be closed behind the reactor's
+//!   back, and a stale token can never deregister an fd number that was
+//!   reused (IO safety).
+//! - **Callbacks return a [`PostAction`]**: continue, modify, disable or
+//!   remove their registration, applied after they return. They also get
+//!   `&mut Reactor`, so they may register, modify and deregister anything
+//!   else, set and cancel timers, and stop the loop.
+//! - **Loop state.** `Reactor<D>` holds one value of the user's choosing
+//!   that every callback (I/O, timer, posted closure, signal, connection
+//!   handler) reaches by `&mut` through [`Core::data_mut`]: no
+//!   `Rc<RefCell>`, no thread-locals.
+//! - **Tokens carry an owner and a generation.** The owner byte routes an
+//!   event to the table that holds its registration: the plain callbacks,
+//!   the waker, or an installed [`Source`] such as a set of
+//!   [`conn::Connections`]. The generation makes an event for a
+//!   registration removed earlier in the same batch miss, even if its slot
+//!   was reused; it is counted in [`Stats::stale`].
 //! - **Level vs edge is per registration.** Level-triggered: read once and
 //!   return, you will be told again. Edge-triggered: read until `EAGAIN`, or
-//!   [`requeue`](Reactor::requeue) yourself, or the wakeup is lost for good.
-//! - **Timers** ([`Reactor::call_later`], [`Reactor::call_every`]) use the
+//!   [`requeue`](Core::requeue) yourself, or the wakeup is lost for good.
+//! - **Timers** ([`Core::call_later`], [`Core::call_every`]) use the
 //!   monotonic clock, never fire early, and fire in insertion order on ties.
+//!   A loop with no timers does no timer work.
 //! - **Other threads** get a [`Handle`]: `wake`, `stop`, `post(closure)`,
 //!   through one eventfd.
-//! - **Panics** in a callback are caught: that registration is removed and the
-//!   loop goes on ([`PanicPolicy`]).
-//! - **[`Stats`]** counts the loop's own syscalls and dispatches, always on.
-//!
-//! The reactor does not own the fds it watches. Move the socket into its
-//! callback: deregistering drops the callback after the kernel forgot the fd,
-//! which closes the socket in the right order.
+//! - **Panics** in a callback are caught once per dispatch: that
+//!   registration (or that one connection) is removed and the loop goes on,
+//!   or the panic resumes after the turn ([`PanicPolicy`]).
+//! - **[`Stats`]** counts the loop's own syscalls and dispatches, always on;
+//!   the connection layer keeps its own ([`conn::ConnStats`]).
+//! - **Errors** are `std::io::Result`: the kind is the errno's kind, the
+//!   message names the call and the fd, and [`os_error`] gives the errno
+//!   back.
 //!
 //! ## Example
 //!
 //! ```
-//! use edgeloop::{Interest, Reactor, Trigger};
+//! use edgeloop::{Interest, PostAction, Reactor, Trigger};
 //! use std::io::{Read, Write};
-//! use std::os::fd::AsRawFd;
 //! use std::os::unix::net::UnixStream;
 //! use std::time::Duration;
 //!
-//! let mut reactor = Reactor::new()?;
-//! let (mut ours, mut theirs) = UnixStream::pair()?;
+//! // The loop state: what the callbacks received, reachable from each.
+//! let mut reactor = Reactor::with_data(Vec::<u8>::new())?;
+//! let (ours, mut theirs) = UnixStream::pair()?;
 //! ours.set_nonblocking(true)?;
 //!
-//! let fd = ours.as_raw_fd();
-//! reactor.register(fd, Interest::READABLE, Trigger::Edge, move |reactor, event| {
+//! reactor.register(ours, Interest::READABLE, Trigger::Edge, |r, stream, _event| {
 //!     // Edge-triggered: drain until WouldBlock, or the next edge never comes.
 //!     let mut buf = [0u8; 64];
 //!     loop {
-//!         match ours.read(&mut buf) {
-//!             Ok(0) => break,
-//!             Ok(n) => println!("{event:?}: got {:?}", &buf[..n]),
+//!         match stream.read(&mut buf) {
+//!             Ok(0) => return PostAction::Remove, // EOF: deregister, then close
+//!             Ok(n) => r.data_mut().extend_from_slice(&buf[..n]),
 //!             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
 //!             Err(e) => panic!("{e}"),
 //!         }
 //!     }
-//!     reactor.stop();
+//!     r.stop();
+//!     PostAction::Continue
 //! })?;
 //!
 //! theirs.write_all(b"hello")?;
 //! reactor.run()?; // one turn: the callback reads "hello" and stops the loop
+//! assert_eq!(reactor.data(), b"hello");
 //! assert_eq!(reactor.stats().dispatched, 1);
 //!
-//! // A timer, for good measure.
-//! reactor.call_later(Duration::from_millis(1), |reactor| reactor.stop());
+//! // A timer reaches the same state.
+//! reactor.call_later(Duration::from_millis(1), |r| {
+//!     r.data_mut().push(b'!');
+//!     r.stop();
+//! });
 //! reactor.run()?;
+//! assert_eq!(reactor.data(), b"hello!");
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
 //! ## Layers
 //!
-//! Each layer knows only the ones below it:
+//! Each layer knows only the ones below it (`src/` has a folder each):
 //!
+//! - `sys`: the one syscall door; every `unsafe` block of the crate is in it.
 //! - [`selector`]: the [`Selector`] trait and its backends, [`Epoll`] (the
-//!   default), [`Poll`] and [`Select`].
-//! - [`Reactor`]: registrations, timers, the waker and [`Handle`], [`Stats`].
-//! - [`accept`] and [`conn`]: the listener's accept path, and buffered
-//!   connections served by a [`conn::Handler`].
+//!   default), [`Poll`] and [`Select`]; [`Token`], [`Interest`],
+//!   [`Trigger`], [`Ready`], [`Events`].
+//! - [`Reactor`] and its [`Core`]: plain registrations, [`Source`] owners,
+//!   timers, the waker and [`Handle`], signals ([`on_signals`]), [`Stats`].
+//! - [`conn`]: buffered connections served by a [`conn::Handler`], the
+//!   listener's accept path, [`conn::ConnStats`].
 //! - [`server`]: TCP, UDP, Unix stream and datagram servers,
-//!   `serve_forever` / `shutdown`, a worker pool, and [`server::Workers`]
-//!   (one reactor per core).
-//! - [`study`]: the readiness trace behind the `lt_vs_et` example.
-//!
-//! [`net`] makes listening sockets and [`signal`] turns Unix signals into
-//! events.
+//!   `serve_forever` / `shutdown`, a worker pool, [`server::Workers`] (one
+//!   reactor per core) and [`server::net`] (listening sockets).
 
 #![deny(missing_docs, missing_debug_implementations)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod accept;
 pub mod conn;
-mod event;
-pub mod net;
 mod reactor;
 pub mod selector;
 pub mod server;
-pub mod signal;
-mod stats;
-pub mod study;
 mod sys;
-mod timer;
-mod waker;
 
-pub use event::{Event, Interest, Ready, Token, Trigger};
-pub use reactor::{Callback, PanicPolicy, Reactor, SharedCallback};
-pub use selector::{Backend, DefaultSelector, Epoll, Poll, Select, Selector};
-pub use stats::Stats;
-pub use timer::TimerId;
-pub use waker::Handle;
+pub use nix::sys::signal::Signal;
+pub use reactor::{
+    Core, Handle, PanicPolicy, PostAction, Reactor, Source, SourceId, Stats, TimerId, on_signals,
+};
+pub use selector::{
+    Backend, DefaultSelector, Epoll, Event, Events, Interest, Poll, Ready, Select, Selector, Token,
+    Trigger,
+};
+pub use sys::os_error;

@@ -118,7 +118,7 @@ fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
             c.join()
                 .unwrap_or_else(|_| panic!("{mode}: a client failed"));
         }
-        let (stats, open) = server.stop();
+        let (loop_stats, stats, open) = server.stop_all();
         assert_eq!(open, 0, "{mode}");
         assert_eq!(stats.accepts, 100, "{mode}");
         assert_eq!(stats.bytes_in, stats.bytes_out, "{mode}");
@@ -126,7 +126,7 @@ fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
             // The waker's ADD, the listener's ADD and DEL, then one ADD and one
             // DEL per connection: Edge never modifies a connection.
             assert_eq!(
-                stats.ctls,
+                loop_stats.ctls,
                 3 + 100 * 2,
                 "{mode}: ET registers once, deregisters once"
             );
@@ -341,26 +341,38 @@ fn a_lingering_close_gives_up_after_linger_when_the_peer_never_closes() {
     // The graceful close shuts our write side and waits for the peer's EOF,
     // but not forever: after `linger` the connection is aborted.
     for trigger in [Trigger::Level, Trigger::Edge] {
-        let mut reactor = edgeloop::Reactor::new().unwrap();
+        let mut reactor = util::reactor(Backend::Epoll);
         let options = ConnOptions {
             linger: Duration::from_millis(200),
             ..ConnOptions::with_trigger(trigger)
         };
         let set = edgeloop::conn::Connections::new(CloseAtOnce, options).unwrap();
+        let set = reactor.install(set).unwrap();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         let start = Instant::now();
-        set.attach(&mut reactor, std::os::fd::OwnedFd::from(ours))
+        let (connections, core) = reactor.source_mut(set);
+        connections
+            .attach(core, std::os::fd::OwnedFd::from(ours))
             .unwrap();
         // Our write side is shut (the peer reads EOF) but we wait for theirs.
         let mut b = [0u8; 1];
         assert_eq!(theirs.read(&mut b).unwrap(), 0);
-        assert_eq!(set.len(), 1, "{trigger:?}: lingering until the peer's EOF");
-        while !set.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        let len = |r: &edgeloop::Reactor| r.source(set).len();
+        assert_eq!(
+            len(&reactor),
+            1,
+            "{trigger:?}: lingering until the peer's EOF"
+        );
+        while len(&reactor) > 0 && start.elapsed() < Duration::from_secs(5) {
             reactor.run_once(Some(Duration::from_millis(50))).unwrap();
         }
         let took = start.elapsed();
-        assert_eq!(set.len(), 0, "{trigger:?}: still lingering after {took:?}");
+        assert_eq!(
+            len(&reactor),
+            0,
+            "{trigger:?}: still lingering after {took:?}"
+        );
         assert!(
             took >= Duration::from_millis(200),
             "{trigger:?}: aborted early, after {took:?}"

@@ -1,5 +1,5 @@
-//! A panicking handler among a hundred live connections (RELIABILITY.md
-//! item 24, at scale). Its own binary: the fd count is process-wide.
+//! A panicking handler among a hundred live connections, under the
+//! default `Isolate` policy. Its own binary: the fd count is process-wide.
 
 mod util;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::ServerOptions;
 use util::fd_count;
-use util::server::start;
+use util::server::start_with_policy;
 
 /// Echoes, but panics on "BOOM".
 struct Fragile;
@@ -27,9 +27,8 @@ impl Handler for Fragile {
 
 #[test]
 fn a_panicking_handler_closes_one_connection_while_a_hundred_keep_echoing() {
-    // RELIABILITY.md item 24, at scale.
     let baseline = fd_count();
-    let server = start(|| Fragile, ServerOptions::default());
+    let server = start_with_policy(|| Fragile, ServerOptions::default());
     let mut clients: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
@@ -61,8 +60,8 @@ fn a_panicking_handler_closes_one_connection_while_a_hundred_keep_echoing() {
     }
     drop((clients, bomber));
     std::thread::sleep(Duration::from_millis(100));
-    let (stats, open) = server.stop();
-    assert_eq!(stats.panics, 1);
+    let (loop_stats, stats, open) = server.stop_all();
+    assert_eq!(loop_stats.panics, 1);
     assert_eq!(open, 0);
     assert_eq!(stats.accepts, 101);
     assert_eq!(fd_count(), baseline, "fds back to baseline");

@@ -1,15 +1,14 @@
-//! The panic policy (RELIABILITY.md item 24): a panicking callback is removed
+//! The panic policy: a panicking callback is removed
 //! and the loop goes on (Isolate, the default), or the panic resumes out of
 //! run_once after the turn (Propagate). Either way the reactor stays usable.
 
 mod util;
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use edgeloop::{Interest, PanicPolicy, Reactor, Trigger};
+use edgeloop::{Interest, PanicPolicy, PostAction, Reactor, Trigger};
 use util::{Log, pair, read_some};
 
 #[test]
@@ -21,23 +20,17 @@ fn a_panicking_callback_is_removed_its_socket_closed_and_the_loop_goes_on() {
     bad_peer.write_all(b"BOOM").unwrap();
     good_peer.write_all(b"fine").unwrap();
     reactor
-        .register(
-            bad.as_raw_fd(),
-            Interest::READABLE,
-            Trigger::Level,
-            move |_, _| {
-                let _owned = &bad; // the callback owns the socket
-                panic!("BOOM");
-            },
-        )
+        .register(bad, Interest::READABLE, Trigger::Level, |_, _, _| {
+            panic!("BOOM"); // the reactor owns the socket
+        })
         .unwrap();
     reactor
-        .register(good.as_raw_fd(), Interest::READABLE, Trigger::Level, {
+        .register(good, Interest::READABLE, Trigger::Level, {
             let log = log.clone();
-            let mut good = good;
-            move |_, ev| {
+            move |_, good, ev| {
                 log.push("good", ev);
-                read_some(&mut good, 64);
+                read_some(good, 64);
+                PostAction::Continue
             }
         })
         .unwrap();
@@ -74,17 +67,10 @@ fn propagate_resumes_the_panic_after_the_turn_and_the_reactor_stays_usable() {
     a_peer.write_all(b"x").unwrap();
     b_peer.write_all(b"x").unwrap();
     reactor
-        .register(a.as_raw_fd(), Interest::READABLE, Trigger::Edge, |_, _| {
-            panic!("a")
-        })
+        .register(a, Interest::READABLE, Trigger::Edge, |_, _, _| panic!("a"))
         .unwrap();
     reactor
-        .register(
-            b.as_raw_fd(),
-            Interest::READABLE,
-            Trigger::Edge,
-            log.recorder("b"),
-        )
+        .register(b, Interest::READABLE, Trigger::Edge, log.recorder("b"))
         .unwrap();
     let result = catch_unwind(AssertUnwindSafe(|| {
         reactor.run_once(Some(Duration::from_millis(200)))
@@ -96,7 +82,6 @@ fn propagate_resumes_the_panic_after_the_turn_and_the_reactor_stays_usable() {
     b_peer.write_all(b"y").unwrap();
     reactor.run_once(Some(Duration::from_millis(200))).unwrap();
     assert_eq!(log.count("b"), 2);
-    drop(a);
 }
 
 #[test]

@@ -1,6 +1,5 @@
 //! How each trigger reports readiness, on every backend, pinned against the
-//! kernel facts in DESIGN.md (K1-K4, K7, K9, K10, K12) and RELIABILITY.md
-//! items 12, 15 and 16. Edge-triggered cases are epoll-only: poll and select
+//! kernel facts docs/kernel-facts.md lists (K1-K4, K7, K9, K10, K12). Edge-triggered cases are epoll-only: poll and select
 //! refuse Edge (tested at the end).
 
 mod util;
@@ -8,37 +7,39 @@ mod util;
 use std::cell::Cell;
 use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeloop::{Backend, Interest, Reactor, Ready, Trigger};
+use edgeloop::{Backend, Event, Interest, PostAction, Reactor, Ready, Trigger};
 use util::{BACKENDS, Log, expect_events, expect_no_events, pair, reactor, read_some};
+
+type Stream = std::os::unix::net::UnixStream;
 
 /// A callback that reads `n` bytes per call and records the call.
 fn reading(
     log: &Log,
     label: &'static str,
-    mut stream: std::os::unix::net::UnixStream,
     n: usize,
-) -> impl FnMut(&mut Reactor, edgeloop::Event) + 'static {
+) -> impl FnMut(&mut Reactor, &mut Stream, Event) -> PostAction + 'static {
     let log = log.clone();
-    move |_, event| {
+    move |_, stream, event| {
         log.push(label, event);
-        read_some(&mut stream, n);
+        read_some(stream, n);
+        PostAction::Continue
     }
 }
 
-/// Registers `fd` for `interest`, runs one turn, and returns what the
-/// callback saw (deregistering it after the first event).
-fn first_event(backend: Backend, fd: i32, interest: Interest) -> Ready {
+/// Registers `io` for `interest`, runs one turn, and returns what the
+/// callback saw (the registration removes itself after the first event).
+fn first_event(backend: Backend, io: impl AsFd + 'static, interest: Interest) -> Ready {
     let mut reactor = reactor(backend);
     let seen = Rc::new(Cell::new(Ready::EMPTY));
     let s = seen.clone();
     reactor
-        .register(fd, interest, Trigger::Level, move |r, ev| {
+        .register(io, interest, Trigger::Level, move |_, _, ev| {
             s.set(ev.ready);
-            r.deregister(ev.token).unwrap();
+            PostAction::Remove
         })
         .unwrap();
     reactor.run_once(Some(Duration::from_millis(500))).unwrap();
@@ -53,13 +54,12 @@ fn level_reports_an_undrained_fd_on_every_wait() {
         let log = Log::new();
         let (ours, mut theirs) = pair();
         theirs.write_all(&[7; 10]).unwrap();
-        let fd = ours.as_raw_fd();
         reactor
             .register(
-                fd,
+                ours,
                 Interest::READABLE,
                 Trigger::Level,
-                reading(&log, "a", ours, 3),
+                reading(&log, "a", 3),
             )
             .unwrap();
         for _ in 0..4 {
@@ -78,13 +78,12 @@ fn edge_reports_once_per_arrival_and_stays_silent_after_a_partial_read() {
     let log = Log::new();
     let (ours, mut theirs) = pair();
     theirs.write_all(&[7; 10]).unwrap();
-    let fd = ours.as_raw_fd();
     reactor
         .register(
-            fd,
+            ours,
             Interest::READABLE,
             Trigger::Edge,
-            reading(&log, "a", ours, 3),
+            reading(&log, "a", 3),
         )
         .unwrap();
     expect_events(&mut reactor, &log, &["a"]);
@@ -106,7 +105,7 @@ fn oneshot_reports_once_until_modify_rearms_it() {
         theirs.write_all(b"x").unwrap();
         let token = reactor
             .register(
-                ours.as_raw_fd(),
+                ours,
                 Interest::READABLE,
                 Trigger::Oneshot,
                 log.recorder("a"),
@@ -121,7 +120,6 @@ fn oneshot_reports_once_until_modify_rearms_it() {
             .unwrap();
         expect_events(&mut reactor, &log, &["a"]);
         expect_no_events(&mut reactor, &log);
-        drop(ours);
     }
 }
 
@@ -133,13 +131,12 @@ fn modify_rearms_an_edge_registration_with_pending_data() {
     let log = Log::new();
     let (ours, mut theirs) = pair();
     theirs.write_all(&[1; 10]).unwrap();
-    let fd = ours.as_raw_fd();
     let token = reactor
         .register(
-            fd,
+            ours,
             Interest::READABLE,
             Trigger::Edge,
-            reading(&log, "a", ours, 3),
+            reading(&log, "a", 3),
         )
         .unwrap();
     expect_events(&mut reactor, &log, &["a"]);
@@ -161,10 +158,11 @@ fn peer_shutdown_reports_read_closed_and_data_stays_readable() {
     // K7: peer SHUT_WR gives IN|RDHUP; RELIABILITY.md item 15: the data sent
     // before the FIN is still there to read. select has no RDHUP: readable.
     for backend in BACKENDS {
-        let (mut ours, mut theirs) = pair();
+        let (ours, mut theirs) = pair();
         theirs.write_all(b"last words").unwrap();
         theirs.shutdown(Shutdown::Write).unwrap();
-        let ready = first_event(backend, ours.as_raw_fd(), Interest::READABLE);
+        let ours = Rc::new(ours);
+        let ready = first_event(backend, ours.clone(), Interest::READABLE);
         assert!(ready.is_readable(), "{backend:?}: {ready:?}");
         if backend != Backend::Select {
             assert!(
@@ -176,8 +174,8 @@ fn peer_shutdown_reports_read_closed_and_data_stays_readable() {
             !ready.is_hup(),
             "{backend:?}: only one side is shut: no HUP yet (K7)"
         );
-        assert_eq!(read_some(&mut ours, 64).unwrap(), b"last words");
-        assert_eq!(read_some(&mut ours, 64).unwrap(), b"", "then EOF");
+        assert_eq!(read_some(&mut &*ours, 64).unwrap(), b"last words");
+        assert_eq!(read_some(&mut &*ours, 64).unwrap(), b"", "then EOF");
     }
 }
 
@@ -189,12 +187,13 @@ fn peer_reset_reports_error_and_hup_even_to_a_write_only_registration() {
     for backend in BACKENDS {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
+        let server = Rc::new(server);
         util::set_linger_zero(&client);
         drop(client); // RST
         std::thread::sleep(Duration::from_millis(20));
-        let ready = first_event(backend, server.as_raw_fd(), Interest::WRITABLE);
+        let ready = first_event(backend, server.clone(), Interest::WRITABLE);
         if backend == Backend::Select {
             assert!(ready.is_writable(), "{ready:?}");
         } else {
@@ -204,7 +203,7 @@ fn peer_reset_reports_error_and_hup_even_to_a_write_only_registration() {
                 "{backend:?}: readable was not asked for: {ready:?}"
             );
         }
-        let err = server.write(b"x").unwrap_err();
+        let err = (&*server).write(b"x").unwrap_err();
         assert!(
             matches!(
                 err.kind(),
@@ -222,7 +221,7 @@ fn a_pipe_whose_writer_closed_reports_hup() {
     for backend in BACKENDS {
         let (reader, writer) = nix::unistd::pipe().unwrap();
         drop(writer);
-        let ready = first_event(backend, reader.as_raw_fd(), Interest::READABLE);
+        let ready = first_event(backend, reader, Interest::READABLE);
         if backend == Backend::Select {
             assert!(ready.is_readable(), "{ready:?}");
         } else {
@@ -247,12 +246,7 @@ fn an_empty_interest_keeps_the_fd_out_of_the_selector_so_hup_cannot_spin() {
         let log = Log::new();
         let (ours, theirs) = pair();
         let token = reactor
-            .register(
-                ours.as_raw_fd(),
-                Interest::READABLE,
-                Trigger::Level,
-                log.recorder("a"),
-            )
+            .register(ours, Interest::READABLE, Trigger::Level, log.recorder("a"))
             .unwrap();
         reactor
             .modify(token, Interest::NONE, Trigger::Level)
@@ -271,7 +265,6 @@ fn an_empty_interest_keeps_the_fd_out_of_the_selector_so_hup_cannot_spin() {
             .modify(token, Interest::READABLE, Trigger::Level)
             .unwrap();
         expect_events(&mut reactor, &log, &["a"]);
-        drop(ours);
     }
 }
 
@@ -279,7 +272,7 @@ fn an_empty_interest_keeps_the_fd_out_of_the_selector_so_hup_cannot_spin() {
 fn writable_interest_on_an_idle_socket_reports_writable() {
     for backend in BACKENDS {
         let (ours, _theirs) = pair();
-        let ready = first_event(backend, ours.as_raw_fd(), Interest::WRITABLE);
+        let ready = first_event(backend, ours, Interest::WRITABLE);
         assert!(
             ready.is_writable() && !ready.is_readable(),
             "{backend:?}: {ready:?}"
@@ -290,12 +283,7 @@ fn writable_interest_on_an_idle_socket_reports_writable() {
     let log = Log::new();
     let (ours, _theirs) = pair();
     reactor
-        .register(
-            ours.as_raw_fd(),
-            Interest::WRITABLE,
-            Trigger::Edge,
-            log.recorder("w"),
-        )
+        .register(ours, Interest::WRITABLE, Trigger::Edge, log.recorder("w"))
         .unwrap();
     expect_events(&mut reactor, &log, &["w"]);
     expect_no_events(&mut reactor, &log);
@@ -306,12 +294,13 @@ fn poll_and_select_refuse_edge_rather_than_degrade_it() {
     for backend in [Backend::Poll, Backend::Select] {
         let mut reactor = reactor(backend);
         let (ours, _theirs) = pair();
+        let ours = Rc::new(ours);
         let err = reactor
             .register(
-                ours.as_raw_fd(),
+                ours.clone(),
                 Interest::READABLE,
                 Trigger::Edge,
-                |_, _| {},
+                util::ignore(),
             )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{backend:?}");
@@ -320,10 +309,10 @@ fn poll_and_select_refuse_edge_rather_than_degrade_it() {
         // And modify to Edge is refused the same way.
         let token = reactor
             .register(
-                ours.as_raw_fd(),
+                ours.clone(),
                 Interest::READABLE,
                 Trigger::Level,
-                |_, _| {},
+                util::ignore(),
             )
             .unwrap();
         let err = reactor
@@ -342,12 +331,13 @@ fn select_refuses_fds_at_or_above_fd_setsize_with_a_clear_error() {
     // SAFETY: F_DUPFD_CLOEXEC just returned this fd; nothing else owns it.
     let high = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
     assert!(high.as_raw_fd() >= 1024);
+    let high = Rc::new(high);
     let err = reactor
         .register(
-            high.as_raw_fd(),
+            high.clone(),
             Interest::READABLE,
             Trigger::Level,
-            |_, _| {},
+            util::ignore(),
         )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -358,10 +348,10 @@ fn select_refuses_fds_at_or_above_fd_setsize_with_a_clear_error() {
         let mut reactor = util::reactor(backend);
         reactor
             .register(
-                high.as_raw_fd(),
+                high.clone(),
                 Interest::READABLE,
                 Trigger::Level,
-                |_, _| {},
+                util::ignore(),
             )
             .unwrap();
     }

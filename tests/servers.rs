@@ -84,9 +84,7 @@ fn shutdown_from_inside_a_handler_neither_blocks_nor_deadlocks() {
         )
         .unwrap();
         let shutdown = server.shutdown_handle();
-        server
-            .connections()
-            .with_handler(|q| q.shutdown = Some(shutdown));
+        server.connections_mut().0.handler_mut().shutdown = Some(shutdown);
         let addr = server.local_addr().to_string();
         let client = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
@@ -97,7 +95,7 @@ fn shutdown_from_inside_a_handler_neither_blocks_nor_deadlocks() {
         });
         server.serve_forever().unwrap();
         assert_eq!(client.join().unwrap(), b"bye");
-        server.connections().with_handler(|q| q.waited)
+        server.connections().handler().waited
     });
     assert_eq!(waited, Some(std::io::ErrorKind::WouldBlock));
 }
@@ -352,22 +350,22 @@ fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
     socket.set_nonblocking(true).unwrap();
     socket.send(b"anyone?").unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let mut reactor = edgeloop::Reactor::new().unwrap();
+    let mut reactor = util::reactor(edgeloop::Backend::Epoll);
     let errors = Arc::new(AtomicUsize::new(0));
     let e = errors.clone();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
     reactor
         .register(
-            fd,
+            socket,
             edgeloop::Interest::READABLE,
             edgeloop::Trigger::Level,
-            move |_, _| {
+            move |_, socket, _| {
                 let mut b = [0u8; 16];
                 if let Err(err) = socket.recv(&mut b) {
                     if err.kind() == std::io::ErrorKind::ConnectionRefused {
                         e.fetch_add(1, Ordering::SeqCst);
                     }
                 }
+                edgeloop::PostAction::Continue
             },
         )
         .unwrap();
@@ -443,8 +441,8 @@ fn pooled_server(
             ServerOptions::default(),
         )
         .unwrap();
-        let conns = server.connections().clone();
-        attach_pool(server.reactor(), &conns).unwrap();
+        let conns = server.connections_id();
+        attach_pool(server.reactor(), conns).unwrap();
         tx.send((server.local_addr().to_string(), server.shutdown_handle()))
             .unwrap();
         server.serve_forever().unwrap();

@@ -2,7 +2,11 @@
 //! show (DESIGN.md K1-K4, K7).
 
 use edgeloop::Ready;
-use edgeloop::study::{Action, Outcome, trace_triggers};
+#[path = "../examples/lt_vs_et/trace.rs"]
+#[allow(dead_code)]
+mod trace;
+
+use trace::{Action, Outcome, trace_triggers};
 
 #[test]
 fn the_trace_shows_what_each_trigger_really_reports() {

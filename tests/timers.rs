@@ -5,11 +5,10 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use edgeloop::{Interest, Reactor, TimerId, Trigger};
+use edgeloop::{Backend, Interest, PostAction, Reactor, TimerId, Trigger};
 use util::{BACKENDS, pair, reactor};
 
 type Trace = Rc<RefCell<Vec<&'static str>>>;
@@ -21,7 +20,7 @@ fn push(trace: &Trace, what: &'static str) -> impl FnMut(&mut Reactor) + 'static
 
 #[test]
 fn timers_with_the_same_deadline_fire_in_insertion_order() {
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let trace: Trace = Default::default();
     let at = Instant::now() + Duration::from_millis(5);
     for name in ["first", "second", "third", "fourth"] {
@@ -39,7 +38,7 @@ fn timers_with_the_same_deadline_fire_in_insertion_order() {
 
 #[test]
 fn a_timer_cancelled_by_an_earlier_callback_of_the_same_pass_never_fires() {
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let trace: Trace = Default::default();
     let at = Instant::now() + Duration::from_millis(2);
     let victim: Rc<Cell<Option<TimerId>>> = Rc::new(Cell::new(None));
@@ -58,7 +57,7 @@ fn a_timer_cancelled_by_an_earlier_callback_of_the_same_pass_never_fires() {
 
 #[test]
 fn a_timer_rearmed_at_zero_from_its_callback_runs_next_turn_after_io() {
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let trace: Trace = Default::default();
     fn rearm(trace: Trace, left: u32) -> impl FnMut(&mut Reactor) + 'static {
         move |r| {
@@ -72,12 +71,10 @@ fn a_timer_rearmed_at_zero_from_its_callback_runs_next_turn_after_io() {
     theirs.write_all(b"x").unwrap();
     let t = trace.clone();
     reactor
-        .register(
-            ours.as_raw_fd(),
-            Interest::READABLE,
-            Trigger::Level,
-            move |_, _| t.borrow_mut().push("io"),
-        )
+        .register(ours, Interest::READABLE, Trigger::Level, move |_, _, _| {
+            t.borrow_mut().push("io");
+            PostAction::Continue
+        })
         .unwrap();
     reactor.call_later(Duration::ZERO, rearm(trace.clone(), 2));
     for _ in 0..3 {
@@ -88,7 +85,6 @@ fn a_timer_rearmed_at_zero_from_its_callback_runs_next_turn_after_io() {
         *trace.borrow(),
         ["io", "timer", "io", "timer", "io", "timer"]
     );
-    drop(ours);
 }
 
 #[test]
@@ -137,7 +133,7 @@ fn sub_millisecond_timers_neither_busy_loop_nor_fire_early() {
 
 #[test]
 fn periodic_timers_tick_and_can_cancel_themselves() {
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let ticks = Rc::new(Cell::new(0));
     let id: Rc<Cell<Option<TimerId>>> = Rc::new(Cell::new(None));
     let (t, i) = (ticks.clone(), id.clone());
@@ -160,7 +156,7 @@ fn periodic_timers_tick_and_can_cancel_themselves() {
 
 #[test]
 fn huge_delays_do_not_overflow() {
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let id = reactor.call_later(Duration::MAX, |_| panic!("never"));
     reactor.call_every(Duration::MAX, |_| panic!("never"));
     reactor.run_once(Some(Duration::from_millis(1))).unwrap();
@@ -171,7 +167,7 @@ fn huge_delays_do_not_overflow() {
 #[test]
 fn a_million_cancelled_timers_leave_nothing_behind() {
     // RELIABILITY.md item 28.
-    let mut reactor = Reactor::new().unwrap();
+    let mut reactor = reactor(Backend::Epoll);
     let base = Instant::now() + Duration::from_secs(3600);
     let ids: Vec<TimerId> = (0..1_000_000u64)
         .map(|i| reactor.call_at(base + Duration::from_micros(i), |_| {}))

@@ -283,7 +283,7 @@ fn raise_fd_limit() {
 }
 
 fn listener() -> io::Result<std::net::TcpListener> {
-    edgeloop::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
+    edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
 }
 
 /// CPU time of another thread of this process, from its CPU-time clock: the
@@ -405,7 +405,7 @@ fn run_cell(server: Kind, load: &Load) -> io::Result<Row> {
 /// `bench serve`: one server on this (only) thread, its listening line,
 /// until killed (or until `exit_after` connections closed).
 fn serve(server: Kind, addr: SocketAddr, exit_after: Option<u64>) -> io::Result<()> {
-    let listener = edgeloop::net::tcp_listener(addr, None, false)?;
+    let listener = edgeloop::server::net::tcp_listener(addr, None, false)?;
     let local = listener.local_addr()?;
     println!("listening on {local}");
     io::stdout().flush()?;

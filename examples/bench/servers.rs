@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Handler};
+use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Connections, Handler};
 use edgeloop::server::{ServerOptions, ShutdownHandle, TcpServer};
-use edgeloop::{Backend, Handle, Stats, Trigger};
+use edgeloop::{Backend, Handle, SourceId, Stats, Trigger};
 
 /// Which server a cell runs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -123,20 +123,20 @@ impl Syscalls {
         self.waits + self.ctls + self.reads + self.writes
     }
 
-    fn from_stats(s: &Stats) -> Syscalls {
+    fn from_stats(s: &Stats, c: &ConnStats) -> Syscalls {
         Syscalls {
             waits: s.waits,
             ctls: s.ctls,
-            reads: s.reads,
-            eagain_reads: s.eagain_reads,
-            writes: s.writes,
+            reads: c.reads,
+            eagain_reads: c.eagain_reads,
+            writes: c.writes,
         }
     }
 }
 
 /// How to stop a server and ask it for its counters.
 enum Control {
-    Edgeloop(ShutdownHandle, Handle),
+    Edgeloop(ShutdownHandle, Handle, SourceId<Connections<Echo>>),
     Raw(OwnedFd, Arc<[AtomicU64; 5]>),
     Mio(mio::Waker),
     Tokio(tokio::sync::oneshot::Sender<()>),
@@ -152,10 +152,11 @@ impl Running {
     /// The server's syscall counters, if it keeps them.
     pub fn syscalls(&self) -> Option<Syscalls> {
         match self.control.as_ref()? {
-            Control::Edgeloop(_, handle) => {
+            Control::Edgeloop(_, handle, set) => {
                 let (tx, rx) = mpsc::channel();
+                let set = *set;
                 handle.post(move |r| {
-                    let _ = tx.send(Syscalls::from_stats(r.stats()));
+                    let _ = tx.send(Syscalls::from_stats(r.stats(), r.source(set).stats()));
                 });
                 rx.recv().ok()
             }
@@ -176,7 +177,7 @@ impl Running {
     pub fn stop(mut self) {
         let control = self.control.take();
         match &control {
-            Some(Control::Edgeloop(shutdown, _)) => shutdown.shutdown(),
+            Some(Control::Edgeloop(shutdown, ..)) => shutdown.shutdown(),
             Some(Control::Raw(eventfd, _)) => {
                 let _ = nix::unistd::write(eventfd, &1u64.to_ne_bytes());
             }
@@ -248,7 +249,7 @@ pub fn start(
 
 // ---- edgeloop ---------------------------------------------------------------
 
-struct Echo {
+pub struct Echo {
     closes: u64,
     exit_after: Option<u64>,
     shutdown: Option<ShutdownHandle>,
@@ -284,10 +285,9 @@ fn edgeloop_serve(
     };
     let mut server = TcpServer::from_tcp(reactor, listener, echo, options)?;
     let shutdown = server.shutdown_handle();
-    server
-        .connections()
-        .with_handler(|h| h.shutdown = Some(shutdown.clone()));
-    let _ = tx.send(Control::Edgeloop(shutdown, server.reactor().handle()));
+    server.connections_mut().0.handler_mut().shutdown = Some(shutdown.clone());
+    let set = server.connections_id();
+    let _ = tx.send(Control::Edgeloop(shutdown, server.reactor().handle(), set));
     server.serve_forever()
 }
 

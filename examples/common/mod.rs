@@ -140,15 +140,13 @@ pub fn serve_workers<H: Handler>(
     args.reactor()?; // the same checks as one reactor
     // Signals first: they are blocked in this thread and so in the workers
     // it spawns, and delivered to this thread's reactor.
-    let mut signals = Reactor::new()?;
-    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
-    let s = stop.clone();
-    edgeloop::signal::on_signals(
+    let mut signals = Reactor::with_data(false)?; // the loop state: "stop"
+    edgeloop::on_signals(
         &mut signals,
         &[Signal::SIGINT, Signal::SIGTERM],
-        move |r, signal| {
+        |r, signal| {
             log::info!("{signal}: shutting down");
-            s.set(true);
+            *r.data_mut() = true;
             r.stop();
         },
     )?;
@@ -157,7 +155,7 @@ pub fn serve_workers<H: Handler>(
     writeln!(stdout, "listening on {}", workers.local_addr())?;
     stdout.flush()?;
     drop(stdout);
-    while !stop.get() {
+    while !*signals.data() {
         signals.run()?;
     }
     workers.shutdown();
@@ -172,12 +170,13 @@ pub fn serve_workers<H: Handler>(
 pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
     let _storm = args.sigalrm_us.map(sigalrm_storm).transpose()?;
     let reactor = args.reactor()?;
-    let listener = edgeloop::net::tcp_listener(args.addr, None, false)?;
+    let listener = edgeloop::server::net::tcp_listener(args.addr, None, false)?;
     let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()?;
-    log::info!("stats: {:?}", server.reactor().stats());
+    log::info!("loop: {:?}", server.reactor().stats());
+    log::info!("connections: {:?}", server.stats());
     Ok(())
 }
 
@@ -189,7 +188,7 @@ pub fn announce(
     shutdown: edgeloop::server::ShutdownHandle,
     local_addr: &str,
 ) -> io::Result<()> {
-    edgeloop::signal::on_signals(
+    edgeloop::on_signals(
         reactor,
         &[Signal::SIGINT, Signal::SIGTERM],
         move |_, signal| {

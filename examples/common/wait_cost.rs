@@ -10,15 +10,14 @@
 use std::hint::black_box;
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use edgeloop::{Backend, Interest, Reactor, Trigger};
+use edgeloop::{Backend, Interest, PostAction, Reactor, Trigger};
 
 /// A reactor watching `n` sockets, `k` of them readable.
 pub struct Fixture {
     pub reactor: Reactor,
-    _sockets: Vec<UdpSocket>,
 }
 
 impl Fixture {
@@ -27,22 +26,18 @@ impl Fixture {
     pub fn new(backend: Backend, n: usize, k: usize) -> io::Result<Fixture> {
         let mut reactor = Reactor::with_backend(backend)?;
         let sender = UdpSocket::bind("127.0.0.1:0")?;
-        let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let s = UdpSocket::bind("127.0.0.1:0")?;
             s.set_nonblocking(true)?;
-            reactor.register(s.as_raw_fd(), Interest::READABLE, Trigger::Level, |_, e| {
-                black_box(e);
-            })?;
             if i < k {
                 sender.send_to(b"x", s.local_addr()?)?;
             }
-            sockets.push(s);
+            reactor.register(s, Interest::READABLE, Trigger::Level, |_, _, e| {
+                black_box(e);
+                PostAction::Continue
+            })?;
         }
-        let mut fixture = Fixture {
-            reactor,
-            _sockets: sockets,
-        };
+        let mut fixture = Fixture { reactor };
         // Let the datagrams land, and check every wait reports k.
         std::thread::sleep(Duration::from_millis(5));
         let ran = fixture.turn();
@@ -86,13 +81,18 @@ pub fn ns_per_turn(fixture: &mut Fixture) -> f64 {
 /// Nanoseconds for one register + deregister, with `n` others registered.
 pub fn ns_per_register_deregister(backend: Backend, n: usize) -> io::Result<f64> {
     let mut fixture = Fixture::new(backend, n, 0)?;
-    let probe = UdpSocket::bind("127.0.0.1:0")?;
-    let fd = probe.as_raw_fd();
+    // Shared, so each registration owns a handle to the same socket.
+    let probe = Rc::new(UdpSocket::bind("127.0.0.1:0")?);
     let reactor = &mut fixture.reactor;
     let rounds = 20_000;
     let t = Instant::now();
     for _ in 0..rounds {
-        let token = reactor.register(fd, Interest::READABLE, Trigger::Level, |_, _| {})?;
+        let token = reactor.register(
+            probe.clone(),
+            Interest::READABLE,
+            Trigger::Level,
+            |_, _, _| PostAction::Continue,
+        )?;
         reactor.deregister(token)?;
     }
     Ok(t.elapsed().as_nanos() as f64 / rounds as f64)

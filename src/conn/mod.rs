@@ -7,7 +7,7 @@
 //!   read until `EAGAIN`, or stop at a short read when no RDHUP was seen
 //!   ([`ConnOptions::short_read`]: the kernel raises a new edge when more
 //!   data arrives, so this saves the `EAGAIN` read); a connection that used
-//!   its whole budget is [requeued](crate::Reactor::requeue) for the next
+//!   its whole budget is [requeued](crate::Core::requeue) for the next
 //!   turn, since no new edge will come for data already queued.
 //! - **Reads land in one scratch buffer** owned by the set; an idle
 //!   connection owns no buffer.
@@ -28,17 +28,20 @@
 //!   queued is sent), so a client that shuts down its write side gets every
 //!   byte back, then EOF.
 //! - **Resets** (`ECONNRESET`, `EPIPE`) close the connection exactly once,
-//!   drop its queue, and are counted in [`Stats::resets`](crate::Stats), not
+//!   drop its queue, and are counted in [`ConnStats::resets`], not
 //!   logged as errors.
 
 use std::fmt;
 use std::io;
 
-use crate::event::Trigger;
+use crate::{Token, Trigger};
 
+mod accept;
 mod queue;
 mod set;
+mod table;
 
+pub use accept::AcceptOptions;
 pub use set::{Conn, Connections};
 
 /// What a server calls for each connection: the setup / handle / finish
@@ -46,7 +49,8 @@ pub use set::{Conn, Connections};
 ///
 /// One handler serves every connection of a [`Connections`] set (so it can
 /// hold what they share, like a chat room); per-connection state lives in
-/// [`Handler::Session`].
+/// [`Handler::Session`]; state shared with the rest of the program lives in
+/// the reactor's loop state `D`, reached through [`Conn::data`].
 ///
 /// ```
 /// use edgeloop::conn::{Conn, Handler};
@@ -61,24 +65,24 @@ pub use set::{Conn, Connections};
 ///     }
 /// }
 /// ```
-pub trait Handler: Sized + 'static {
+pub trait Handler<D: 'static = ()>: Sized + 'static {
     /// Per-connection state, created with `Default` when the connection opens
     /// and handed back to [`on_close`](Handler::on_close).
     type Session: Default + 'static;
 
-    /// The connection was accepted and registered.
-    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+    /// The connection was accepted (or attached) and registered.
+    fn on_open(&mut self, conn: &mut Conn<'_, Self, D>) {
         let _ = conn;
     }
 
-    /// Bytes arrived. `data` borrows the loop's scratch buffer: copy what you
-    /// keep.
-    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]);
+    /// Bytes arrived. `data` borrows the set's scratch buffer: copy what
+    /// you keep.
+    fn on_data(&mut self, conn: &mut Conn<'_, Self, D>, data: &[u8]);
 
     /// The peer shut down its write side. The default closes the connection
     /// once everything queued is sent (a half-closing client gets its full
     /// reply, then EOF).
-    fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
+    fn on_eof(&mut self, conn: &mut Conn<'_, Self, D>) {
         conn.close();
     }
 
@@ -89,27 +93,87 @@ pub trait Handler: Sized + 'static {
     }
 }
 
-/// Identifies a connection within its [`Connections`] set: the bits of its
-/// registration's [`Token`](crate::Token) (slab key and generation), so an id
-/// kept after its connection closed matches nothing.
+/// Identifies a connection: its registration's [`Token`] (owner, slot and
+/// generation), so an id kept after its connection closed matches nothing.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) u64);
+pub struct ConnId(pub(crate) Token);
 
 impl ConnId {
-    pub(crate) fn key(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
-    }
-
     /// A small number, unique among the set's open connections (reused
     /// after a connection closes), for logs and names.
     pub fn index(self) -> usize {
-        self.key()
+        self.0.key()
+    }
+
+    /// The connection's token.
+    pub fn token(self) -> Token {
+        self.0
     }
 }
 
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({}g{})", self.key(), self.0 >> 32)
+        write!(f, "ConnId({}g{})", self.0.key(), self.0.generation())
+    }
+}
+
+/// What a [`Connections`] set did, counted since it was created: the I/O
+/// syscalls of its connections and what came of them. The loop's own
+/// syscalls (waits, ctls) are in the reactor's [`Stats`](crate::Stats).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnStats {
+    /// `recv` syscalls.
+    pub reads: u64,
+    /// Of those, the ones that returned `EAGAIN`.
+    pub eagain_reads: u64,
+    /// `send`/`sendmsg` syscalls.
+    pub writes: u64,
+    /// Of those, the ones that wrote less than asked (or `EAGAIN`).
+    pub partial_writes: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Connections accepted.
+    pub accepts: u64,
+    /// Failed `accept4` calls other than `EAGAIN`.
+    pub accept_errors: u64,
+    /// Times a connection stopped reading because its queued output passed
+    /// the high-water mark.
+    pub backpressure_pauses: u64,
+    /// Connections closed by the peer with a reset or broken pipe.
+    pub resets: u64,
+    /// Connections accepted and closed at once because the set was at its
+    /// connection cap.
+    pub refused: u64,
+    /// Connections closed because they were idle past their timeout.
+    pub idle_timeouts: u64,
+}
+
+impl ConnStats {
+    /// The counts accumulated since `earlier` was taken.
+    pub fn since(&self, earlier: &ConnStats) -> ConnStats {
+        ConnStats {
+            reads: self.reads - earlier.reads,
+            eagain_reads: self.eagain_reads - earlier.eagain_reads,
+            writes: self.writes - earlier.writes,
+            partial_writes: self.partial_writes - earlier.partial_writes,
+            bytes_in: self.bytes_in - earlier.bytes_in,
+            bytes_out: self.bytes_out - earlier.bytes_out,
+            accepts: self.accepts - earlier.accepts,
+            accept_errors: self.accept_errors - earlier.accept_errors,
+            backpressure_pauses: self.backpressure_pauses - earlier.backpressure_pauses,
+            resets: self.resets - earlier.resets,
+            refused: self.refused - earlier.refused,
+            idle_timeouts: self.idle_timeouts - earlier.idle_timeouts,
+        }
+    }
+
+    /// The I/O syscalls counted here: reads and writes (accepts not
+    /// included).
+    pub fn syscalls(&self) -> u64 {
+        self.reads + self.writes
     }
 }
 
@@ -122,7 +186,7 @@ pub enum CloseReason {
     /// Aborted by us: whatever was queued was dropped.
     Aborted,
     /// The peer reset the connection (`ECONNRESET`) or stopped reading
-    /// (`EPIPE`). Counted in `Stats::resets`.
+    /// (`EPIPE`). Counted in [`ConnStats::resets`].
     Reset,
     /// Any other I/O error.
     Error(io::Error),
@@ -136,9 +200,11 @@ pub struct ConnOptions {
     /// Bytes asked for per read, at most the scratch buffer (64 KiB).
     pub read_chunk: usize,
     /// Reads per event before the connection yields to the others (fairness
-    /// under a fire-hose client; DESIGN.md decision 5).
+    /// under a fire-hose client: an edge-triggered connection that used its
+    /// budget is carried over to the next turn).
     pub read_budget: usize,
-    /// Edge only: stop reading at a short read when no RDHUP was reported.
+    /// Edge only: stop reading at a short read when no RDHUP was reported
+    /// (in this event or an earlier one).
     /// Safe on stream sockets (a short read means the receive queue was
     /// empty, and new data raises a new edge); saves one `EAGAIN` read per
     /// message. On by default.
@@ -156,7 +222,7 @@ pub struct ConnOptions {
     /// Close a connection (gracefully) that has sent nothing for this long
     /// (default: never). One lazily re-armed timer per connection: a busy
     /// connection only stores a timestamp per read (libev's "be smart about
-    /// timeouts"; RELIABILITY.md item 23).
+    /// timeouts").
     pub idle_timeout: Option<std::time::Duration>,
 }
 

@@ -5,10 +5,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use nix::fcntl::{FcntlArg, fcntl};
-
-use crate::event::{Interest, Token, Trigger};
-use crate::sys::borrow_fd;
+use super::{Interest, Token, Trigger};
 
 #[derive(Copy, Clone, Debug)]
 pub(super) struct Slot {
@@ -47,22 +44,15 @@ impl FdTable {
     }
 
     pub(super) fn insert(&mut self, backend: &str, fd: RawFd, slot: Slot) -> io::Result<()> {
-        // epoll rejects a closed fd with EBADF at ADD; do the same rather
-        // than let poll report POLLNVAL forever.
-        if let Err(e) = fcntl(borrow_fd(fd), FcntlArg::F_GETFD) {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("{backend}: register fd {fd}: {e}; the fd is closed"),
-            ));
-        }
         let index = fd as usize;
         if index >= self.slots.len() {
             self.slots.resize(index + 1, None);
         }
         if self.slots[index].is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{backend}: register fd {fd}: the fd is registered already"),
+            // What epoll says (EEXIST), with the errno kept.
+            return Err(crate::sys::errno_error(
+                nix::libc::EEXIST,
+                format_args!("{backend}: register fd {fd}: the fd is registered already"),
             ));
         }
         self.slots[index] = Some(slot);
@@ -101,8 +91,9 @@ impl FdTable {
 }
 
 pub(super) fn not_registered(backend: &str, fd: RawFd) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{backend}: fd {fd} is not registered"),
+    // What epoll says (ENOENT), with the errno kept.
+    crate::sys::errno_error(
+        nix::libc::ENOENT,
+        format_args!("{backend}: fd {fd} is not registered"),
     )
 }

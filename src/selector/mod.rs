@@ -6,17 +6,19 @@
 //! Python's `selectors`.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, Interest, Token, Trigger};
+use nix::libc;
 
 mod epoll;
+mod event;
 mod fd_table;
 mod poll;
 mod select;
 
 pub use epoll::Epoll;
+pub use event::{Event, Interest, Ready, Token, Trigger};
 pub use poll::Poll;
 pub use select::Select;
 
@@ -76,6 +78,97 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// A batch of readiness events, in the kernel's own layout.
+///
+/// The epoll backend has `epoll_wait` write straight into this buffer and
+/// the reactor reads each event where it lies: no copy, no re-encoding (the
+/// poll and select backends append in the same layout). [`Event`]s are
+/// decoded on access, which is two loads.
+pub struct Events {
+    buffer: Vec<libc::epoll_event>,
+    len: usize,
+}
+
+impl Events {
+    /// An empty batch with room for `capacity` events.
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events {
+            buffer: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)],
+            len: 0,
+        }
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the wait returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`th event. Panics past [`len`](Events::len).
+    #[inline]
+    pub fn get(&self, i: usize) -> Event {
+        assert!(i < self.len, "event {i} of {}", self.len);
+        let raw = self.buffer[i];
+        Event {
+            token: Token(raw.u64),
+            ready: Ready::from_kernel(raw.events),
+        }
+    }
+
+    /// The events, in the order the kernel reported them.
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        (0..self.len).map(|i| self.get(i))
+    }
+
+    /// Empties the batch (its room is kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends an event (the user-space backends, and fake selectors in
+    /// tests), growing the room if it is full.
+    pub fn push(&mut self, event: Event) {
+        if self.len == self.buffer.len() {
+            self.buffer
+                .resize(self.len * 2, libc::epoll_event { events: 0, u64: 0 });
+        }
+        self.buffer[self.len] = libc::epoll_event {
+            events: event.ready.bits(),
+            u64: event.token.0,
+        };
+        self.len += 1;
+    }
+
+    /// Room for the kernel to fill: at least `min` entries.
+    pub(crate) fn room(&mut self, min: usize) -> &mut [libc::epoll_event] {
+        if self.buffer.len() < min {
+            self.buffer
+                .resize(min, libc::epoll_event { events: 0, u64: 0 });
+        }
+        &mut self.buffer
+    }
+
+    /// The kernel filled the first `len` entries of [`room`](Events::room).
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.buffer.len());
+    }
+
+    /// How many events fit before the buffer grows.
+    pub fn capacity(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A kernel readiness interface: epoll, poll or select.
 ///
 /// Contract shared by every backend (the conformance tests run against each):
@@ -86,6 +179,10 @@ impl std::str::FromStr for Backend {
 ///   at most `timeout` (rounded *up* to the backend's resolution, so a short
 ///   deadline never turns into a busy loop) and retries `EINTR` against the
 ///   original deadline.
+/// - The fds are borrowed for each call only: a selector keeps fd numbers,
+///   and whoever registers an fd keeps it open until it is deregistered
+///   (the [`Reactor`](crate::Reactor) does this by owning what it
+///   registers).
 pub trait Selector {
     /// A short name for logs and reports (`"epoll"`, `"poll"`, `"select"`).
     fn name(&self) -> &'static str;
@@ -106,7 +203,7 @@ pub trait Selector {
     /// backend cannot hold (select: fd >= FD_SETSIZE).
     fn register(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
@@ -118,7 +215,7 @@ pub trait Selector {
     /// `NotFound` if `fd` is not registered.
     fn reregister(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
@@ -128,19 +225,20 @@ pub trait Selector {
     ///
     /// # Errors
     /// `NotFound` if `fd` is not registered.
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
+    fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()>;
 
     /// Waits until something is ready or `timeout` passes (`None`: forever).
     ///
     /// # Errors
     /// Whatever the wait syscall reports other than `EINTR`.
-    fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+    fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 /// Converts a timeout to the whole milliseconds that epoll_wait and poll take,
 /// rounding *up*: nix's `Duration` conversion truncates, which turns a 0.5 ms
 /// deadline into a zero timeout and a busy loop until the deadline
-/// (DESIGN.md K15; mio adds 999,999 ns for the same reason). Clamped to
+/// (nix's `EpollTimeout` from a `Duration` truncates too; mio adds
+/// 999,999 ns for the same reason). Clamped to
 /// `i32::MAX`; `None` is -1, "forever".
 pub fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
@@ -157,13 +255,13 @@ pub fn timeout_ms(timeout: Option<Duration>) -> i32 {
 /// (signal(7): epoll_wait is never restarted, whatever SA_RESTART says).
 pub(crate) fn retry_eintr<T>(
     timeout: Option<Duration>,
-    mut wait: impl FnMut(Option<Duration>) -> io::Result<T>,
-) -> io::Result<T> {
+    mut wait: impl FnMut(Option<Duration>) -> Result<T, i32>,
+) -> Result<T, i32> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut remaining = timeout;
     loop {
         match wait(remaining) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            Err(libc::EINTR) => {
                 if let Some(deadline) = deadline {
                     remaining = Some(deadline.saturating_duration_since(Instant::now()));
                 }

@@ -8,21 +8,18 @@
 //! puts it back); Edge is refused with `Unsupported`.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::libc::{self, pollfd};
-use nix::poll::PollFlags;
 
 use super::fd_table::{FdTable, Slot, not_registered};
-use super::{Selector, retry_eintr, timeout_ms};
-use crate::event::{Event, Interest, Ready, Token, Trigger};
+use super::{Event, Events, Interest, Ready, Selector, Token, Trigger, retry_eintr, timeout_ms};
+use crate::sys;
 
-// nix's PollFlags has no POLLRDHUP, and its `PollFd::revents` returns None
-// when the kernel sets a bit it does not know, so a half-closed fd would
-// look idle. The array is therefore plain `libc::pollfd`s.
-const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
+// The array is plain `libc::pollfd`s: nix's `PollFd::revents` returns None
+// when the kernel sets a bit nix does not know (POLLRDHUP), so a half-closed
+// fd would look idle.
 
 /// Selector on `poll(2)`. Level and Oneshot; no Edge.
 #[derive(Debug, Default)]
@@ -42,36 +39,25 @@ impl Poll {
         Poll::default()
     }
 
-    fn flags(interest: Interest) -> PollFlags {
-        let mut flags = PollFlags::empty();
+    fn flags(interest: Interest) -> libc::c_short {
+        let mut flags = 0;
         if interest.is_readable() {
-            flags |= PollFlags::POLLIN | POLLRDHUP;
+            flags |= libc::POLLIN | libc::POLLRDHUP;
         }
         if interest.is_writable() {
-            flags |= PollFlags::POLLOUT;
+            flags |= libc::POLLOUT;
         }
         flags
     }
 
-    fn ready(flags: PollFlags) -> Ready {
-        let mut ready = Ready::EMPTY;
-        if flags.contains(PollFlags::POLLIN) {
-            ready |= Ready::READABLE;
-        }
-        if flags.contains(PollFlags::POLLOUT) {
-            ready |= Ready::WRITABLE;
-        }
-        if flags.contains(POLLRDHUP) {
-            ready |= Ready::READ_CLOSED;
-        }
-        if flags.contains(PollFlags::POLLHUP) {
-            ready |= Ready::HUP;
-        }
-        // POLLNVAL: the fd was closed while registered (deregister first!).
-        if flags.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
-            ready |= Ready::ERROR;
-        }
-        ready
+    fn ready(revents: libc::c_short) -> Ready {
+        // POLLNVAL (the fd was closed while registered) reads as an error.
+        let nval = if revents & libc::POLLNVAL != 0 {
+            Ready::ERROR
+        } else {
+            Ready::EMPTY
+        };
+        Ready::from_kernel(revents as u16 as u32) | nval
     }
 
     fn arm(&mut self, fd: RawFd, interest: Interest) {
@@ -82,7 +68,7 @@ impl Poll {
         self.position[index] = self.pollfds.len() as u32;
         self.pollfds.push(pollfd {
             fd,
-            events: Self::flags(interest).bits(),
+            events: Self::flags(interest),
             revents: 0,
         });
     }
@@ -112,11 +98,12 @@ impl Selector for Poll {
 
     fn register(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let slot = Slot::armed(token, interest, trigger);
         self.table.insert("poll", fd, slot)?;
         self.arm(fd, interest);
@@ -125,11 +112,12 @@ impl Selector for Poll {
 
     fn reregister(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let slot = self
             .table
             .get_mut(fd)
@@ -138,14 +126,15 @@ impl Selector for Poll {
         *slot = Slot::armed(token, interest, trigger);
         if was_armed {
             let at = self.position[fd as usize] as usize;
-            self.pollfds[at].events = Self::flags(interest).bits();
+            self.pollfds[at].events = Self::flags(interest);
         } else {
             self.arm(fd, interest);
         }
         Ok(())
     }
 
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+    fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let slot = self.table.remove("poll", fd)?;
         if slot.armed {
             self.disarm(fd);
@@ -153,27 +142,14 @@ impl Selector for Poll {
         Ok(())
     }
 
-    fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         events.clear();
         let pollfds = &mut self.pollfds;
         let ready = retry_eintr(timeout, |remaining| {
-            // SAFETY: `pollfds` is a live, exclusively borrowed array of
-            // `pollfd`s and the length passed is its length; poll(2) writes
-            // only the `revents` fields within it.
-            let n = unsafe {
-                libc::poll(
-                    pollfds.as_mut_ptr(),
-                    pollfds.len() as libc::nfds_t,
-                    timeout_ms(remaining),
-                )
-            };
-            Errno::result(n).map_err(io::Error::from)
+            sys::poll(pollfds, timeout_ms(remaining))
         })
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("poll over {} fds: {e}", self.pollfds.len()),
-            )
+        .map_err(|errno| {
+            sys::errno_error(errno, format_args!("poll over {} fds", pollfds.len()))
         })?;
         if ready == 0 {
             return Ok(());
@@ -183,12 +159,11 @@ impl Selector for Poll {
             if entry.revents == 0 {
                 continue;
             }
-            let revents = PollFlags::from_bits_retain(entry.revents);
             let fd = entry.fd;
             let slot = self.table.get(fd).expect("an armed pollfd has a slot");
             events.push(Event {
                 token: slot.token,
-                ready: Self::ready(revents),
+                ready: Self::ready(entry.revents),
             });
             if slot.trigger == Trigger::Oneshot {
                 self.fired.push(fd);

@@ -10,16 +10,14 @@
 //! Level-triggered by nature: Oneshot is emulated, Edge refused.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use nix::sys::select::{FD_SETSIZE, FdSet};
-use nix::sys::time::TimeVal;
+use nix::libc::{self, FD_SETSIZE};
 
 use super::fd_table::{FdTable, Slot, not_registered};
-use super::{Selector, retry_eintr};
-use crate::event::{Event, Interest, Ready, Token, Trigger};
-use crate::sys::borrow_fd;
+use super::{Event, Events, Interest, Ready, Selector, Token, Trigger, retry_eintr};
+use crate::sys::{self, FdSet};
 
 /// Selector on `select(2)`. Level and Oneshot; no Edge; fds below 1024.
 #[derive(Debug, Default)]
@@ -38,10 +36,12 @@ impl Select {
 }
 
 /// A timeout as select's `timeval`, rounded up to the microsecond.
-fn timeval(timeout: Duration) -> TimeVal {
+fn timeval(timeout: Duration) -> libc::timeval {
     let micros = timeout.as_nanos().div_ceil(1_000);
-    let secs = (micros / 1_000_000).min(i32::MAX as u128) as i64;
-    TimeVal::new(secs as _, (micros % 1_000_000) as _)
+    libc::timeval {
+        tv_sec: (micros / 1_000_000).min(i32::MAX as u128) as _,
+        tv_usec: (micros % 1_000_000) as _,
+    }
 }
 
 impl Selector for Select {
@@ -59,11 +59,12 @@ impl Selector for Select {
 
     fn register(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         if fd < 0 || fd as usize >= FD_SETSIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -79,11 +80,12 @@ impl Selector for Select {
 
     fn reregister(
         &mut self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let slot = self
             .table
             .get_mut(fd)
@@ -92,11 +94,11 @@ impl Selector for Select {
         Ok(())
     }
 
-    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        self.table.remove("select", fd).map(drop)
+    fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.table.remove("select", fd.as_raw_fd()).map(drop)
     }
 
-    fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         events.clear();
         let nfds = self.table.highest().map_or(0, |fd| fd + 1);
         let table = &self.table;
@@ -106,28 +108,24 @@ impl Selector for Select {
             let mut read = FdSet::new();
             let mut write = FdSet::new();
             for (fd, slot) in table.iter().filter(|(_, s)| s.armed) {
+                // Registration refused fds select cannot hold.
                 if slot.interest.is_readable() {
-                    read.insert(borrow_fd(fd));
+                    read.insert(fd);
                 }
                 if slot.interest.is_writable() {
-                    write.insert(borrow_fd(fd));
+                    write.insert(fd);
                 }
             }
             let mut tv = remaining.map(timeval);
-            nix::sys::select::select(nfds, &mut read, &mut write, None, tv.as_mut())
-                .map(|_| (read, write))
-                .map_err(io::Error::from)
+            sys::select(nfds, &mut read, &mut write, tv.as_mut()).map(|_| (read, write))
         })
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("select over {} fds: {e}", self.table.len()),
-            )
+        .map_err(|errno| {
+            sys::errno_error(errno, format_args!("select over {} fds", table.len()))
         })?;
         let mut fired = Vec::new();
         for fd in 0..nfds {
-            let readable = read.contains(borrow_fd(fd));
-            let writable = write.contains(borrow_fd(fd));
+            let readable = read.contains(fd);
+            let writable = write.contains(fd);
             if !readable && !writable {
                 continue;
             }
@@ -162,10 +160,9 @@ mod tests {
 
     #[test]
     fn timeval_rounds_up_to_the_microsecond() {
-        assert_eq!(timeval(Duration::from_nanos(1)), TimeVal::new(0, 1));
-        assert_eq!(
-            timeval(Duration::from_micros(1_500_000)),
-            TimeVal::new(1, 500_000)
-        );
+        let t = timeval(Duration::from_nanos(1));
+        assert_eq!((t.tv_sec, t.tv_usec), (0, 1));
+        let t = timeval(Duration::from_micros(1_500_000));
+        assert_eq!((t.tv_sec, t.tv_usec), (1, 500_000));
     }
 }

@@ -1,5 +1,5 @@
 //! Datagram servers: UDP and Unix datagram sockets, one handler call per
-//! datagram (RELIABILITY.md items 33-35).
+//! datagram.
 //!
 //! - A datagram longer than the receive buffer is reported as truncated
 //!   (`recvmsg` with `MSG_TRUNC` returns its real length), never silently cut.
@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,9 +23,8 @@ use nix::sys::socket::{MsgFlags, SockType, SockaddrStorage, recvmsg, sendto};
 
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ShutdownHandle, serve_until_shutdown};
-use crate::event::{Interest, Trigger};
 use crate::selector::Backend;
-use crate::{Reactor, Token};
+use crate::{Interest, PostAction, Reactor, Token, Trigger};
 
 /// What a datagram server calls.
 pub trait DatagramHandler: 'static {
@@ -116,7 +115,7 @@ impl Datagram<'_> {
     /// read pushes back); `NotConnected` for an unnamed Unix sender.
     pub fn reply(&mut self, data: &[u8]) -> io::Result<usize> {
         let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-        let sent = match (self.socket, self.peer) {
+        match (self.socket, self.peer) {
             (Kind::Inet(fd), Some(Peer::Inet(addr))) => {
                 sendto(fd.as_raw_fd(), data, addr, flags).map_err(io::Error::from)
             }
@@ -130,22 +129,7 @@ impl Datagram<'_> {
                 ));
             }
         }
-        .map_err(|e| {
-            let errno = e
-                .raw_os_error()
-                .map(Errno::from_raw)
-                .unwrap_or(Errno::UnknownErrno);
-            io::Error::new(
-                e.kind(),
-                format!("sendto, {} bytes: {errno}: {e}", data.len()),
-            )
-        });
-        let stats = self.reactor.stats_mut();
-        stats.writes += 1;
-        if let Ok(n) = sent {
-            stats.bytes_out += n as u64;
-        }
-        sent
+        .map_err(|e| crate::sys::context(e, format_args!("sendto, {} bytes", data.len())))
     }
 
     /// The reactor.
@@ -187,6 +171,15 @@ struct Socket<H> {
     handled: Rc<std::cell::Cell<u64>>,
 }
 
+impl<H> AsFd for Socket<H> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.socket {
+            Kind::Inet(fd) => fd.as_fd(),
+            Kind::Unix(socket) => socket.as_fd(),
+        }
+    }
+}
+
 impl<H: DatagramHandler> Socket<H> {
     fn on_readable(&mut self, reactor: &mut Reactor, token: Token) {
         let fd = self.socket.fd();
@@ -211,11 +204,9 @@ impl<H: DatagramHandler> Socket<H> {
                         })
                 }
             };
-            reactor.stats_mut().reads += 1;
             match received {
                 Ok((len, address)) => {
                     let kept = len.min(self.buffer.len());
-                    reactor.stats_mut().bytes_in += kept as u64;
                     let mut datagram = Datagram {
                         socket: &self.socket,
                         peer: address.as_ref(),
@@ -225,10 +216,7 @@ impl<H: DatagramHandler> Socket<H> {
                     handler.on_datagram(&mut datagram, &self.buffer[..kept]);
                     self.handled.set(self.handled.get() + 1);
                 }
-                Err(Errno::EAGAIN) => {
-                    reactor.stats_mut().eagain_reads += 1;
-                    return;
-                }
+                Err(Errno::EAGAIN) => return,
                 Err(Errno::EINTR) => {}
                 Err(e) => handler.on_error(io::Error::from(e)),
             }
@@ -305,17 +293,17 @@ impl<H: DatagramHandler> DatagramServer<H> {
         let mut reactor = Reactor::with_backend(options.backend)?;
         let handler = Rc::new(RefCell::new(handler));
         let handled = Rc::new(std::cell::Cell::new(0));
-        let raw = socket.fd();
         let trigger = options.trigger;
-        let mut socket = Socket {
+        let socket = Socket {
             socket,
             handler: handler.clone(),
             buffer: vec![0; options.max_packet_size.max(1)],
             options,
             handled: handled.clone(),
         };
-        reactor.register(raw, Interest::READABLE, trigger, move |r, event| {
-            socket.on_readable(r, event.token)
+        reactor.register(socket, Interest::READABLE, trigger, |r, socket, event| {
+            socket.on_readable(r, event.token);
+            PostAction::Continue
         })?;
         let shutdown = ShutdownHandle::new(reactor.handle());
         Ok(DatagramServer {
@@ -365,6 +353,7 @@ impl<H: DatagramHandler> DatagramServer<H> {
     /// What the reactor's wait reports.
     pub fn handle_request(&mut self, timeout: Duration) -> io::Result<bool> {
         let before = self.handled.get();
-        super::run_until(&mut self.reactor, timeout, || self.handled.get() > before)
+        let handled = &self.handled;
+        super::run_until(&mut self.reactor, timeout, |_| handled.get() > before)
     }
 }

@@ -16,12 +16,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use crate::Handle;
-use crate::accept::AcceptOptions;
-use crate::conn::ConnOptions;
+use crate::conn::{AcceptOptions, ConnOptions};
 use crate::selector::Backend;
+use crate::{Handle, PanicPolicy, Reactor};
 
 mod datagram;
+pub mod net;
 mod pool;
 mod stream;
 mod unix;
@@ -37,7 +37,7 @@ pub use workers::Workers;
 
 /// Runs `reactor` until `shutdown` is asked for, marking the serving thread
 /// so that [`ShutdownHandle::wait`] knows who may not block.
-fn serve_until_shutdown(reactor: &mut crate::Reactor, shutdown: &ShutdownHandle) -> io::Result<()> {
+fn serve_until_shutdown(reactor: &mut Reactor, shutdown: &ShutdownHandle) -> io::Result<()> {
     shutdown.started();
     let mut result = Ok(());
     while !shutdown.is_shutdown_requested() {
@@ -51,12 +51,12 @@ fn serve_until_shutdown(reactor: &mut crate::Reactor, shutdown: &ShutdownHandle)
 
 /// Runs turns until `done()` or `timeout`; returns `done()`.
 fn run_until(
-    reactor: &mut crate::Reactor,
+    reactor: &mut Reactor,
     timeout: Duration,
-    mut done: impl FnMut() -> bool,
+    mut done: impl FnMut(&Reactor) -> bool,
 ) -> io::Result<bool> {
     let deadline = Instant::now() + timeout;
-    while !done() {
+    while !done(reactor) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(false);
@@ -82,6 +82,8 @@ pub struct ServerOptions {
     /// How long a graceful shutdown waits for queued output to drain before
     /// it aborts what is left.
     pub shutdown_grace: Duration,
+    /// What the server's reactor does when a handler panics.
+    pub panic_policy: PanicPolicy,
 }
 
 impl Default for ServerOptions {
@@ -93,6 +95,7 @@ impl Default for ServerOptions {
             accept: AcceptOptions::default(),
             max_connections: usize::MAX,
             shutdown_grace: Duration::from_secs(5),
+            panic_policy: PanicPolicy::Isolate,
         }
     }
 }

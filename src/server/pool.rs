@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,8 +21,7 @@ use std::thread::JoinHandle;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::conn::{Conn, ConnId, Connections, Handler};
-use crate::event::{Interest, Trigger};
-use crate::{Reactor, Token};
+use crate::{Interest, PostAction, Reactor, SourceId, Token, Trigger};
 
 /// The slow part of a request: runs on a pool thread.
 pub trait Blocking: Send + Sync + 'static {
@@ -52,6 +51,16 @@ struct Done {
 struct Finished {
     done: Mutex<Vec<Done>>,
     notify: EventFd,
+}
+
+/// The reactor's share of [`Finished`]: registering it keeps the eventfd
+/// open for as long as it is registered.
+struct Notify(Arc<Finished>);
+
+impl AsFd for Notify {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.notify.as_fd()
+    }
 }
 
 /// Per-connection order keeping.
@@ -219,53 +228,62 @@ impl<B: Blocking> Drop for Pooled<B> {
 }
 
 /// Registers the pool's eventfd on `reactor`, so replies finished on the
-/// pool reach `connections` on the loop. Call once, after the server is
-/// built. Returns the registration's token.
+/// pool reach the connection set `set` on the loop. Call once, after the
+/// server is built. Returns the registration's token.
 ///
 /// # Errors
 /// What registering the eventfd reports.
 pub fn attach_pool<B: Blocking>(
     reactor: &mut Reactor,
-    connections: &Connections<Pooled<B>>,
+    set: SourceId<Connections<Pooled<B>>>,
 ) -> io::Result<Token> {
-    let finished = connections.with_handler(|p| p.finished.clone());
-    let fd = finished.notify.as_raw_fd();
-    let connections = connections.clone();
+    let notify = Notify(reactor.source(set).handler().finished.clone());
     let mut batch = Vec::new();
-    reactor.register(fd, Interest::READABLE, Trigger::Level, move |r, _| {
-        let _ = finished.notify.read();
-        std::mem::swap(
-            &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
-            &mut batch,
-        );
-        for done in batch.drain(..) {
-            connections.with_handler(|p| p.outstanding -= 1);
-            let gone = connections
-                .with_conn(r, done.conn, |p, conn| {
-                    p.complete(conn, done.seq, done.reply);
-                    let s = conn.session();
-                    if s.next_to_write == s.next_seq && s.waiting.is_none() && conn.is_read_closed()
-                    {
-                        conn.close(); // the peer half-closed while its replies ran
-                    }
-                })
-                .is_none();
-            if gone {
-                log::debug!("pool: {:?} closed before its reply was ready", done.conn);
+    reactor.register(
+        notify,
+        Interest::READABLE,
+        Trigger::Level,
+        move |r, notify, _| {
+            let finished = &notify.0;
+            let _ = finished.notify.read();
+            std::mem::swap(
+                &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
+                &mut batch,
+            );
+            let (connections, core) = r.source_mut(set);
+            for done in batch.drain(..) {
+                connections.handler_mut().outstanding -= 1;
+                let gone = connections
+                    .with_conn(core, done.conn, |p, conn| {
+                        p.complete(conn, done.seq, done.reply);
+                        let s = conn.session();
+                        if s.next_to_write == s.next_seq
+                            && s.waiting.is_none()
+                            && conn.is_read_closed()
+                        {
+                            conn.close(); // the peer half-closed while its replies ran
+                        }
+                    })
+                    .is_none();
+                if gone {
+                    log::debug!("pool: {:?} closed before its reply was ready", done.conn);
+                }
+                // A slot is free: the oldest waiting connection gets it.
+                while let Some(id) = {
+                    let p = connections.handler_mut();
+                    (p.outstanding < p.capacity)
+                        .then(|| p.paused.pop_front())
+                        .flatten()
+                } {
+                    connections.with_conn(core, id, |p, conn| {
+                        if let Some(request) = conn.session().waiting.take() {
+                            p.submit(conn, request);
+                        }
+                        conn.resume_reading();
+                    });
+                }
             }
-            // A slot is free: the oldest waiting connection gets it.
-            while let Some(id) = connections.with_handler(|p| {
-                (p.outstanding < p.capacity)
-                    .then(|| p.paused.pop_front())
-                    .flatten()
-            }) {
-                connections.with_conn(r, id, |p, conn| {
-                    if let Some(request) = conn.session().waiting.take() {
-                        p.submit(conn, request);
-                    }
-                    conn.resume_reading();
-                });
-            }
-        }
-    })
+            PostAction::Continue
+        },
+    )
 }

@@ -6,12 +6,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use super::net::tcp_listener;
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
-use crate::accept::listen;
-use crate::conn::{Connections, Handler};
-use crate::net::tcp_listener;
-use crate::{Reactor, Token};
+use crate::conn::{AcceptOptions, ConnStats, Connections, Handler};
+use crate::{Reactor, SourceId, Token};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
 pub type TcpServer<H> = StreamServer<H>;
@@ -42,7 +41,7 @@ pub type UnixStreamServer<H> = StreamServer<H>;
 #[derive(Debug)]
 pub struct StreamServer<H: Handler> {
     reactor: Reactor,
-    connections: Connections<H>,
+    connections: SourceId<Connections<H>>,
     listener: Option<Token>,
     local_addr: String,
     shutdown: ShutdownHandle,
@@ -128,19 +127,14 @@ impl<H: Handler> StreamServer<H> {
         handler: H,
         options: ServerOptions,
     ) -> io::Result<StreamServer<H>> {
-        let connections = Connections::new(handler, options.conn.clone())?;
-        let set = connections.clone();
-        let max = options.max_connections;
-        let token = listen(&mut reactor, listener, options.accept, move |r, fd| {
-            if set.len() >= max {
-                // Over the cap: accepted and closed at once, counted.
-                r.stats_mut().refused += 1;
-                return;
-            }
-            if let Err(e) = set.attach(r, fd) {
-                log::warn!("attaching a connection failed: {e}");
-            }
-        })?;
+        reactor.set_panic_policy(options.panic_policy);
+        let connections = reactor.install(Connections::new(handler, options.conn.clone())?)?;
+        let accept = AcceptOptions {
+            max_connections: options.max_connections,
+            ..options.accept
+        };
+        let (set, core) = reactor.source_mut(connections);
+        let token = set.listen(core, listener, accept)?;
         let shutdown = ShutdownHandle::new(reactor.handle());
         Ok(StreamServer {
             reactor,
@@ -171,7 +165,25 @@ impl<H: Handler> StreamServer<H> {
 
     /// The server's connections.
     pub fn connections(&self) -> &Connections<H> {
-        &self.connections
+        self.reactor.source(self.connections)
+    }
+
+    /// The server's connections and the reactor's core, to act on them
+    /// (attach a connection, write to one from outside its handler).
+    pub fn connections_mut(&mut self) -> (&mut Connections<H>, &mut crate::Core) {
+        self.reactor.source_mut(self.connections)
+    }
+
+    /// Which source of the reactor the connections are, for callbacks that
+    /// reach them through [`Reactor::source_mut`].
+    pub fn connections_id(&self) -> SourceId<Connections<H>> {
+        self.connections
+    }
+
+    /// What the server's connections did (the reactor's own counters are
+    /// [`reactor().stats()`](crate::Core::stats)).
+    pub fn stats(&self) -> &ConnStats {
+        self.connections().stats()
     }
 
     /// Serves until [`ShutdownHandle::shutdown`], then shuts down
@@ -194,28 +206,32 @@ impl<H: Handler> StreamServer<H> {
     /// # Errors
     /// What the reactor's wait reports.
     pub fn handle_request(&mut self, timeout: Duration) -> io::Result<bool> {
-        let before = self.connections.requests();
-        let connections = self.connections.clone();
-        run_until(&mut self.reactor, timeout, || {
-            connections.requests() > before
+        let set = self.connections;
+        let before = self.reactor.source(set).requests();
+        run_until(&mut self.reactor, timeout, |r| {
+            r.source(set).requests() > before
         })
     }
 
     fn close_gracefully(&mut self) -> io::Result<()> {
+        let set = self.connections;
+        let (connections, core) = self.reactor.source_mut(set);
         if let Some(token) = self.listener.take() {
-            let _ = self.reactor.deregister(token);
+            connections.unlisten(core, token);
         }
-        self.connections.close_all(&mut self.reactor);
+        connections.close_all(core);
         let deadline = Instant::now() + self.options.shutdown_grace;
-        while !self.connections.is_empty() {
+        while !self.reactor.source(set).is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let (connections, core) = self.reactor.source_mut(set);
                 log::warn!(
-                    "shutdown: {} connection(s) still had output queued after {:?}; aborted",
-                    self.connections.len(),
+                    "shutdown: {} connection(s) still open after {:?} (output queued, or the \
+                     peer's close not seen); aborted",
+                    connections.len(),
                     self.options.shutdown_grace
                 );
-                self.connections.abort_all(&mut self.reactor);
+                connections.abort_all(core);
                 break;
             }
             self.reactor

@@ -138,7 +138,7 @@ pub(crate) fn bind_unix(
         UnixPath::Abstract(_) => None,
     };
     if kind == SockType::Stream {
-        let backlog = Backlog::new(backlog.unwrap_or_else(crate::net::somaxconn).max(1))
+        let backlog = Backlog::new(backlog.unwrap_or_else(super::net::somaxconn).max(1))
             .unwrap_or(Backlog::MAXCONN);
         listen(&fd, backlog).map_err(|e| {
             io::Error::new(io::Error::from(e).kind(), format!("listen on {path}: {e}"))

@@ -1,4 +1,4 @@
-//! One reactor per core, the nginx way (DESIGN.md decision 15): N threads,
+//! One reactor per core, the nginx way: N threads,
 //! each with its own reactor and its own `SO_REUSEPORT` listener on the same
 //! address, so the kernel spreads connections over them and no lock is
 //! shared. A single reactor stays single-threaded.
@@ -12,17 +12,17 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use super::net::tcp_listener;
 use super::{ServerOptions, ShutdownHandle, TcpServer};
-use crate::conn::Handler;
-use crate::net::tcp_listener;
-use crate::{Reactor, Stats};
+use crate::Reactor;
+use crate::conn::{ConnStats, Handler};
 
 /// N TCP servers on N threads sharing one address through `SO_REUSEPORT`.
 #[derive(Debug)]
 pub struct Workers {
     local_addr: SocketAddr,
     shutdowns: Vec<ShutdownHandle>,
-    threads: Vec<JoinHandle<io::Result<Stats>>>,
+    threads: Vec<JoinHandle<io::Result<ConnStats>>>,
 }
 
 impl Workers {
@@ -56,12 +56,12 @@ impl Workers {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("edgeloop-worker-{i}"))
-                    .spawn(move || -> io::Result<Stats> {
+                    .spawn(move || -> io::Result<ConnStats> {
                         let reactor = Reactor::with_backend(options.backend)?;
                         let mut server = TcpServer::from_tcp(reactor, listener, make(), options)?;
                         let _ = tx.send(server.shutdown_handle());
                         server.serve_forever()?;
-                        Ok(*server.reactor().stats())
+                        Ok(*server.stats())
                     })?,
             );
             shutdowns.push(
@@ -93,11 +93,12 @@ impl Workers {
         }
     }
 
-    /// Waits for every worker to exit; returns each one's Stats.
+    /// Waits for every worker to exit; returns each one's connection
+    /// counters.
     ///
     /// # Errors
     /// The first worker's error, if any failed.
-    pub fn join(self) -> io::Result<Vec<Stats>> {
+    pub fn join(self) -> io::Result<Vec<ConnStats>> {
         self.threads
             .into_iter()
             .map(|t| {

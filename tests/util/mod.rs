@@ -8,15 +8,19 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeloop::{Backend, Event, Reactor, Ready};
+use edgeloop::{Backend, Event, PanicPolicy, PostAction, Reactor, Ready};
 
 /// Every backend: the conformance tests run one body against each, as
 /// CPython's BaseSelectorTestCase does.
 pub const BACKENDS: [Backend; 3] = Backend::ALL;
 
-/// A reactor on `backend`.
+/// A reactor on `backend` that re-raises a callback's panic after the turn:
+/// a failed assert inside a callback fails the test instead of quietly
+/// removing the registration (the default `Isolate` policy's job).
 pub fn reactor(backend: Backend) -> Reactor {
-    Reactor::with_backend(backend).unwrap()
+    let mut reactor = Reactor::with_backend(backend).unwrap();
+    reactor.set_panic_policy(PanicPolicy::Propagate);
+    reactor
 }
 
 /// What the callbacks saw, in order: (label, readiness).
@@ -33,9 +37,15 @@ impl Log {
     }
 
     /// A callback that only records.
-    pub fn recorder(&self, label: &'static str) -> impl FnMut(&mut Reactor, Event) + 'static {
+    pub fn recorder<F>(
+        &self,
+        label: &'static str,
+    ) -> impl FnMut(&mut Reactor, &mut F, Event) -> PostAction + 'static {
         let log = self.clone();
-        move |_, event| log.push(label, event)
+        move |_, _, event| {
+            log.push(label, event);
+            PostAction::Continue
+        }
     }
 
     pub fn labels(&self) -> Vec<&'static str> {
@@ -58,6 +68,11 @@ impl Log {
     pub fn take(&self) -> Vec<(&'static str, Ready)> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
+}
+
+/// A callback that does nothing and keeps its registration.
+pub fn ignore<F>() -> impl FnMut(&mut Reactor, &mut F, Event) -> PostAction + 'static {
+    |_, _, _| PostAction::Continue
 }
 
 /// Runs one turn of at most `timeout` and asserts the callbacks recorded

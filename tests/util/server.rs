@@ -5,9 +5,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use edgeloop::Stats;
+use edgeloop::conn::ConnStats;
 use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::{ServerOptions, ShutdownHandle, TcpServer};
+use edgeloop::{PanicPolicy, Stats};
 
 /// Echoes every byte.
 pub struct Echo;
@@ -22,13 +23,19 @@ impl Handler for Echo {
 pub struct ServerThread {
     pub addr: SocketAddr,
     pub shutdown: ShutdownHandle,
-    thread: Option<JoinHandle<(Stats, usize)>>,
+    thread: Option<JoinHandle<(Stats, ConnStats, usize)>>,
 }
 
 impl ServerThread {
-    /// Shuts the server down and returns its Stats and its open connection
-    /// count after the graceful close.
-    pub fn stop(mut self) -> (Stats, usize) {
+    /// Shuts the server down and returns its connection counters and its
+    /// open connection count after the graceful close.
+    pub fn stop(self) -> (ConnStats, usize) {
+        let (_, conn, open) = self.stop_all();
+        (conn, open)
+    }
+
+    /// Like `stop`, with the loop's own counters first.
+    pub fn stop_all(mut self) -> (Stats, ConnStats, usize) {
         self.shutdown.shutdown();
         assert!(
             self.shutdown.wait(Duration::from_secs(20)).unwrap(),
@@ -44,8 +51,19 @@ impl Drop for ServerThread {
     }
 }
 
-/// Starts a TCP server on 127.0.0.1 with `make()`'s handler.
+/// Starts a TCP server on 127.0.0.1 with `make()`'s handler. A handler's
+/// panic propagates (the server thread dies and `stop` fails the test).
 pub fn start<H: Handler>(
+    make: impl FnOnce() -> H + Send + 'static,
+    mut options: ServerOptions,
+) -> ServerThread {
+    options.panic_policy = PanicPolicy::Propagate;
+    start_with_policy(make, options)
+}
+
+/// Like `start`, with the panic policy `options` asks for (the panic
+/// isolation tests want `Isolate`).
+pub fn start_with_policy<H: Handler>(
     make: impl FnOnce() -> H + Send + 'static,
     options: ServerOptions,
 ) -> ServerThread {
@@ -58,7 +76,11 @@ pub fn start<H: Handler>(
         ))
         .unwrap();
         server.serve_forever().unwrap();
-        (*server.reactor().stats(), server.connections().len())
+        (
+            *server.reactor().stats(),
+            *server.stats(),
+            server.connections().len(),
+        )
     });
     let (addr, shutdown) = rx.recv().unwrap();
     ServerThread {

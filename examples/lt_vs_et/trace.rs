@@ -5,12 +5,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::event::{Event, Interest, Ready, Token, Trigger};
-use crate::selector::{Epoll, Selector};
+use edgeloop::{Epoll, Events, Interest, Ready, Selector, Token, Trigger};
 
 /// What the script does at one step.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -106,7 +105,7 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
         ours: UnixStream,
         theirs: UnixStream,
         trigger: Trigger,
-        events: Vec<Event>,
+        events: Events,
     }
     let mut lanes = TRIGGERS
         .iter()
@@ -114,13 +113,13 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
             let (ours, theirs) = UnixStream::pair()?;
             ours.set_nonblocking(true)?;
             let mut epoll = Epoll::new()?;
-            epoll.register(ours.as_raw_fd(), Token(0), Interest::READABLE, trigger)?;
+            epoll.register(ours.as_fd(), Token(0), Interest::READABLE, trigger)?;
             Ok(Lane {
                 epoll,
                 ours,
                 theirs,
                 trigger,
-                events: Vec::new(),
+                events: Events::with_capacity(4),
             })
         })
         .collect::<io::Result<Vec<Lane>>>()?;
@@ -141,7 +140,8 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
                 Action::Wait => {
                     lane.epoll.select(&mut lane.events, Some(Duration::ZERO))?;
                     lane.events
-                        .first()
+                        .iter()
+                        .next()
                         .map_or(Outcome::Nothing, |e| Outcome::Event(e.ready))
                 }
                 Action::Read(n) => read_once(&mut lane.ours, &mut buf[..n])?,
@@ -159,7 +159,7 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
                 Action::Rearm => {
                     if lane.trigger == Trigger::Oneshot {
                         lane.epoll.reregister(
-                            lane.ours.as_raw_fd(),
+                            lane.ours.as_fd(),
                             Token(0),
                             Interest::READABLE,
                             lane.trigger,

@@ -18,10 +18,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use clap::Parser;
-use edgeloop::conn::{Conn, ConnOptions, Handler};
+use edgeloop::conn::{Conn, ConnOptions, ConnStats, Handler};
 use edgeloop::server::{ServerOptions, TcpServer};
-use edgeloop::study::{Action, Outcome, TRIGGERS, trace_triggers};
+mod trace;
+
 use edgeloop::{Stats, Trigger};
+use trace::{Action, Outcome, TRIGGERS, trace_triggers};
 
 /// Level- vs edge-triggered readiness, shown with real epoll calls.
 ///
@@ -104,16 +106,16 @@ fn main() -> io::Result<()> {
             },
         ),
     ] {
-        let (stats, messages) = echo_workload(conn, cli.connections, cli.messages)?;
+        let (stats, io, messages) = echo_workload(conn, cli.connections, cli.messages)?;
         let per = |n: u64| n as f64 / messages as f64;
         println!(
             "| {name} | {messages} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             per(stats.waits),
             per(stats.ctls),
-            per(stats.reads),
-            per(stats.eagain_reads),
-            per(stats.writes),
-            per(stats.syscalls())
+            per(io.reads),
+            per(io.eagain_reads),
+            per(io.writes),
+            per(stats.syscalls() + io.syscalls())
         );
     }
     println!(
@@ -136,12 +138,13 @@ impl Handler for Echo {
 }
 
 /// Serves `connections` clients doing `messages` 64-byte round trips each;
-/// returns the server's Stats over the run and the messages echoed.
+/// returns the server's loop and connection counters over the run and the
+/// messages echoed.
 fn echo_workload(
     conn: ConnOptions,
     connections: usize,
     messages: usize,
-) -> io::Result<(Stats, u64)> {
+) -> io::Result<(Stats, ConnStats, u64)> {
     let options = ServerOptions {
         conn,
         ..ServerOptions::default()
@@ -175,5 +178,9 @@ fn echo_workload(
     });
     server.serve_forever()?;
     clients.join().expect("clients")?;
-    Ok((*server.reactor().stats(), (connections * messages) as u64))
+    Ok((
+        *server.reactor().stats(),
+        *server.stats(),
+        (connections * messages) as u64,
+    ))
 }

@@ -3,13 +3,13 @@
 //! reactor in hand (no async-signal-safety puzzles, no self-pipe).
 
 use std::io;
-use std::os::fd::AsRawFd;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::Reactor;
-use crate::event::{Interest, Token, Trigger};
+use super::{PostAction, Reactor};
+use crate::sys;
+use crate::{Interest, Token, Trigger};
 
 /// Delivers `signals` to `callback` on the loop's thread.
 ///
@@ -21,33 +21,29 @@ use crate::event::{Interest, Token, Trigger};
 ///
 /// # Errors
 /// If the signals cannot be blocked or the signalfd created.
-pub fn on_signals<F>(
-    reactor: &mut Reactor,
+pub fn on_signals<D: 'static, F>(
+    reactor: &mut Reactor<D>,
     signals: &[Signal],
     mut callback: F,
 ) -> io::Result<Token>
 where
-    F: FnMut(&mut Reactor, Signal) + 'static,
+    F: FnMut(&mut Reactor<D>, Signal) + 'static,
 {
     let mut mask = SigSet::empty();
     for signal in signals {
         mask.add(*signal);
     }
-    mask.thread_block().map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("blocking {signals:?}: {e}"),
-        )
-    })?;
+    mask.thread_block()
+        .map_err(|e| sys::errno_error(e as i32, format_args!("blocking {signals:?}")))?;
     let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("signalfd: {e}")))?;
-    let raw = fd.as_raw_fd();
-    reactor.register(raw, Interest::READABLE, Trigger::Level, move |r, _| {
+        .map_err(|e| sys::errno_error(e as i32, "signalfd"))?;
+    reactor.register(fd, Interest::READABLE, Trigger::Level, move |r, fd, _| {
         // Level-triggered: drain every pending signal, or the fd spins.
         while let Ok(Some(info)) = fd.read_signal() {
             if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
                 callback(r, signal);
             }
         }
+        PostAction::Continue
     })
 }

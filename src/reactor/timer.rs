@@ -5,9 +5,9 @@
 //! leaves a dead entry in the heap, which is skipped when it surfaces. When
 //! dead entries outnumber live ones the heap is rebuilt, so cancelling a
 //! million timers leaves no million dead entries behind (asyncio does the
-//! same; RELIABILITY.md item 28). Ties on the deadline are broken by a
+//! same). Ties on the deadline are broken by a
 //! sequence number, so timers with the same deadline fire in the order they
-//! were set (item 29).
+//! were set.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -15,13 +15,24 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::Reactor;
+use super::Reactor;
+use crate::Token;
 
 /// A timer's callback. It gets the reactor, so it can set and cancel timers
 /// and touch registrations.
-pub(crate) type TimerCallback = Box<dyn FnMut(&mut Reactor)>;
+pub(crate) type TimerCallback<D> = Box<dyn FnMut(&mut Reactor<D>)>;
 
-/// Names a timer, to [`cancel`](crate::Reactor::cancel) it. Stays valid for
+/// What a timer does when it fires.
+pub(crate) enum TimerAction<D> {
+    /// Calls a closure.
+    Callback(TimerCallback<D>),
+    /// Tells the source that owns `token` (through
+    /// [`Source::on_timer`](super::Source::on_timer)), with `tag`: how a
+    /// connection set arms a timer per connection without a closure.
+    Source { token: Token, tag: u32 },
+}
+
+/// Names a timer, to [`cancel`](crate::Core::cancel) it. Stays valid for
 /// the life of the timer (also across the repeats of a periodic one); a
 /// cancelled or fired one-shot timer's id no longer matches anything.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
@@ -30,40 +41,51 @@ pub struct TimerId {
     id: u64,
 }
 
-struct Timer {
+struct Timer<D> {
     id: u64,
     /// The sequence number of this timer's live heap entry.
     seq: u64,
     deadline: Instant,
     period: Option<Duration>,
-    callback: Option<TimerCallback>,
+    /// `None` while a periodic timer's callback runs.
+    action: Option<TimerAction<D>>,
 }
 
 /// Rebuild the heap once more than this many entries are dead and they are
 /// the majority.
 const COMPACT_MIN_DEAD: usize = 64;
 
-#[derive(Default)]
-pub(crate) struct Timers {
+pub(crate) struct Timers<D> {
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    timers: Slab<Timer>,
+    timers: Slab<Timer<D>>,
     next_seq: u64,
     dead: usize,
 }
 
-/// What [`Timers::take_due`] hands to the reactor to run.
-pub(crate) struct DueTimer {
-    pub(crate) key: usize,
-    pub(crate) id: u64,
-    pub(crate) callback: TimerCallback,
+impl<D> Default for Timers<D> {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            timers: Slab::new(),
+            next_seq: 0,
+            dead: 0,
+        }
+    }
 }
 
-impl Timers {
+/// What [`Timers::take_due`] hands to the reactor to run.
+pub(crate) struct DueTimer<D> {
+    pub(crate) key: usize,
+    pub(crate) id: u64,
+    pub(crate) action: TimerAction<D>,
+}
+
+impl<D> Timers<D> {
     pub(crate) fn insert(
         &mut self,
         deadline: Instant,
         period: Option<Duration>,
-        callback: TimerCallback,
+        action: TimerAction<D>,
     ) -> TimerId {
         let seq = self.bump_seq();
         let key = self.timers.insert(Timer {
@@ -71,7 +93,7 @@ impl Timers {
             seq,
             deadline,
             period,
-            callback: Some(callback),
+            action: Some(action),
         });
         self.heap.push(Reverse((deadline, seq, key)));
         TimerId { key, id: seq }
@@ -138,7 +160,7 @@ impl Timers {
     /// A one-shot timer leaves the table; a periodic one is re-armed first
     /// (from its previous deadline, skipping missed ticks), so its callback
     /// may cancel it.
-    pub(crate) fn take_due(&mut self, now: Instant, limit: u64) -> Option<DueTimer> {
+    pub(crate) fn take_due(&mut self, now: Instant, limit: u64) -> Option<DueTimer<D>> {
         loop {
             self.skip_dead();
             let &Reverse((deadline, seq, key)) = self.heap.peek()?;
@@ -147,7 +169,7 @@ impl Timers {
             }
             self.heap.pop();
             let timer = &mut self.timers[key];
-            let Some(callback) = timer.callback.take() else {
+            let Some(action) = timer.action.take() else {
                 // Its callback is running (a nested pass cannot happen, but a
                 // missing callback must never panic the loop).
                 continue;
@@ -166,16 +188,16 @@ impl Timers {
                     self.timers.remove(key);
                 }
             }
-            return Some(DueTimer { key, id, callback });
+            return Some(DueTimer { key, id, action });
         }
     }
 
     /// Puts a periodic timer's callback back after it ran, if the timer still
     /// exists.
-    pub(crate) fn restore(&mut self, due: DueTimer) {
+    pub(crate) fn restore(&mut self, due: DueTimer<D>) {
         if let Some(t) = self.timers.get_mut(due.key) {
-            if t.id == due.id && t.callback.is_none() {
-                t.callback = Some(due.callback);
+            if t.id == due.id && t.action.is_none() {
+                t.action = Some(due.action);
             }
         }
     }
@@ -191,6 +213,11 @@ impl Timers {
     /// Live timers.
     pub(crate) fn len(&self) -> usize {
         self.timers.len()
+    }
+
+    /// True if no timer is live: the loop then does no timer work at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.timers.is_empty()
     }
 
     /// Entries in the heap, dead ones included.
@@ -241,10 +268,13 @@ mod tests {
 
     #[test]
     fn cancelling_most_timers_compacts_the_heap() {
-        let mut timers = Timers::default();
+        let mut timers = Timers::<()>::default();
         let now = Instant::now();
         let ids: Vec<_> = (0..10_000)
-            .map(|i| timers.insert(now + Duration::from_secs(i), None, Box::new(|_| {})))
+            .map(|i| {
+                let action = TimerAction::Callback(Box::new(|_| {}));
+                timers.insert(now + Duration::from_secs(i), None, action)
+            })
             .collect();
         for id in &ids[..9_900] {
             assert!(timers.cancel(*id));

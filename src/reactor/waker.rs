@@ -1,7 +1,7 @@
 //! The way in from other threads: a [`Handle`] that can wake the loop, stop
 //! it, and post closures to run on it, all through one eventfd.
 //!
-//! The protocol (RELIABILITY.md item 30): a producer pushes its closure, then
+//! The protocol: a producer pushes its closure, then
 //! wakes. `wake` writes the eventfd only if the `pending` flag was clear, so a
 //! burst of wakes costs one write. The loop, on the eventfd's readiness, first
 //! reads the eventfd (draining its counter), then clears `pending`, then takes
@@ -18,22 +18,25 @@ use std::sync::{Arc, Mutex};
 use nix::errno::Errno;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::Reactor;
+use super::Reactor;
+use crate::sys;
 
 /// A closure posted from another thread to run on the loop.
-pub(crate) type Posted = Box<dyn FnOnce(&mut Reactor) + Send>;
+pub(crate) type Posted<D> = Box<dyn FnOnce(&mut Reactor<D>) + Send>;
 
-pub(crate) struct Shared {
+/// What a reactor and its handles share: the eventfd, the stop flag and the
+/// posted closures.
+pub(crate) struct Shared<D> {
     eventfd: EventFd,
     pending: AtomicBool,
     stop: AtomicBool,
-    queue: Mutex<Vec<Posted>>,
+    queue: Mutex<Vec<Posted<D>>>,
 }
 
-impl Shared {
-    pub(crate) fn new() -> io::Result<Arc<Shared>> {
+impl<D> Shared<D> {
+    pub(crate) fn new() -> io::Result<Arc<Shared<D>>> {
         let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("eventfd: {e}")))?;
+            .map_err(|e| sys::errno_error(e as i32, "eventfd"))?;
         Ok(Arc::new(Shared {
             eventfd,
             pending: AtomicBool::new(false),
@@ -61,7 +64,7 @@ impl Shared {
     /// re-opens the gate for the next wake, and swaps the posted closures
     /// into `into` (an empty vector the loop reuses, so a quiet loop does not
     /// allocate).
-    pub(crate) fn take_posted(&self, into: &mut Vec<Posted>) {
+    pub(crate) fn take_posted(&self, into: &mut Vec<Posted<D>>) {
         // Order matters: drain, then clear `pending`, then take the queue.
         let _ = self.eventfd.read();
         self.pending.store(false, Ordering::Release);
@@ -80,7 +83,7 @@ impl Shared {
 
 /// A `Send + Clone` way into a [`Reactor`] from other threads.
 ///
-/// Get one with [`Reactor::handle`]. It keeps working (doing nothing useful)
+/// Get one with [`Core::handle`](crate::Core::handle). It keeps working (doing nothing useful)
 /// after the reactor is dropped; closures posted then are never run.
 ///
 /// ```
@@ -103,13 +106,20 @@ impl Shared {
 /// assert_eq!(ran.load(Ordering::SeqCst), 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Clone)]
-pub struct Handle {
-    shared: Arc<Shared>,
+pub struct Handle<D = ()> {
+    shared: Arc<Shared<D>>,
 }
 
-impl Handle {
-    pub(crate) fn new(shared: Arc<Shared>) -> Handle {
+impl<D> Clone for Handle<D> {
+    fn clone(&self) -> Self {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<D> Handle<D> {
+    pub(crate) fn new(shared: Arc<Shared<D>>) -> Handle<D> {
         Handle { shared }
     }
 
@@ -127,9 +137,10 @@ impl Handle {
         self.shared.wake();
     }
 
-    /// Runs `f` on the loop's thread, on its next turn. Every posted closure
-    /// runs exactly once, in the order posted by any one thread.
-    pub fn post(&self, f: impl FnOnce(&mut Reactor) + Send + 'static) {
+    /// Runs `f` on the loop's thread, on its next turn, with the reactor and
+    /// through it the loop state. Every posted closure runs exactly once, in
+    /// the order posted by any one thread.
+    pub fn post(&self, f: impl FnOnce(&mut Reactor<D>) + Send + 'static) {
         self.shared
             .queue
             .lock()
@@ -139,7 +150,7 @@ impl Handle {
     }
 }
 
-impl fmt::Debug for Handle {
+impl<D> fmt::Debug for Handle<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("pending", &self.shared.pending.load(Ordering::Relaxed))
@@ -154,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_wakes_costs_one_eventfd_write() {
-        let shared = Shared::new().unwrap();
+        let shared = Shared::<()>::new().unwrap();
         for _ in 0..1000 {
             shared.wake();
         }

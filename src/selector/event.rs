@@ -5,39 +5,54 @@
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
 
-/// Names one registration: a slab key in the low 32 bits and a generation in
-/// the high 32 bits, packed into the 64-bit word epoll hands back with each
-/// event.
+use nix::libc;
+
+/// Names one registration: which owner holds it, which slot of the
+/// owner's table, and which occupant of that slot, packed into the 64-bit
+/// word epoll hands back with each event.
 ///
-/// The generation is what makes a stale event miss. When a callback
-/// deregisters another registration and a new one reuses its slab slot in the
-/// same batch of events, a later event for the old registration still carries
-/// the old generation and is dropped instead of reaching the newcomer
-/// (RELIABILITY.md item 7; nginx's "instance" bit and libev's `egen` do the
-/// same).
+/// Layout: the slot key in the low 32 bits, the owner in the next 8, a
+/// generation in the top 24. The reactor routes an event to its owner by
+/// the owner byte; the owner finds its entry by the key and drops the event
+/// if the generation differs. That is what makes a stale event miss: when a
+/// callback removes another registration and a new one reuses the slot in
+/// the same batch, a later event for the old one still carries the old
+/// generation (nginx's "instance" bit and libev's `egen` do the same).
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(pub u64);
 
 impl Token {
-    /// Packs a slab key and a generation.
-    pub const fn new(key: usize, generation: u32) -> Token {
-        Token((generation as u64) << 32 | (key as u32 as u64))
+    /// Packs an owner, a slot key and a generation (only its low 24 bits
+    /// are kept).
+    pub const fn new(owner: u8, key: u32, generation: u32) -> Token {
+        Token(((generation as u64 & 0xff_ffff) << 40) | ((owner as u64) << 32) | key as u64)
     }
 
-    /// The slab key: which slot of the registration table.
+    /// The slot key in the owner's table.
     pub const fn key(self) -> usize {
         (self.0 & 0xffff_ffff) as usize
     }
 
-    /// The generation: which registration that slot held.
+    /// The owner: which table holds the registration.
+    pub const fn owner(self) -> u8 {
+        (self.0 >> 32) as u8
+    }
+
+    /// The generation: which registration that slot held (24 bits).
     pub const fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
+        (self.0 >> 40) as u32
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token({}g{})", self.key(), self.generation())
+        write!(
+            f,
+            "Token({}:{}g{})",
+            self.owner(),
+            self.key(),
+            self.generation()
+        )
     }
 }
 
@@ -119,55 +134,84 @@ pub enum Trigger {
     /// (DESIGN.md K1). Only the epoll backend supports it.
     Edge,
     /// Level-triggered, but disabled after one report until
-    /// [`Reactor::modify`](crate::Reactor::modify) re-arms it (`EPOLLONESHOT`).
+    /// [`Core::modify`](crate::Core::modify) re-arms it (`EPOLLONESHOT`).
     Oneshot,
 }
 
 /// What the kernel reported for a registration: a set of readiness bits.
 ///
+/// The bits are the kernel's own: `EPOLLIN`, `EPOLLOUT`, `EPOLLRDHUP`,
+/// `EPOLLHUP` and `EPOLLERR` have the same values as their `POLL*` twins on
+/// Linux, so an event is read from the kernel's buffer as it is, with no
+/// translation.
+///
 /// HUP and ERROR are always reported, whatever the interest (epoll does the
 /// same). READ_CLOSED (`EPOLLRDHUP`) comes only with read interest.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
-pub struct Ready(u8);
+pub struct Ready(u32);
+
+const IN: u32 = libc::EPOLLIN as u32;
+const OUT: u32 = libc::EPOLLOUT as u32;
+const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+const HUP: u32 = libc::EPOLLHUP as u32;
+const ERR: u32 = libc::EPOLLERR as u32;
+/// Every bit a `Ready` may hold.
+const KNOWN: u32 = IN | OUT | RDHUP | HUP | ERR;
+
+// The translation-free read of events relies on these (Linux, every arch).
+const _: () = assert!(IN == libc::POLLIN as u32 && OUT == libc::POLLOUT as u32);
+const _: () = assert!(RDHUP == libc::POLLRDHUP as u32 && HUP == libc::POLLHUP as u32);
+const _: () = assert!(ERR == libc::POLLERR as u32);
 
 impl Ready {
     /// No readiness.
     pub const EMPTY: Ready = Ready(0);
     /// Data can be read (or EOF / an error is waiting to be read).
-    pub const READABLE: Ready = Ready(1);
+    pub const READABLE: Ready = Ready(IN);
     /// Data can be written.
-    pub const WRITABLE: Ready = Ready(2);
+    pub const WRITABLE: Ready = Ready(OUT);
     /// The peer shut down its write side (`EPOLLRDHUP`).
-    pub const READ_CLOSED: Ready = Ready(4);
+    pub const READ_CLOSED: Ready = Ready(RDHUP);
     /// Hang-up (`EPOLLHUP`): both directions are closed.
-    pub const HUP: Ready = Ready(8);
+    pub const HUP: Ready = Ready(HUP);
     /// An error is pending on the fd (`EPOLLERR`); read it with `SO_ERROR` or
     /// the next I/O call.
-    pub const ERROR: Ready = Ready(16);
+    pub const ERROR: Ready = Ready(ERR);
+
+    /// The readiness in a kernel event mask (`epoll_event.events` or
+    /// `pollfd.revents`); bits edgeloop does not know are dropped.
+    pub const fn from_kernel(bits: u32) -> Ready {
+        Ready(bits & KNOWN)
+    }
+
+    /// The kernel bits (`EPOLL*`, which equal `POLL*`).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
 
     /// True if the fd can be read (or a read would return EOF or an error).
     pub const fn is_readable(self) -> bool {
-        self.0 & 1 != 0
+        self.0 & IN != 0
     }
 
     /// True if the fd can be written.
     pub const fn is_writable(self) -> bool {
-        self.0 & 2 != 0
+        self.0 & OUT != 0
     }
 
     /// True if the peer will send nothing more: READ_CLOSED or HUP.
     pub const fn is_read_closed(self) -> bool {
-        self.0 & (4 | 8) != 0
+        self.0 & (RDHUP | HUP) != 0
     }
 
     /// True if HUP was reported.
     pub const fn is_hup(self) -> bool {
-        self.0 & 8 != 0
+        self.0 & HUP != 0
     }
 
     /// True if ERROR was reported.
     pub const fn is_error(self) -> bool {
-        self.0 & 16 != 0
+        self.0 & ERR != 0
     }
 
     /// True if no bit is set.
@@ -183,12 +227,12 @@ impl Ready {
     /// The bits a registration with `interest` may be told about: the asked-for
     /// directions plus HUP and ERROR, which the kernel always reports.
     pub const fn allowed_by(interest: Interest) -> Ready {
-        let mut bits = 8 | 16;
+        let mut bits = HUP | ERR;
         if interest.is_readable() {
-            bits |= 1 | 4;
+            bits |= IN | RDHUP;
         }
         if interest.is_writable() {
-            bits |= 2;
+            bits |= OUT;
         }
         Ready(bits)
     }
@@ -216,13 +260,19 @@ impl BitAnd for Ready {
 
 impl fmt::Debug for Ready {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [&str; 5] = ["READABLE", "WRITABLE", "READ_CLOSED", "HUP", "ERROR"];
+        const NAMES: [(u32, &str); 5] = [
+            (IN, "READABLE"),
+            (OUT, "WRITABLE"),
+            (RDHUP, "READ_CLOSED"),
+            (HUP, "HUP"),
+            (ERR, "ERROR"),
+        ];
         if self.0 == 0 {
             return f.write_str("EMPTY");
         }
         let mut first = true;
-        for (bit, name) in NAMES.iter().enumerate() {
-            if self.0 & (1 << bit) != 0 {
+        for (bit, name) in NAMES {
+            if self.0 & bit != 0 {
                 if !first {
                     f.write_str("|")?;
                 }
@@ -249,9 +299,11 @@ mod tests {
 
     #[test]
     fn token_round_trips_key_and_generation() {
-        let t = Token::new(123_456, 0xdead_beef);
+        let t = Token::new(7, 123_456, 0xde_beef);
         assert_eq!(t.key(), 123_456);
-        assert_eq!(t.generation(), 0xdead_beef);
+        assert_eq!(t.owner(), 7);
+        assert_eq!(t.generation(), 0xde_beef);
+        assert_eq!(Token::new(0, 1, 0x1ff_ffff).generation(), 0xff_ffff);
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! The listener's accept path: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` in
+//! bounded batches, transient errors survived, and no spin at the fd limit.
+//!
+//! At `EMFILE`/`ENFILE` a level-triggered listener stays readable forever:
+//! every wakeup fails the same accept, at 100 % CPU, and nothing is served.
+//! The answer here is libuv's and nginx's reserve fd: one spare fd is held
+//! open; at the limit it is closed, the waiting clients are accepted and
+//! closed at once (they read EOF rather than hang in the backlog), and the
+//! spare is reopened. If even that fails (another thread took the slot),
+//! accept interest is paused for `PAUSE_ON_EXHAUSTION`, as nginx and
+//! asyncio do.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+
+use super::Handler;
+use super::set::{Connections, LISTENER_BIT};
+use crate::sys;
+use crate::{Core, Interest, Ready, Token, Trigger};
+
+/// How long accept interest is paused when the reserve fd cannot be
+/// reopened.
+const PAUSE_ON_EXHAUSTION: Duration = Duration::from_millis(100);
+/// Accept errors are logged at most this often.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Options for [`Connections::listen`].
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptOptions {
+    /// Level or Edge for the listener.
+    pub trigger: Trigger,
+    /// Connections accepted per event at most, so a connect storm cannot
+    /// starve established connections. Under Edge a batch that ends before
+    /// `EAGAIN` carries the listener over to the next turn.
+    pub batch: usize,
+    /// Connections beyond this many in the set are accepted and closed at
+    /// once (counted in [`ConnStats::refused`](super::ConnStats::refused)).
+    pub max_connections: usize,
+}
+
+impl Default for AcceptOptions {
+    fn default() -> AcceptOptions {
+        AcceptOptions {
+            trigger: Trigger::Level,
+            batch: 64,
+            max_connections: usize::MAX,
+        }
+    }
+}
+
+pub(super) struct Listener {
+    pub(super) fd: OwnedFd,
+    reserve: Option<File>,
+    pub(super) options: AcceptOptions,
+    last_log: Option<Instant>,
+    /// Out of the kernel's interest list until the pause timer fires.
+    pub(super) paused: bool,
+}
+
+impl Listener {
+    pub(super) fn new(fd: OwnedFd, options: AcceptOptions) -> io::Result<Listener> {
+        Ok(Listener {
+            fd,
+            reserve: Some(open_reserve()?),
+            options,
+            last_log: None,
+            paused: false,
+        })
+    }
+
+    /// Out of fds: give the reserve back, accept and close what is waiting,
+    /// take the reserve again. Returns how many clients were turned away.
+    fn shed(&mut self) -> usize {
+        self.reserve = None;
+        let mut shed = 0;
+        while let Ok(conn) = sys::accept(self.fd.as_fd()) {
+            drop(conn);
+            shed += 1;
+        }
+        self.reserve = open_reserve().ok();
+        shed
+    }
+
+    fn log(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self.last_log.is_none_or(|t| now - t >= LOG_INTERVAL) {
+            self.last_log = Some(now);
+            log::warn!("{message}");
+        }
+    }
+}
+
+fn open_reserve() -> io::Result<File> {
+    File::open("/dev/null").map_err(|e| sys::context(e, "opening the reserve fd"))
+}
+
+impl<H: Handler<D>, D: 'static> Connections<H, D> {
+    /// The listener `token` is readable: accept a batch.
+    pub(super) fn accept(&mut self, core: &mut Core<D>, token: Token) -> bool {
+        let key = token.key() - LISTENER_BIT;
+        let Some(listener) = self.listeners.get_mut(key) else {
+            return false;
+        };
+        let options = listener.options;
+        let mut accepted = 0;
+        while accepted < options.batch {
+            let listener = &mut self.listeners[key];
+            match sys::accept(listener.fd.as_fd()) {
+                Ok(conn) => {
+                    accepted += 1;
+                    self.accepted(core, conn, options.max_connections);
+                }
+                Err(libc::EAGAIN) => return true,
+                Err(libc::EINTR) => {}
+                Err(e @ (libc::EMFILE | libc::ENFILE)) => {
+                    self.table.stats.accept_errors += 1;
+                    let shed = listener.shed();
+                    let fd = listener.fd.as_raw_fd();
+                    listener.log(format_args!(
+                        "accept on fd {fd}: {}; closed {shed} waiting connection(s) to stay \
+                         responsive",
+                        io::Error::from_raw_os_error(e)
+                    ));
+                    if listener.reserve.is_none() {
+                        self.pause_accepting(core, token);
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    // ECONNABORTED, EPROTO, EPERM (firewall), ENOBUFS, ENOMEM:
+                    // about one connection or a passing shortage, never a
+                    // reason to stop listening.
+                    self.table.stats.accept_errors += 1;
+                    let fd = listener.fd.as_raw_fd();
+                    listener.log(format_args!(
+                        "accept on fd {fd}: {} (the listener keeps going)",
+                        io::Error::from_raw_os_error(e)
+                    ));
+                    accepted += 1;
+                }
+            }
+        }
+        if options.trigger == Trigger::Edge {
+            core.requeue(token, Ready::READABLE);
+        }
+        true
+    }
+
+    /// The reserve could not be reopened: stop accepting for a while.
+    fn pause_accepting(&mut self, core: &mut Core<D>, token: Token) {
+        let listener = &mut self.listeners[token.key() - LISTENER_BIT];
+        let trigger = listener.options.trigger;
+        let fd = listener.fd.as_fd();
+        if core
+            .set_interest(fd, token, Interest::READABLE, Interest::NONE, trigger)
+            .is_ok()
+        {
+            listener.paused = true;
+            core.source_timer(PAUSE_ON_EXHAUSTION, token, 0);
+        }
+        listener.reserve = open_reserve().ok();
+    }
+
+    /// The pause is over.
+    pub(super) fn resume_accepting(&mut self, core: &mut Core<D>, token: Token) {
+        let Some(listener) = self.listeners.get_mut(token.key() - LISTENER_BIT) else {
+            return;
+        };
+        if listener.paused {
+            let trigger = listener.options.trigger;
+            let fd = listener.fd.as_fd();
+            if core
+                .set_interest(fd, token, Interest::NONE, Interest::READABLE, trigger)
+                .is_ok()
+            {
+                listener.paused = false;
+            }
+        }
+    }
+}

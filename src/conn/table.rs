@@ -1,0 +1,398 @@
+//! The connection table and the per-connection I/O: write, flush, close,
+//! backpressure, interest. One slab of connection states, owned by its
+//! [`Connections`](super::Connections) set and keyed by the tokens' slot.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::socket;
+use slab::Slab;
+
+use super::queue::{MAX_IOVECS, WriteQueue};
+use super::{CloseReason, ConnId, ConnOptions, ConnStats};
+use crate::sys;
+use crate::{Core, Interest, Ready, Token, Trigger};
+
+// Connection flags.
+pub(super) const PAUSED_BACKPRESSURE: u8 = 1;
+pub(super) const PAUSED_BY_USER: u8 = 2;
+pub(super) const READ_CLOSED: u8 = 4;
+pub(super) const CLOSE_AFTER_FLUSH: u8 = 8;
+const SHUT_AFTER_FLUSH: u8 = 16;
+const WRITE_SHUT: u8 = 32;
+pub(super) const DOOMED: u8 = 64;
+/// The kernel reported the peer's half-close (RDHUP or HUP). Kept in the
+/// connection, not in the event: an event carried over to the next turn
+/// holds only READABLE, and the FIN's edge does not come again.
+pub(super) const PEER_CLOSE_SEEN: u8 = 128;
+
+/// Flags under which the connection does not read.
+/// (A closing connection keeps reading, and discards: see `Table::close`.)
+const NOT_READING: u8 = PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | DOOMED;
+/// Flags under which writes are dropped.
+pub(super) const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
+
+/// What a connection's timer does when it fires (the timer's tag).
+pub(super) const TIMER_LINGER: u32 = 0;
+pub(super) const TIMER_IDLE: u32 = 1;
+
+/// One connection: 24 bytes while idle (no queue, no buffer).
+pub(super) struct State<S> {
+    pub(super) fd: OwnedFd,
+    /// The generation of the connection's token.
+    pub(super) generation: u32,
+    /// Milliseconds since the table's epoch at the last data read (only
+    /// kept with an idle timeout; it fits in what was padding).
+    pub(super) last_active: u32,
+    pub(super) interest: Interest,
+    pub(super) flags: u8,
+    pub(super) queue: Option<Box<WriteQueue>>,
+    pub(super) session: S,
+}
+
+impl<S> State<S> {
+    #[inline]
+    pub(super) fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    #[inline]
+    pub(super) fn reading(&self) -> bool {
+        self.flags & NOT_READING == 0
+    }
+}
+
+pub(super) struct Table<S> {
+    pub(super) slots: Slab<State<S>>,
+    pub(super) options: ConnOptions,
+    /// The owner byte of this set's tokens.
+    pub(super) owner: u8,
+    next_generation: u32,
+    /// `on_data` calls so far.
+    pub(super) requests: u64,
+    pub(super) stats: ConnStats,
+    /// The origin of `State::last_active`.
+    epoch: Instant,
+    /// Connections to close once the handler call in progress returns (the
+    /// handler is borrowed while it runs, and `on_close` needs it).
+    pub(super) doomed: Vec<(usize, CloseReason)>,
+}
+
+impl<S: Default + 'static> Table<S> {
+    pub(super) fn new(options: ConnOptions) -> Table<S> {
+        Table {
+            slots: Slab::new(),
+            options,
+            owner: 0,
+            next_generation: 0,
+            requests: 0,
+            stats: ConnStats::default(),
+            epoch: Instant::now(),
+            doomed: Vec::new(),
+        }
+    }
+
+    pub(super) fn token(&self, key: usize) -> Token {
+        Token::new(self.owner, key as u32, self.slots[key].generation)
+    }
+
+    pub(super) fn id(&self, key: usize) -> ConnId {
+        ConnId(self.token(key))
+    }
+
+    /// Adds a connection; its key.
+    pub(super) fn insert<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        fd: OwnedFd,
+        interest: Interest,
+    ) -> io::Result<usize> {
+        let key = self.slots.vacant_key();
+        if key >= super::set::LISTENER_BIT {
+            return Err(io::Error::other(
+                "edgeloop: too many connections in one set",
+            ));
+        }
+        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        let token = Token::new(self.owner, key as u32, self.next_generation);
+        core.set_interest(
+            fd.as_fd(),
+            token,
+            Interest::NONE,
+            interest,
+            self.options.trigger,
+        )?;
+        let last_active = self.now_ms(core);
+        self.slots.insert(State {
+            fd,
+            generation: self.next_generation,
+            last_active,
+            interest,
+            flags: 0,
+            queue: None,
+            session: Default::default(),
+        });
+        Ok(key)
+    }
+
+    pub(super) fn now_ms<D: 'static>(&self, core: &mut Core<D>) -> u32 {
+        let since = core.now().saturating_duration_since(self.epoch);
+        since.as_millis().min(u32::MAX as u128) as u32
+    }
+
+    #[inline(always)]
+    pub(super) fn get(&self, key: usize) -> &State<S> {
+        &self.slots[key]
+    }
+
+    #[inline(always)]
+    pub(super) fn get_mut(&mut self, key: usize) -> &mut State<S> {
+        &mut self.slots[key]
+    }
+
+    /// The key of `id`'s connection, if it is open and not closing by abort.
+    pub(super) fn live(&self, id: ConnId) -> Option<usize> {
+        let token = id.0;
+        let c = self.slots.get(token.key())?;
+        (token.owner() == self.owner && c.generation == token.generation() && c.flags & DOOMED == 0)
+            .then_some(token.key())
+    }
+
+    pub(super) fn doom(&mut self, key: usize, reason: CloseReason) {
+        let c = self.get_mut(key);
+        if c.flags & DOOMED == 0 {
+            c.flags |= DOOMED;
+            c.queue = None;
+            self.doomed.push((key, reason));
+        }
+    }
+
+    /// The socket's pending error as a close reason (after HUP or ERR).
+    pub(super) fn socket_error(&self, key: usize) -> CloseReason {
+        match socket::getsockopt(&self.get(key).fd, socket::sockopt::SocketError) {
+            Ok(0) | Err(_) => CloseReason::Reset,
+            Ok(errno) => CloseReason::Error(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    /// A graceful close, nginx's "lingering close": stop handing data to
+    /// the handler, send what is queued, shut down our write side, then read
+    /// and discard until the peer's EOF (or `linger` passes), and only then
+    /// close. Closing with unread input would send an RST, and an RST can
+    /// make the peer drop our last reply.
+    pub(super) fn close<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = self.get_mut(key);
+        if c.flags & (DOOMED | CLOSE_AFTER_FLUSH) != 0 {
+            return;
+        }
+        c.flags |= CLOSE_AFTER_FLUSH;
+        if c.queued() == 0 {
+            self.after_flush(core, key);
+        }
+        self.update_interest(core, key);
+    }
+
+    /// Sends `data`: at once if nothing is queued and the socket takes it,
+    /// else queued.
+    #[inline]
+    pub(super) fn write<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+        let c = &mut self.slots[key];
+        if c.flags & NOT_WRITING != 0 || data.is_empty() {
+            return;
+        }
+        let mut rest = data;
+        if c.queue.is_none() {
+            loop {
+                let result = sys::send(c.fd.as_fd(), rest);
+                self.stats.writes += 1;
+                match result {
+                    Ok(n) => {
+                        self.stats.bytes_out += n as u64;
+                        if n == rest.len() {
+                            return;
+                        }
+                        self.stats.partial_writes += 1;
+                        rest = &rest[n..];
+                        break;
+                    }
+                    Err(libc::EAGAIN) => {
+                        self.stats.partial_writes += 1;
+                        break;
+                    }
+                    Err(libc::EINTR) => {}
+                    Err(e) => return self.write_failed(key, e),
+                }
+            }
+        }
+        let c = &mut self.slots[key];
+        c.queue.get_or_insert_with(Default::default).push(rest);
+        self.queue_changed(core, key);
+    }
+
+    #[cold]
+    fn write_failed(&mut self, key: usize, errno: i32) {
+        let reason = match errno {
+            libc::EPIPE | libc::ECONNRESET => CloseReason::Reset,
+            e => CloseReason::Error(io::Error::from_raw_os_error(e)),
+        };
+        self.doom(key, reason);
+    }
+
+    /// Sends what is queued, as far as the socket takes it.
+    pub(super) fn flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = &mut self.slots[key];
+        let Some(queue) = c.queue.as_mut() else {
+            return;
+        };
+        let fd = c.fd.as_fd();
+        while !queue.is_empty() {
+            let (result, offered) = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = queue.slices(&mut slices);
+                let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+                (sys::send_vectored(fd, &slices[..n]), offered)
+            };
+            self.stats.writes += 1;
+            match result {
+                Ok(n) => {
+                    self.stats.bytes_out += n as u64;
+                    queue.advance(n);
+                    if n < offered {
+                        self.stats.partial_writes += 1;
+                        break;
+                    }
+                }
+                Err(libc::EAGAIN) => {
+                    self.stats.partial_writes += 1;
+                    break;
+                }
+                Err(libc::EINTR) => {}
+                Err(e) => return self.write_failed(key, e),
+            }
+        }
+        if queue.is_empty() {
+            c.queue = None;
+            self.after_flush(core, key);
+        }
+        self.queue_changed(core, key);
+    }
+
+    /// The queue just emptied: carry out a pending shutdown or close.
+    fn after_flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let token = self.token(key);
+        let linger = self.options.linger;
+        let c = self.get_mut(key);
+        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+        if closing && c.flags & READ_CLOSED != 0 {
+            // The peer is done too: nothing can arrive unread.
+            return self.doom(key, CloseReason::Closed);
+        }
+        if c.flags & WRITE_SHUT == 0 && (closing || c.flags & SHUT_AFTER_FLUSH != 0) {
+            c.flags = (c.flags & !SHUT_AFTER_FLUSH) | WRITE_SHUT;
+            if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
+                log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
+            }
+            if closing {
+                // Linger until the peer's EOF, but not forever.
+                core.source_timer(linger, token, TIMER_LINGER);
+            }
+        }
+    }
+
+    /// Shuts the write side down once everything queued is sent.
+    pub(super) fn shutdown_write<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = self.get_mut(key);
+        if c.flags & NOT_WRITING != 0 {
+            return;
+        }
+        c.flags |= SHUT_AFTER_FLUSH;
+        if c.queued() == 0 {
+            self.after_flush(core, key);
+        }
+    }
+
+    /// Backpressure and interest after the queue grew or shrank.
+    fn queue_changed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let (high, low) = (self.options.high_water, self.options.low_water);
+        let c = &mut self.slots[key];
+        let queued = c.queued();
+        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high {
+            c.flags |= PAUSED_BACKPRESSURE;
+            self.stats.backpressure_pauses += 1;
+        } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= low {
+            c.flags &= !PAUSED_BACKPRESSURE;
+            return self.resumed(core, key);
+        }
+        self.update_interest(core, key);
+    }
+
+    /// Reading may go on after a pause.
+    pub(super) fn resumed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if self.options.trigger == Trigger::Edge && self.get(key).reading() {
+            // Data that arrived while paused raised its edge already.
+            core.requeue(self.token(key), Ready::READABLE);
+        }
+        self.update_interest(core, key);
+    }
+
+    /// Level only: READABLE while reading, WRITABLE while output is queued,
+    /// nothing else (an always-on WRITABLE spins). Edge registrations are
+    /// never modified.
+    #[inline]
+    pub(super) fn update_interest<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if self.options.trigger == Trigger::Edge {
+            return;
+        }
+        let c = &self.slots[key];
+        if c.flags & DOOMED != 0 {
+            return;
+        }
+        let mut want = Interest::NONE;
+        if c.reading() {
+            want |= Interest::READABLE;
+        }
+        if c.queue.is_some() {
+            want |= Interest::WRITABLE;
+        }
+        if want != c.interest {
+            self.change_interest(core, key, want);
+        }
+    }
+
+    #[cold]
+    fn change_interest<D: 'static>(&mut self, core: &mut Core<D>, key: usize, want: Interest) {
+        let token = self.token(key);
+        let c = &mut self.slots[key];
+        match core.set_interest(c.fd.as_fd(), token, c.interest, want, Trigger::Level) {
+            Ok(()) => c.interest = want,
+            Err(e) => {
+                log::warn!("fd {}: changing interest failed: {e}", c.fd.as_raw_fd());
+                self.doom(key, CloseReason::Error(e));
+            }
+        }
+    }
+
+    /// An idle timer fired: close the connection if it has been quiet for
+    /// the whole timeout, else re-arm for what is left.
+    pub(super) fn check_idle<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let Some(timeout) = self.options.idle_timeout else {
+            return;
+        };
+        let c = self.get(key);
+        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+            return; // closing already: not idle, and its linger timer rules
+        }
+        let last_active = c.last_active;
+        let idle = Duration::from_millis(self.now_ms(core).saturating_sub(last_active) as u64);
+        let token = self.token(key);
+        if idle >= timeout {
+            log::debug!("{token:?}: idle for {idle:?}, closing");
+            self.stats.idle_timeouts += 1;
+            self.close(core, key);
+        } else {
+            core.source_timer(timeout - idle, token, TIMER_IDLE);
+        }
+    }
+}

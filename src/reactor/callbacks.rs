@@ -1,0 +1,124 @@
+//! Owner 0: plain registrations, an fd and a callback each
+//! (selectors-style), in a generation-checked slab.
+//!
+//! The reactor owns what is registered: the callback and the fd-owning
+//! value it was given travel together in one box. While a callback runs,
+//! the box is taken out of its slot so that the callback can get the whole
+//! `&mut Reactor`; changes to its own registration made meanwhile
+//! (`modify`, `deregister` on its own token) are recorded and applied when
+//! it returns, together with the [`PostAction`] it returns.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use slab::Slab;
+
+use super::{PostAction, Reactor};
+use crate::{Event, Interest, Token, Trigger};
+
+/// What a registration calls, with the value that owns its fd.
+pub(super) trait Registered<D> {
+    fn call(&mut self, reactor: &mut Reactor<D>, event: Event) -> PostAction;
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// A registered value and its callback.
+pub(super) struct Owned<F, C> {
+    pub(super) io: F,
+    pub(super) callback: C,
+}
+
+impl<D, F, C> Registered<D> for Owned<F, C>
+where
+    F: AsFd,
+    C: FnMut(&mut Reactor<D>, &mut F, Event) -> PostAction,
+{
+    fn call(&mut self, reactor: &mut Reactor<D>, event: Event) -> PostAction {
+        (self.callback)(reactor, &mut self.io, event)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+pub(super) struct Entry<D> {
+    pub(super) token: Token,
+    /// What the registration wants.
+    pub(super) interest: Interest,
+    pub(super) trigger: Trigger,
+    /// What the kernel's interest list holds for it (differs from
+    /// `interest` only while a change waits for the running callback).
+    pub(super) armed: Interest,
+    /// A modify asked for while the callback ran: an `EPOLL_CTL_MOD` is due
+    /// when it returns even if the mask is unchanged (it re-arms).
+    pub(super) rearm: bool,
+    /// `None` while the callback runs.
+    pub(super) callback: Option<Box<dyn Registered<D>>>,
+    /// Deregistered while its callback ran: removed when it returns.
+    pub(super) removed: bool,
+}
+
+pub(super) struct Callbacks<D> {
+    pub(super) slab: Slab<Entry<D>>,
+    next_generation: u32,
+    /// Entries marked `removed`, still in the slab.
+    removing: usize,
+}
+
+impl<D> Default for Callbacks<D> {
+    fn default() -> Self {
+        Callbacks {
+            slab: Slab::new(),
+            next_generation: 0,
+            removing: 0,
+        }
+    }
+}
+
+/// The owner byte of plain registrations.
+pub(super) const OWNER: u8 = 0;
+
+impl<D> Callbacks<D> {
+    /// Live registrations.
+    pub(super) fn len(&self) -> usize {
+        self.slab.len() - self.removing
+    }
+
+    /// The next token, for the slot `insert` will fill.
+    pub(super) fn next_token(&mut self) -> io::Result<Token> {
+        let key = self.slab.vacant_key();
+        let key = u32::try_from(key)
+            .map_err(|_| io::Error::other("edgeloop: more than 2^32 registrations"))?;
+        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        Ok(Token::new(OWNER, key, self.next_generation))
+    }
+
+    /// The live entry `token` names.
+    pub(super) fn get_mut(&mut self, token: Token) -> io::Result<&mut Entry<D>> {
+        match self.slab.get_mut(token.key()) {
+            Some(entry) if entry.token == token && !entry.removed => Ok(entry),
+            _ => Err(not_registered(token)),
+        }
+    }
+
+    pub(super) fn mark_removed(&mut self, token: Token) {
+        if let Ok(entry) = self.get_mut(token) {
+            entry.removed = true;
+            self.removing += 1;
+        }
+    }
+
+    /// Takes a `removed` entry out.
+    pub(super) fn take_removed(&mut self, key: usize) -> Entry<D> {
+        self.removing -= 1;
+        self.slab.remove(key)
+    }
+}
+
+pub(super) fn not_registered(token: Token) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("edgeloop: {token:?} is not registered (deregistered already, or never was)"),
+    )
+}

@@ -1,0 +1,512 @@
+//! [`Core`]: everything of a reactor but its sources — the selector, plain
+//! registrations, timers, the loop clock, the loop state, counters and the
+//! stop flag. What a source's handlers get; a [`Reactor`] derefs to it.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::callbacks::{Callbacks, Entry, Owned, Registered};
+use super::timer::{TimerAction, TimerId, Timers, deadline_after};
+use super::waker::Shared;
+use super::{Handle, PanicPolicy, PostAction, Reactor, Stats};
+use crate::selector::Selector;
+use crate::{Event, Interest, Ready, Token, Trigger};
+
+/// The loop minus its sources: what every callback and source handler can
+/// reach. [`Reactor`] derefs to it, so these are the reactor's methods too.
+///
+/// It holds the loop state `D` ([`data`](Core::data),
+/// [`data_mut`](Core::data_mut)): one value of the user's choosing that
+/// every kind of callback reaches by `&mut`, so application state needs no
+/// `Rc<RefCell>` and no thread-local.
+pub struct Core<D = ()> {
+    pub(super) selector: Box<dyn Selector>,
+    pub(super) callbacks: Callbacks<D>,
+    pub(super) timers: Timers<D>,
+    pub(super) shared: Arc<Shared<D>>,
+    /// Events to dispatch next turn without waiting for the kernel.
+    pub(super) carried: Vec<Event>,
+    /// The loop clock: read at most once per turn, on first use.
+    pub(super) clock: Option<Instant>,
+    pub(super) stats: Stats,
+    pub(super) stopped: bool,
+    pub(super) panic_policy: PanicPolicy,
+    pub(super) first_panic: Option<Box<dyn Any + Send>>,
+    data: D,
+}
+
+impl<D: 'static> Core<D> {
+    pub(super) fn new(selector: Box<dyn Selector>, data: D) -> io::Result<Core<D>> {
+        Ok(Core {
+            selector,
+            callbacks: Callbacks::default(),
+            timers: Timers::default(),
+            shared: Shared::new()?,
+            carried: Vec::new(),
+            clock: None,
+            stats: Stats::default(),
+            stopped: false,
+            panic_policy: PanicPolicy::default(),
+            first_panic: None,
+            data,
+        })
+    }
+
+    /// The loop state.
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+
+    /// The loop state, to change it.
+    pub fn data_mut(&mut self) -> &mut D {
+        &mut self.data
+    }
+
+    /// Sets what happens when a callback panics (default
+    /// [`PanicPolicy::Isolate`]).
+    pub fn set_panic_policy(&mut self, policy: PanicPolicy) {
+        self.panic_policy = policy;
+    }
+
+    /// The selector backend's name: `"epoll"`, `"poll"` or `"select"`.
+    pub fn backend(&self) -> &'static str {
+        self.selector.name()
+    }
+
+    /// A `Send + Clone` handle for other threads: wake, stop, post.
+    pub fn handle(&self) -> Handle<D> {
+        Handle::new(self.shared.clone())
+    }
+
+    /// The loop's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live plain registrations ([`register`](Core::register)); a source's
+    /// own are counted by the source.
+    pub fn registrations(&self) -> usize {
+        self.callbacks.len()
+    }
+
+    /// Live timers.
+    pub fn timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// The loop clock: the monotonic time, read once per turn on first use
+    /// and then cached for the rest of the turn (libev's `ev_now`). Cheap
+    /// enough to stamp every read with; never ahead of the real time.
+    pub fn now(&mut self) -> Instant {
+        *self.clock.get_or_insert_with(Instant::now)
+    }
+
+    /// Makes [`run`](Reactor::run) return after the current turn.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    // ---- plain registrations -------------------------------------------
+
+    /// Watches `io` (anything that owns an fd: a socket, a pipe, an
+    /// `OwnedFd`, an eventfd) for `interest`, reported as `trigger`;
+    /// `callback` gets the reactor, `&mut io` and each event, and returns
+    /// what to do with the registration next ([`PostAction`]).
+    ///
+    /// The reactor owns `io` from here on: the fd stays open exactly as
+    /// long as the registration, and deregistering removes it from the
+    /// kernel's interest list *before* dropping `io` (epoll watches the open
+    /// file description, not the number; a closed fd with a live `dup`
+    /// keeps reporting, and a reused number must never be deregistered by
+    /// mistake). No fd can be closed behind the reactor's back.
+    ///
+    /// [`Interest::NONE`] registers without putting the fd in the kernel's
+    /// interest list; [`modify`](Core::modify) adds it later.
+    ///
+    /// ```
+    /// use edgeloop::{Interest, PostAction, Reactor, Trigger};
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let mut reactor = Reactor::with_data(Vec::<u8>::new())?;
+    /// let (ours, mut theirs) = UnixStream::pair()?;
+    /// ours.set_nonblocking(true)?;
+    /// reactor.register(ours, Interest::READABLE, Trigger::Level, |r, stream, _event| {
+    ///     let mut buf = [0; 64];
+    ///     let n = stream.read(&mut buf).unwrap_or(0);
+    ///     r.data_mut().extend_from_slice(&buf[..n]); // the loop state, by &mut
+    ///     r.stop();
+    ///     PostAction::Remove // done: deregister, then close the stream
+    /// })?;
+    /// theirs.write_all(b"hi")?;
+    /// reactor.run()?;
+    /// assert_eq!(reactor.data(), b"hi");
+    /// assert_eq!(reactor.registrations(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the fd is registered already, `PermissionDenied`
+    /// for a regular file (epoll), `Unsupported` for a trigger the backend
+    /// cannot deliver, `InvalidInput` for an fd the backend cannot hold. On
+    /// error nothing is registered and `io` and `callback` are dropped.
+    pub fn register<F, C>(
+        &mut self,
+        io: F,
+        interest: Interest,
+        trigger: Trigger,
+        callback: C,
+    ) -> io::Result<Token>
+    where
+        F: AsFd + 'static,
+        C: FnMut(&mut Reactor<D>, &mut F, Event) -> PostAction + 'static,
+    {
+        self.check_trigger(trigger)?;
+        let token = self.callbacks.next_token()?;
+        let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
+        self.set_interest(callback.fd(), token, Interest::NONE, interest, trigger)?;
+        log::debug!(
+            "register fd {} as {token:?}: {interest:?} {trigger:?}",
+            callback.fd().as_raw_fd()
+        );
+        let key = self.callbacks.slab.insert(Entry {
+            token,
+            interest,
+            trigger,
+            armed: interest,
+            rearm: false,
+            callback: Some(callback),
+            removed: false,
+        });
+        debug_assert_eq!(key, token.key());
+        Ok(token)
+    }
+
+    /// Changes what a plain registration watches for, or how. On epoll this
+    /// is `EPOLL_CTL_MOD`, which also re-arms a [`Trigger::Oneshot`]
+    /// registration and makes a [`Trigger::Edge`] one report pending
+    /// readiness again. A level-triggered registration modified to what it
+    /// already has makes no syscall. Called for the registration whose
+    /// callback is running, the change is applied when it returns.
+    ///
+    /// [`Interest::NONE`] takes the fd out of the kernel's interest list
+    /// (the token stays valid); a later non-empty interest puts it back.
+    ///
+    /// # Errors
+    /// `NotFound` for a token that is not (or no longer) registered, or
+    /// belongs to a source; `Unsupported` for a trigger the backend cannot
+    /// deliver; what the selector reports.
+    pub fn modify(&mut self, token: Token, interest: Interest, trigger: Trigger) -> io::Result<()> {
+        self.check_trigger(trigger)?;
+        let entry = self.callbacks.get_mut(token)?;
+        let unchanged = entry.interest == interest && entry.trigger == trigger;
+        if unchanged && trigger == Trigger::Level && entry.armed == interest {
+            return Ok(());
+        }
+        entry.interest = interest;
+        entry.trigger = trigger;
+        let Some(callback) = &entry.callback else {
+            entry.rearm = true; // running: `finish_callback` applies it
+            return Ok(());
+        };
+        let armed = entry.armed;
+        let result = sync_interest(
+            &mut *self.selector,
+            &mut self.stats,
+            callback.fd(),
+            token,
+            armed,
+            interest,
+            trigger,
+        );
+        match result {
+            Ok(()) => entry.armed = interest,
+            Err(_) => entry.interest = armed,
+        }
+        result
+    }
+
+    /// The interest a plain registration currently has.
+    ///
+    /// # Errors
+    /// `NotFound` for a token that is not (or no longer) registered.
+    pub fn interest(&mut self, token: Token) -> io::Result<Interest> {
+        self.callbacks.get_mut(token).map(|e| e.interest)
+    }
+
+    /// Removes a plain registration: the fd leaves the kernel's interest
+    /// list, then the callback and the fd it owns are dropped. May be called
+    /// from any callback, the registration's own included (it is then
+    /// removed when that callback returns); no event for `token` is
+    /// delivered afterwards, even one already in the current batch.
+    ///
+    /// A stale token (deregistered already, its slot maybe reused) is
+    /// `NotFound` and touches nothing: the generation check runs before any
+    /// syscall, so it can never remove another registration's fd.
+    ///
+    /// # Errors
+    /// `NotFound` for a token that is not (or no longer) registered.
+    pub fn deregister(&mut self, token: Token) -> io::Result<()> {
+        let entry = self.callbacks.get_mut(token)?;
+        if entry.callback.is_none() {
+            self.callbacks.mark_removed(token);
+            return Ok(());
+        }
+        let entry = self.callbacks.slab.remove(token.key());
+        self.release(entry, None);
+        Ok(())
+    }
+
+    /// Takes a removed entry's fd out of the kernel's list, then drops it
+    /// (and the fd) — in that order.
+    fn release(&mut self, entry: Entry<D>, running: Option<Box<dyn Registered<D>>>) {
+        let Some(callback) = entry.callback.or(running) else {
+            return;
+        };
+        let result = sync_interest(
+            &mut *self.selector,
+            &mut self.stats,
+            callback.fd(),
+            entry.token,
+            entry.armed,
+            Interest::NONE,
+            entry.trigger,
+        );
+        if let Err(e) = result {
+            log::debug!("deregister {:?}: {e} (ignored: it is gone)", entry.token);
+        }
+        log::debug!("deregister {:?}", entry.token);
+        drop(callback);
+    }
+
+    /// Puts a callback back after it ran, applying what it asked for.
+    pub(super) fn finish_callback(
+        &mut self,
+        token: Token,
+        callback: Box<dyn Registered<D>>,
+        action: PostAction,
+    ) {
+        let key = token.key();
+        match self.callbacks.slab.get(key) {
+            Some(entry) if entry.token == token => {}
+            _ => return, // cannot happen: a running entry's slot is kept
+        }
+        if self.callbacks.slab[key].removed || action == PostAction::Remove {
+            let entry = if self.callbacks.slab[key].removed {
+                self.callbacks.take_removed(key)
+            } else {
+                self.callbacks.slab.remove(key)
+            };
+            return self.release(entry, Some(callback));
+        }
+        let entry = &mut self.callbacks.slab[key];
+        match action {
+            PostAction::Modify(interest, trigger) => {
+                if self.selector.supports(trigger) {
+                    entry.interest = interest;
+                    entry.trigger = trigger;
+                    // A MOD even to the same mask: it re-arms.
+                    entry.rearm = true;
+                } else {
+                    log::error!("{token:?}: PostAction::Modify with unsupported {trigger:?}");
+                }
+            }
+            PostAction::Disable => entry.interest = Interest::NONE,
+            PostAction::Continue | PostAction::Remove => {}
+        }
+        if entry.rearm || entry.armed != entry.interest {
+            entry.rearm = false;
+            let armed = entry.armed;
+            let result = sync_interest(
+                &mut *self.selector,
+                &mut self.stats,
+                callback.fd(),
+                token,
+                armed,
+                entry.interest,
+                entry.trigger,
+            );
+            match result {
+                Ok(()) => entry.armed = entry.interest,
+                Err(e) => {
+                    log::error!("{token:?}: changing interest after its callback: {e}");
+                    entry.armed = armed;
+                    entry.interest = armed;
+                }
+            }
+        }
+        entry.callback = Some(callback);
+    }
+
+    /// Dispatches `ready` to `token` on the next turn, without waiting for
+    /// the kernel, and makes that turn's wait non-blocking.
+    ///
+    /// This is how an edge-triggered reader that stopped at its read budget
+    /// keeps its place: no new edge will come for data already queued, so it
+    /// carries itself over (netty does the same). A token that is gone by
+    /// then is dropped as stale.
+    pub fn requeue(&mut self, token: Token, ready: Ready) {
+        self.carried.push(Event { token, ready });
+    }
+
+    // ---- for sources -----------------------------------------------------
+
+    /// Moves `fd` in the kernel's interest list from `from` to `to` under
+    /// `token`: an add, a modify, a delete or nothing, and counts the
+    /// syscall. What a [`Source`](super::Source) calls for its own
+    /// registrations; the fd must stay open until it is taken out again
+    /// (`to` = [`Interest::NONE`]).
+    ///
+    /// # Errors
+    /// `Unsupported` for a trigger the backend cannot deliver; what the
+    /// selector reports.
+    pub fn set_interest(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        token: Token,
+        from: Interest,
+        to: Interest,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        if !to.is_empty() {
+            self.check_trigger(trigger)?;
+        }
+        sync_interest(
+            &mut *self.selector,
+            &mut self.stats,
+            fd,
+            token,
+            from,
+            to,
+            trigger,
+        )
+    }
+
+    /// `Ok` if the backend can deliver `trigger` faithfully.
+    ///
+    /// # Errors
+    /// `Unsupported`, naming the backend and the trigger.
+    pub fn check_trigger(&self, trigger: Trigger) -> io::Result<()> {
+        if self.selector.supports(trigger) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "edgeloop: the {} selector cannot deliver {trigger:?} readiness faithfully \
+                     (it is level-triggered by nature); use the epoll backend",
+                    self.selector.name()
+                ),
+            ))
+        }
+    }
+
+    /// Sets a timer that tells the source owning `token` (its
+    /// [`on_timer`](super::Source::on_timer), with `tag`) after `delay`:
+    /// a per-entry timer with no closure and no allocation beyond the
+    /// timer's slot.
+    pub fn source_timer(&mut self, delay: Duration, token: Token, tag: u32) -> TimerId {
+        let deadline = deadline_after(Instant::now(), delay);
+        self.timers
+            .insert(deadline, None, TimerAction::Source { token, tag })
+    }
+
+    // ---- timers ----------------------------------------------------------
+
+    /// Calls `f` once at `deadline` (monotonic clock), or on the first turn
+    /// after it. Never early.
+    pub fn call_at(
+        &mut self,
+        deadline: Instant,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        self.timers
+            .insert(deadline, None, TimerAction::Callback(Box::new(f)))
+    }
+
+    /// Calls `f` once, `delay` from now. `Duration::ZERO` means "on the next
+    /// turn, after I/O"; `Duration::MAX` means never (no overflow).
+    pub fn call_later(
+        &mut self,
+        delay: Duration,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        self.call_at(deadline_after(Instant::now(), delay), f)
+    }
+
+    /// Calls `f` every `period`, first `period` from now, until cancelled.
+    /// Ticks stay on the grid `start + k * period` (no drift); ticks missed
+    /// while the loop was busy are skipped, not fired in a burst.
+    pub fn call_every(
+        &mut self,
+        period: Duration,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        let deadline = deadline_after(Instant::now(), period);
+        self.timers
+            .insert(deadline, Some(period), TimerAction::Callback(Box::new(f)))
+    }
+
+    /// Cancels a timer. Returns false if it had already fired (one-shot) or
+    /// was cancelled. A timer cancelled by an earlier callback of the same
+    /// turn does not fire, even if it was due.
+    pub fn cancel(&mut self, timer: TimerId) -> bool {
+        self.timers.cancel(timer)
+    }
+
+    pub(super) fn record_panic(&mut self, what: fmt::Arguments<'_>, payload: Box<dyn Any + Send>) {
+        self.stats.panics += 1;
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".to_string());
+        log::error!("edgeloop: {what} panicked: {message}; it was removed");
+        if self.panic_policy == PanicPolicy::Propagate && self.first_panic.is_none() {
+            self.first_panic = Some(payload);
+        }
+    }
+}
+
+/// The one place an interest change becomes a selector call.
+fn sync_interest(
+    selector: &mut dyn Selector,
+    stats: &mut Stats,
+    fd: BorrowedFd<'_>,
+    token: Token,
+    from: Interest,
+    to: Interest,
+    trigger: Trigger,
+) -> io::Result<()> {
+    let syscall = selector.ctl_is_syscall() as u64;
+    match (from.is_empty(), to.is_empty()) {
+        (true, true) => Ok(()),
+        (true, false) => {
+            stats.ctls += syscall;
+            selector.register(fd, token, to, trigger)
+        }
+        (false, true) => {
+            stats.ctls += syscall;
+            selector.deregister(fd)
+        }
+        (false, false) => {
+            stats.ctls += syscall;
+            selector.reregister(fd, token, to, trigger)
+        }
+    }
+}
+
+impl<D> fmt::Debug for Core<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("backend", &self.selector.name())
+            .field("registrations", &self.callbacks.len())
+            .field("timers", &self.timers.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}

@@ -1,0 +1,110 @@
+//! Source owners: the seam between the reactor and the layers above it.
+//!
+//! A [`Source`] owns a set of registrations and keeps its own table of
+//! them. It is installed on a reactor once and gets an owner byte; every
+//! token it makes carries that byte, and the reactor routes each ready
+//! event to its owner with one indexed load and one dynamic call. The owner
+//! looks its entry up once, checks the token's generation, and does the
+//! work with the loop's [`Core`] in hand: split borrows, so no `Rc`, no
+//! `RefCell`, no callback taken out of a slot.
+//!
+//! [`Connections`](crate::conn::Connections) is a source; so can a user's
+//! own layer be: nothing here is private to the crate.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::Core;
+use crate::{Interest, Ready, Token, Trigger};
+
+/// What a callback wants done with its own registration once it returns
+/// (calloop's `PostAction`). Applied after the callback, so a callback never
+/// changes the registration it is running for under its own feet.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[must_use = "a PostAction decides whether the registration stays"]
+pub enum PostAction {
+    /// Keep the registration as it is.
+    Continue,
+    /// Change its interest and trigger (`EPOLL_CTL_MOD`: this also re-arms
+    /// a oneshot registration and makes an edge-triggered one report
+    /// pending readiness again).
+    Modify(Interest, Trigger),
+    /// Take the fd out of the kernel's interest list; the token stays
+    /// valid and a later [`modify`](Core::modify) puts it back.
+    Disable,
+    /// Deregister and drop the callback, and with it the fd it owns.
+    Remove,
+}
+
+/// An owner of registrations, installed on a [`Reactor`](super::Reactor)
+/// with [`install`](super::Reactor::install).
+///
+/// The reactor calls it for every event whose token carries its owner byte
+/// and for every timer it set with [`Core::source_timer`]. Its methods get
+/// the [`Core`] (timers, the loop state, registering plain callbacks, the
+/// kernel interest list) but not the other sources.
+pub trait Source<D>: Any {
+    /// The reactor gave this source its owner byte: every token it makes
+    /// ([`Token::new`]) must carry it. Called once, by `install`.
+    fn installed(&mut self, owner: u8);
+
+    /// An event for one of this source's registrations. Returns false if
+    /// the token is stale (its generation no longer matches), which the
+    /// reactor counts in [`Stats::stale`](crate::Stats::stale).
+    fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool;
+
+    /// A timer set with [`Core::source_timer`] for `token` fired.
+    fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
+        let _ = (core, token, tag);
+    }
+
+    /// The dispatch (or timer) for `token` panicked: retire that entry, and
+    /// only that one. The reactor then records the panic under its
+    /// [`PanicPolicy`](crate::PanicPolicy).
+    fn on_panic(&mut self, core: &mut Core<D>, token: Token);
+}
+
+/// Names an installed source of type `S`: what
+/// [`Reactor::source`](super::Reactor::source) and
+/// [`Reactor::source_mut`](super::Reactor::source_mut) take.
+pub struct SourceId<S> {
+    pub(super) owner: u8,
+    _source: PhantomData<fn() -> S>,
+}
+
+impl<S> SourceId<S> {
+    pub(super) fn new(owner: u8) -> SourceId<S> {
+        SourceId {
+            owner,
+            _source: PhantomData,
+        }
+    }
+
+    /// The owner byte the source's tokens carry.
+    pub fn owner(&self) -> u8 {
+        self.owner
+    }
+}
+
+impl<S> Clone for SourceId<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for SourceId<S> {}
+
+impl<S> PartialEq for SourceId<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.owner == other.owner
+    }
+}
+
+impl<S> Eq for SourceId<S> {}
+
+impl<S> fmt::Debug for SourceId<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceId({})", self.owner)
+    }
+}

@@ -1,0 +1,196 @@
+//! The one syscall door: every `unsafe` block of the crate lives in this
+//! module, each with a `// SAFETY:` line, and every error built from a
+//! syscall keeps its errno.
+//!
+//! The hot path (recv, send, sendmsg, epoll_wait) calls libc directly:
+//! nix's wrappers cost about 15 user instructions a call in conversions
+//! the loop does not need. Everything else uses nix's safe API where it has
+//! one.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::libc;
+
+mod error;
+
+pub use error::os_error;
+pub(crate) use error::{context, errno_error};
+
+/// The result of a raw call: the value, or the errno.
+pub(crate) type SysResult<T> = Result<T, i32>;
+
+fn check(ret: isize) -> SysResult<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `recv(2)` into `buf`.
+#[inline]
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `buf` is a live, exclusively borrowed buffer and the length
+    // passed is its length; the fd is open for the call (borrowed).
+    check(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+/// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`: never SIGPIPE, never
+/// blocks, whatever the fd's flags and the host's signal dispositions.
+#[inline]
+pub(crate) fn send(fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<usize> {
+    // SAFETY: `data` is a live buffer of the length passed; the fd is open
+    // for the call (borrowed).
+    check(unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    })
+}
+
+/// A vectored `send` (`sendmsg(2)` with no address or control data), with
+/// the flags of [`send`].
+#[inline]
+pub(crate) fn send_vectored(fd: BorrowedFd<'_>, slices: &[io::IoSlice<'_>]) -> SysResult<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = slices.len() as _;
+    // SAFETY: msg points at `slices.len()` live iovecs that outlive the
+    // call; the kernel only reads them. The fd is open (borrowed).
+    check(unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    })
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection, owned.
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    // SAFETY: null address pointers are allowed (the peer address is not
+    // wanted); the listener fd is open (borrowed).
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    check(fd as isize)?;
+    // SAFETY: accept4 just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the flags are valid.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    check(fd as isize).map_err(|e| errno_error(e, "epoll_create1"))?;
+    // SAFETY: epoll_create1 just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `epoll_ctl(op, fd, {events, data})`.
+pub(crate) fn epoll_ctl(
+    epoll: BorrowedFd<'_>,
+    op: libc::c_int,
+    fd: BorrowedFd<'_>,
+    events: u32,
+    data: u64,
+) -> SysResult<()> {
+    let mut event = libc::epoll_event { events, u64: data };
+    // SAFETY: `event` is a live epoll_event (DEL ignores it); both fds are
+    // open for the call (borrowed).
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) } as isize)
+        .map(drop)
+}
+
+/// `epoll_wait` into `buffer`; how many events it wrote.
+pub(crate) fn epoll_wait(
+    epoll: BorrowedFd<'_>,
+    buffer: &mut [libc::epoll_event],
+    timeout_ms: i32,
+) -> SysResult<usize> {
+    let max = buffer.len().min(i32::MAX as usize) as i32;
+    // SAFETY: `buffer` is a live, exclusively borrowed array of at least
+    // `max` epoll_events; the kernel writes at most `max` of them.
+    check(
+        unsafe { libc::epoll_wait(epoll.as_raw_fd(), buffer.as_mut_ptr(), max, timeout_ms) }
+            as isize,
+    )
+}
+
+/// `poll(2)` over `fds`; how many entries have `revents` set.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult<usize> {
+    // SAFETY: `fds` is a live, exclusively borrowed array and the length
+    // passed is its length; poll(2) writes only the `revents` fields.
+    check(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) } as isize)
+}
+
+/// An `fd_set` for [`select`], with bounds-checked access: `FD_SET` on an
+/// fd at or above `FD_SETSIZE` would write past the set.
+pub(crate) struct FdSet(libc::fd_set);
+
+impl FdSet {
+    pub(crate) fn new() -> FdSet {
+        // SAFETY: an all-zero fd_set is a valid, empty set (what FD_ZERO
+        // writes).
+        FdSet(unsafe { std::mem::zeroed() })
+    }
+
+    /// Adds `fd`; false (nothing written) if select cannot hold it.
+    pub(crate) fn insert(&mut self, fd: RawFd) -> bool {
+        if !(0..libc::FD_SETSIZE as RawFd).contains(&fd) {
+            return false;
+        }
+        // SAFETY: 0 <= fd < FD_SETSIZE, checked above, so the bit is inside
+        // the set.
+        unsafe { libc::FD_SET(fd, &mut self.0) };
+        true
+    }
+
+    pub(crate) fn contains(&self, fd: RawFd) -> bool {
+        // SAFETY: as in insert; out-of-range fds are never members.
+        (0..libc::FD_SETSIZE as RawFd).contains(&fd) && unsafe { libc::FD_ISSET(fd, &self.0) }
+    }
+}
+
+impl fmt::Debug for FdSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FdSet")
+    }
+}
+
+/// `select(2)`; how many fds are ready. The sets are overwritten with the
+/// result.
+pub(crate) fn select(
+    nfds: RawFd,
+    read: &mut FdSet,
+    write: &mut FdSet,
+    timeout: Option<&mut libc::timeval>,
+) -> SysResult<usize> {
+    let tv = timeout.map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
+    // SAFETY: both sets are live and exclusively borrowed; `tv` is null or a
+    // live timeval; nfds <= FD_SETSIZE because only fds below it are ever
+    // inserted.
+    check(unsafe {
+        libc::select(
+            nfds.min(libc::FD_SETSIZE as RawFd),
+            &mut read.0,
+            &mut write.0,
+            std::ptr::null_mut(),
+            tv,
+        )
+    } as isize)
+}
