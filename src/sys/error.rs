@@ -48,8 +48,12 @@ impl fmt::Debug for WithContext {
 }
 
 impl fmt::Display for WithContext {
+    /// `context: ENAME: description (os error N)`: the errno's name is
+    /// what a user greps man pages for.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.os)
+        let code = self.os.raw_os_error().unwrap_or(0);
+        let errno = nix::errno::Errno::from_raw(code);
+        write!(f, "{}: {errno} (os error {code})", self.context)
     }
 }
 
@@ -88,9 +92,9 @@ mod tests {
         let e = errno_error(9, "epoll_ctl(DEL, fd 7)");
         assert_eq!(os_error(&e), Some(9));
         assert_eq!(e.kind(), io::Error::from_raw_os_error(9).kind());
-        assert!(
-            e.to_string()
-                .starts_with("epoll_ctl(DEL, fd 7): Bad file descriptor")
+        assert_eq!(
+            e.to_string(),
+            "epoll_ctl(DEL, fd 7): EBADF: Bad file number (os error 9)"
         );
         let plain = context(io::Error::other("x"), "y");
         assert_eq!(os_error(&plain), None);
