@@ -241,7 +241,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     }
 
     /// One event for connection `key`.
-    #[inline]
+    #[inline(always)]
     fn on_event(&mut self, core: &mut Core<D>, key: usize, ready: Ready) {
         let c = &mut self.table.slots[key];
         if ready.is_read_closed() {
@@ -256,7 +256,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         if c.flags & DOOMED != 0 {
         } else if c.reading() && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
         {
-            self.read(core, key);
+            let flags = c.flags;
+            self.read(core, key, flags);
         } else if ready.is_hup() || ready.is_error() {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
@@ -267,7 +268,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         self.finish_closes(core);
     }
 
-    fn read(&mut self, core: &mut Core<D>, key: usize) {
+    /// Reads connection `key` (whose flags are `flags`) up to its budget.
+    #[inline(always)]
+    fn read(&mut self, core: &mut Core<D>, key: usize, flags: u8) {
         let options = &self.table.options;
         let (chunk, budget) = (options.read_chunk, options.read_budget);
         let edge = options.trigger == Trigger::Edge;
@@ -275,8 +278,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         // the short-read rule. Neither may stop short once RDHUP was seen,
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
-        let stop_at_short_read =
-            (!edge || options.short_read) && self.table.slots[key].flags & PEER_CLOSE_SEEN == 0;
+        let stop_at_short_read = (!edge || options.short_read) && flags & PEER_CLOSE_SEEN == 0;
         let track_idle = options.idle_timeout.is_some();
         for _ in 0..budget {
             let c = &self.table.slots[key];
@@ -328,7 +330,15 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
         // Budget spent with data maybe left: under Edge no new edge will come
         // for it, so carry the connection over to the next turn.
-        if edge && self.table.slots[key].reading() {
+        if edge {
+            self.carry_over(core, key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn carry_over(&mut self, core: &mut Core<D>, key: usize) {
+        if self.table.slots[key].reading() {
             core.requeue(self.table.token(key), Ready::READABLE);
         }
     }

@@ -160,6 +160,8 @@ impl<S: Default + 'static> Table<S> {
             .then_some(token.key())
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn doom(&mut self, key: usize, reason: CloseReason) {
         let c = self.get_mut(key);
         if c.flags & DOOMED == 0 {
@@ -195,39 +197,72 @@ impl<S: Default + 'static> Table<S> {
     }
 
     /// Sends `data`: at once if nothing is queued and the socket takes it,
-    /// else queued.
-    #[inline]
+    /// else queued. The fast path (one `send` that takes everything) is
+    /// small enough to inline into a handler; the rest is out of line.
+    #[inline(always)]
     pub(super) fn write<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+        let c = &self.slots[key];
+        if c.flags & NOT_WRITING == 0 && c.queue.is_none() && !data.is_empty() {
+            let sent = sys::send(c.fd.as_fd(), data);
+            self.stats.writes += 1;
+            if let Ok(n) = sent {
+                self.stats.bytes_out += n as u64;
+                if n == data.len() {
+                    return;
+                }
+            }
+            self.write_rest(core, key, data, sent);
+        } else {
+            self.write_queued(core, key, data);
+        }
+    }
+
+    /// What the first `send` of `data` (which returned `sent`) left over.
+    #[cold]
+    #[inline(never)]
+    fn write_rest<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        mut sent: sys::SysResult<usize>,
+    ) {
+        let mut rest = data;
+        loop {
+            match sent {
+                Ok(n) if n == rest.len() => return,
+                Ok(n) => {
+                    self.stats.partial_writes += 1;
+                    rest = &rest[n..];
+                    break;
+                }
+                Err(libc::EAGAIN) => {
+                    self.stats.partial_writes += 1;
+                    break;
+                }
+                Err(libc::EINTR) => {
+                    sent = sys::send(self.slots[key].fd.as_fd(), rest);
+                    self.stats.writes += 1;
+                    if let Ok(n) = sent {
+                        self.stats.bytes_out += n as u64;
+                    }
+                }
+                Err(e) => return self.write_failed(key, e),
+            }
+        }
+        self.write_queued(core, key, rest);
+    }
+
+    /// Queues `data` behind what is queued already (or drops it after a
+    /// close or shutdown).
+    #[cold]
+    #[inline(never)]
+    fn write_queued<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
         let c = &mut self.slots[key];
         if c.flags & NOT_WRITING != 0 || data.is_empty() {
             return;
         }
-        let mut rest = data;
-        if c.queue.is_none() {
-            loop {
-                let result = sys::send(c.fd.as_fd(), rest);
-                self.stats.writes += 1;
-                match result {
-                    Ok(n) => {
-                        self.stats.bytes_out += n as u64;
-                        if n == rest.len() {
-                            return;
-                        }
-                        self.stats.partial_writes += 1;
-                        rest = &rest[n..];
-                        break;
-                    }
-                    Err(libc::EAGAIN) => {
-                        self.stats.partial_writes += 1;
-                        break;
-                    }
-                    Err(libc::EINTR) => {}
-                    Err(e) => return self.write_failed(key, e),
-                }
-            }
-        }
-        let c = &mut self.slots[key];
-        c.queue.get_or_insert_with(Default::default).push(rest);
+        c.queue.get_or_insert_with(Default::default).push(data);
         self.queue_changed(core, key);
     }
 
@@ -241,6 +276,7 @@ impl<S: Default + 'static> Table<S> {
     }
 
     /// Sends what is queued, as far as the socket takes it.
+    #[inline(never)]
     pub(super) fn flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = &mut self.slots[key];
         let Some(queue) = c.queue.as_mut() else {

@@ -285,6 +285,7 @@ impl<D: 'static> Reactor<D> {
         }
     }
 
+    #[inline(always)]
     fn dispatch_source(&mut self, owner: u8, token: Token, ready: Ready) -> bool {
         let Some(Some(source)) = self.sources.get_mut(owner as usize) else {
             self.core.stats.stale += 1;

@@ -21,18 +21,23 @@ pub(crate) use error::{context, errno_error};
 /// The result of a raw call: the value, or the errno.
 pub(crate) type SysResult<T> = Result<T, i32>;
 
+#[inline(always)]
 fn check(ret: isize) -> SysResult<usize> {
     if ret < 0 {
-        Err(io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
+        Err(errno())
     } else {
         Ok(ret as usize)
     }
 }
 
+/// The calling thread's errno, read only on the error path.
+#[cold]
+fn errno() -> i32 {
+    nix::errno::Errno::last_raw()
+}
+
 /// `recv(2)` into `buf`.
-#[inline]
+#[inline(always)]
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: `buf` is a live, exclusively borrowed buffer and the length
     // passed is its length; the fd is open for the call (borrowed).
@@ -41,7 +46,7 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {
 
 /// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`: never SIGPIPE, never
 /// blocks, whatever the fd's flags and the host's signal dispositions.
-#[inline]
+#[inline(always)]
 pub(crate) fn send(fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<usize> {
     // SAFETY: `data` is a live buffer of the length passed; the fd is open
     // for the call (borrowed).
