@@ -238,6 +238,47 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_left_alone() {
     drop(live);
 }
 
+/// F4 of the attack on the examples: `unix_echo --path notes.txt` deleted
+/// the user's file (connect() on a non-socket gives ECONNREFUSED, which was
+/// taken for a stale socket), and a symlink at the path was replaced too.
+/// Only a socket file is ever unlinked; anything else is a clear error
+/// naming the path, and stays as it was.
+#[test]
+fn a_regular_file_or_a_symlink_at_a_unix_path_is_never_deleted() {
+    let file = temp_path("notes.txt");
+    std::fs::write(&file, b"my notes").unwrap();
+    let link = temp_path("link.sock");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    for (path, what) in [(&file, "a regular file"), (&link, "a symlink")] {
+        let unix = UnixPath::File(path.clone());
+        let err = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
+            .err()
+            .expect("binding over a non-socket must fail");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        let message = err.to_string();
+        assert!(message.contains(what), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        let err =
+            UnixDatagramServer::bind_unix(&unix, None, DatagramEcho::default(), Default::default())
+                .err()
+                .expect("a datagram server must refuse too");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"my notes",
+        "the file is intact"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&file).unwrap();
+}
+
 #[test]
 fn unix_paths_too_long_fail_cleanly_and_abstract_names_leave_no_file() {
     let long = UnixPath::File(std::path::PathBuf::from(format!(

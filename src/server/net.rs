@@ -35,7 +35,7 @@ pub fn tcp_listener(
     reuse_port: bool,
 ) -> io::Result<TcpListener> {
     let context = |what: &str, e: nix::Error| {
-        io::Error::new(io::Error::from(e).kind(), format!("{what} {addr}: {e}"))
+        crate::sys::errno_error(e as i32, format_args!("{what} {addr}"))
     };
     let family = if addr.is_ipv4() {
         AddressFamily::Inet

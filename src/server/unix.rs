@@ -52,10 +52,7 @@ impl UnixPath {
             } else {
                 ""
             };
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("unix socket {self}: {e}{hint}"),
-            )
+            crate::sys::errno_error(e as i32, format_args!("unix socket {self}{hint}"))
         })
     }
 }
@@ -105,6 +102,9 @@ pub(crate) fn bind_unix(
     match bind(fd.as_raw_fd(), &addr) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) if matches!(path, UnixPath::File(_)) => {
+            if let UnixPath::File(p) = path {
+                refuse_non_socket(p)?;
+            }
             if is_alive(&addr, kind)? {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -117,14 +117,13 @@ pub(crate) fn bind_unix(
             if let UnixPath::File(p) = path {
                 std::fs::remove_file(p)?;
             }
-            bind(fd.as_raw_fd(), &addr).map_err(|e| {
-                io::Error::new(io::Error::from(e).kind(), format!("bind {path}: {e}"))
-            })?;
+            bind(fd.as_raw_fd(), &addr)
+                .map_err(|e| crate::sys::errno_error(e as i32, format_args!("bind {path}")))?;
         }
         Err(e) => {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("bind {path}: {e}"),
+            return Err(crate::sys::errno_error(
+                e as i32,
+                format_args!("bind {path}"),
             ));
         }
     }
@@ -140,9 +139,8 @@ pub(crate) fn bind_unix(
     if kind == SockType::Stream {
         let backlog = Backlog::new(backlog.unwrap_or_else(super::net::somaxconn).max(1))
             .unwrap_or(Backlog::MAXCONN);
-        listen(&fd, backlog).map_err(|e| {
-            io::Error::new(io::Error::from(e).kind(), format!("listen on {path}: {e}"))
-        })?;
+        listen(&fd, backlog)
+            .map_err(|e| crate::sys::errno_error(e as i32, format_args!("listen on {path}")))?;
     }
     Ok((
         fd,
@@ -153,6 +151,36 @@ pub(crate) fn bind_unix(
     ))
 }
 
+/// Only a socket file may be replaced: a regular file, a directory or a
+/// symlink (followed or not) at the path is the user's, and a typo in a
+/// path must never delete it. `lstat`, so a symlink is seen as itself.
+fn refuse_non_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(path)
+        .map_err(|e| crate::sys::context(e, format_args!("unix socket {}", path.display())))?
+        .file_type();
+    if kind.is_socket() {
+        return Ok(());
+    }
+    let what = if kind.is_symlink() {
+        "a symlink"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a socket"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "unix socket {}: the path exists and is {what}; refusing to replace it (remove it \
+             yourself, or choose another path)",
+            path.display()
+        ),
+    ))
+}
+
 fn new_socket(kind: SockType) -> io::Result<OwnedFd> {
     socket::socket(
         AddressFamily::Unix,
@@ -160,7 +188,7 @@ fn new_socket(kind: SockType) -> io::Result<OwnedFd> {
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unix socket: {e}")))
+    .map_err(|e| crate::sys::errno_error(e as i32, format_args!("unix socket")))
 }
 
 /// True if something accepts a connection (or a datagram) at `addr`.
@@ -171,9 +199,9 @@ fn is_alive(addr: &UnixAddr, kind: SockType) -> io::Result<bool> {
         Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(false),
         // EAGAIN: a live server with a full backlog.
         Err(Errno::EAGAIN) => Ok(true),
-        Err(e) => Err(io::Error::new(
-            io::Error::from(e).kind(),
-            format!("probing {addr}: {e}"),
+        Err(e) => Err(crate::sys::errno_error(
+            e as i32,
+            format_args!("probing {addr}"),
         )),
     }
 }
