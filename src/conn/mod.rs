@@ -37,12 +37,14 @@ use std::io;
 use crate::{Token, Trigger};
 
 mod accept;
+mod connection;
 mod queue;
 mod set;
 mod table;
 
 pub use accept::AcceptOptions;
-pub use set::{Conn, Connections};
+pub use connection::Conn;
+pub use set::Connections;
 
 /// What a server calls for each connection: the setup / handle / finish
 /// lifecycle of Python's `socketserver`.

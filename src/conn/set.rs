@@ -11,10 +11,9 @@ use slab::Slab;
 
 use super::accept::{AcceptOptions, Listener};
 use super::table::{
-    CLOSE_AFTER_FLUSH, DOOMED, PAUSED_BY_USER, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE,
-    TIMER_LINGER, Table,
+    CLOSE_AFTER_FLUSH, DOOMED, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE, TIMER_LINGER, Table,
 };
-use super::{CloseReason, ConnId, ConnOptions, ConnStats, Handler, SCRATCH_SIZE};
+use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler, SCRATCH_SIZE};
 use crate::sys;
 use crate::{Core, Interest, Ready, Source, Token, Trigger};
 
@@ -484,134 +483,5 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     pub fn listener_fd(&self, token: Token) -> Option<BorrowedFd<'_>> {
         let key = token.key().checked_sub(LISTENER_BIT)?;
         self.listeners.get(key).map(|l| l.fd.as_fd())
-    }
-}
-
-/// A connection, as its handler sees it: write to it (or to others in the
-/// set), close it, pause it, and reach the loop's core and state.
-pub struct Conn<'a, H: Handler<D>, D: 'static = ()> {
-    core: &'a mut Core<D>,
-    table: &'a mut Table<H::Session>,
-    key: usize,
-    _handler: PhantomData<fn(&mut H)>,
-}
-
-impl<H: Handler<D>, D: 'static> fmt::Debug for Conn<'_, H, D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Conn").field("key", &self.key).finish()
-    }
-}
-
-impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
-    /// This connection's id.
-    pub fn id(&self) -> ConnId {
-        self.table.id(self.key)
-    }
-
-    /// The socket (to query its address, set options).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.table.get(self.key).fd.as_fd()
-    }
-
-    /// The loop's core: set timers, register other fds, stop the loop.
-    pub fn core(&mut self) -> &mut Core<D> {
-        self.core
-    }
-
-    /// The loop state.
-    pub fn data(&mut self) -> &mut D {
-        self.core.data_mut()
-    }
-
-    /// This connection's session state.
-    pub fn session(&mut self) -> &mut H::Session {
-        &mut self.table.get_mut(self.key).session
-    }
-
-    /// Sends `data`: at once if the socket takes it, else queued. Dropped
-    /// after [`close`](Conn::close), [`abort`](Conn::abort) or
-    /// [`shutdown_write`](Conn::shutdown_write).
-    #[inline]
-    pub fn write(&mut self, data: &[u8]) {
-        self.table.write(self.core, self.key, data);
-    }
-
-    /// Sends `data` to another connection of the set. False if it is gone.
-    pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.write(self.core, key, data);
-        true
-    }
-
-    /// True once the peer shut down its write side (EOF was read).
-    pub fn is_read_closed(&self) -> bool {
-        self.table.get(self.key).flags & READ_CLOSED != 0
-    }
-
-    /// Bytes queued for sending on this connection.
-    pub fn queued(&self) -> usize {
-        self.table.get(self.key).queued()
-    }
-
-    /// Bytes queued on another connection of the set, if it is open.
-    pub fn queued_of(&self, id: ConnId) -> Option<usize> {
-        self.table.live(id).map(|key| self.table.get(key).queued())
-    }
-
-    /// The ids of every open connection of the set, this one included.
-    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.table
-            .slots
-            .iter()
-            .filter(|(_, c)| c.flags & DOOMED == 0)
-            .map(|(k, _)| self.table.id(k))
-    }
-
-    /// Closes gracefully: the handler gets no more data, what is queued is
-    /// sent, the write side is shut down, and input is read and discarded
-    /// until the peer's EOF (at most [`ConnOptions::linger`]), so the peer
-    /// reads our last byte and then EOF, never an RST.
-    pub fn close(&mut self) {
-        self.table.close(self.core, self.key);
-    }
-
-    /// Closes now, dropping whatever is queued.
-    pub fn abort(&mut self) {
-        self.table.doom(self.key, CloseReason::Aborted);
-    }
-
-    /// Closes another connection of the set now (a chat server dropping a
-    /// client that does not read). False if it is gone.
-    pub fn abort_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.doom(key, CloseReason::Aborted);
-        true
-    }
-
-    /// Shuts down the write side once everything queued is sent (the peer
-    /// reads EOF); reading goes on.
-    pub fn shutdown_write(&mut self) {
-        self.table.shutdown_write(self.core, self.key);
-    }
-
-    /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
-    /// (a worker pool whose queue is full does this).
-    pub fn pause_reading(&mut self) {
-        self.table.get_mut(self.key).flags |= PAUSED_BY_USER;
-        self.table.update_interest(self.core, self.key);
-    }
-
-    /// Reads again after [`pause_reading`](Conn::pause_reading).
-    pub fn resume_reading(&mut self) {
-        let c = self.table.get_mut(self.key);
-        if c.flags & PAUSED_BY_USER == 0 {
-            return;
-        }
-        c.flags &= !PAUSED_BY_USER;
-        self.table.resumed(self.core, self.key);
     }
 }

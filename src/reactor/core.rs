@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::callbacks::{Callbacks, Entry, Owned, Registered};
 use super::timer::{TimerAction, TimerId, Timers, deadline_after};
-use super::waker::Shared;
+use super::waker::Mailbox;
 use super::{Handle, PanicPolicy, PostAction, Reactor, Stats};
 use crate::selector::Selector;
 use crate::{Event, Interest, Ready, Token, Trigger};
@@ -27,7 +27,7 @@ pub struct Core<D = ()> {
     pub(super) selector: Box<dyn Selector>,
     pub(super) callbacks: Callbacks<D>,
     pub(super) timers: Timers<D>,
-    pub(super) shared: Arc<Shared<D>>,
+    pub(super) shared: Arc<Mailbox<D>>,
     /// Events to dispatch next turn without waiting for the kernel.
     pub(super) carried: Vec<Event>,
     /// The loop clock: read at most once per turn, on first use.
@@ -45,7 +45,7 @@ impl<D: 'static> Core<D> {
             selector,
             callbacks: Callbacks::default(),
             timers: Timers::default(),
-            shared: Shared::new()?,
+            shared: Mailbox::new()?,
             carried: Vec::new(),
             clock: None,
             stats: Stats::default(),

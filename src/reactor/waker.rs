@@ -26,18 +26,18 @@ pub(crate) type Posted<D> = Box<dyn FnOnce(&mut Reactor<D>) + Send>;
 
 /// What a reactor and its handles share: the eventfd, the stop flag and the
 /// posted closures.
-pub(crate) struct Shared<D> {
+pub(crate) struct Mailbox<D> {
     eventfd: EventFd,
     pending: AtomicBool,
     stop: AtomicBool,
     queue: Mutex<Vec<Posted<D>>>,
 }
 
-impl<D> Shared<D> {
-    pub(crate) fn new() -> io::Result<Arc<Shared<D>>> {
+impl<D> Mailbox<D> {
+    pub(crate) fn new() -> io::Result<Arc<Mailbox<D>>> {
         let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| sys::errno_error(e as i32, "eventfd"))?;
-        Ok(Arc::new(Shared {
+        Ok(Arc::new(Mailbox {
             eventfd,
             pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -107,7 +107,7 @@ impl<D> Shared<D> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Handle<D = ()> {
-    shared: Arc<Shared<D>>,
+    shared: Arc<Mailbox<D>>,
 }
 
 impl<D> Clone for Handle<D> {
@@ -119,7 +119,7 @@ impl<D> Clone for Handle<D> {
 }
 
 impl<D> Handle<D> {
-    pub(crate) fn new(shared: Arc<Shared<D>>) -> Handle<D> {
+    pub(crate) fn new(shared: Arc<Mailbox<D>>) -> Handle<D> {
         Handle { shared }
     }
 
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_wakes_costs_one_eventfd_write() {
-        let shared = Shared::<()>::new().unwrap();
+        let shared = Mailbox::<()>::new().unwrap();
         for _ in 0..1000 {
             shared.wake();
         }
