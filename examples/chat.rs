@@ -147,7 +147,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Fuzzing the framing (RELIABILITY.md "fuzz the framing by splitting
+        /// Fuzzing the framing (fuzz the framing by splitting
         /// arbitrary byte streams at arbitrary boundaries"): whatever the
         /// bytes and however reads split them, the lines are those of the
         /// whole stream, and an overlong line is an error.

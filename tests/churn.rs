@@ -1,6 +1,6 @@
 //! Connection churn leaks nothing: after thousands of connect / echo / close
 //! cycles the process's fd count and the server's tables are back to
-//! baseline (RELIABILITY.md item 36). One test per binary: fd counts are
+//! baseline (failure mode 36 in docs/failure-modes.md). One test per binary: fd counts are
 //! process-wide. The 100,000-cycle version is `#[ignore]`d:
 //! `cargo test --release --test churn -- --ignored`.
 

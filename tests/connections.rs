@@ -1,6 +1,6 @@
 //! Buffered connections against real clients, in every trigger mode:
 //! integrity, lost edges, half-close, resets, fairness and backpressure
-//! (RELIABILITY.md items 3, 12, 13, 15, 17, 21 and 22).
+//! (failure modes 3, 12, 13, 15, 17, 21 and 22 in docs/failure-modes.md).
 
 mod util;
 
@@ -136,7 +136,7 @@ fn hundreds_of_pipelined_connections_get_every_byte_back_in_order() {
 
 #[test]
 fn edge_with_a_tiny_read_chunk_and_budget_1_loses_no_wakeup() {
-    // RELIABILITY.md items 12 and 13 (ET variant with budget 1): the peer
+    // failure modes 12 and 13 in docs/failure-modes.md (ET variant with budget 1): the peer
     // sends 1 MiB once and goes quiet; requeueing keeps reading it.
     for short_read in [true, false] {
         let conn = ConnOptions {
@@ -154,7 +154,7 @@ fn edge_with_a_tiny_read_chunk_and_budget_1_loses_no_wakeup() {
 
 #[test]
 fn a_half_closing_client_gets_every_byte_then_eof() {
-    // RELIABILITY.md item 15.
+    // failure mode 15 in docs/failure-modes.md.
     for (mode, opts) in modes() {
         let server = start(|| Echo, opts);
         let mut client = connect(server.addr);
@@ -177,7 +177,7 @@ fn a_half_closing_client_gets_every_byte_then_eof() {
 
 #[test]
 fn a_reset_storm_leaves_the_server_serving() {
-    // RELIABILITY.md items 17 and 21: clients that reset mid-echo, with
+    // failure modes 17 and 21 in docs/failure-modes.md: clients that reset mid-echo, with
     // output queued for them.
     for (mode, opts) in modes() {
         let server = start(|| Echo, with_high_water(opts, 64 * 1024));
@@ -281,7 +281,7 @@ fn a_fire_hose_does_not_starve_ping_clients() {
 
 #[test]
 fn a_client_that_never_reads_costs_a_bounded_queue_then_gets_everything() {
-    // RELIABILITY.md item 22, in-process: the server's queued bytes stay
+    // failure mode 22 in docs/failure-modes.md, in-process: the server's queued bytes stay
     // near the high-water mark while the client writes and does not read.
     for (mode, opts) in modes() {
         let high = 256 * 1024;
@@ -383,7 +383,7 @@ fn a_lingering_close_gives_up_after_linger_when_the_peer_never_closes() {
     }
 }
 
-/// F1 of the attack on the examples (RELIABILITY.md items 12, 15, 17): under
+/// F1 of the attack on the examples (failure modes 12, 15, 17 in docs/failure-modes.md): under
 /// Edge with the short-read rule, a connection carried over to the next turn
 /// (its read budget spent, or resumed after a backpressure pause) must not
 /// forget the peer's half-close. Before the fix the carried event held only

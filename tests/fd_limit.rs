@@ -1,5 +1,5 @@
 //! At the fd limit the server neither spins nor stops serving
-//! (RELIABILITY.md item 1, DESIGN.md K14). The server runs as a child
+//! (failure mode 1 in docs/failure-modes.md, docs/kernel-facts.md K14). The server runs as a child
 //! process with RLIMIT_NOFILE 128 (inherited from this process, which lowers
 //! its own soft limit just for the spawn), so its CPU time is its own.
 

@@ -1,4 +1,4 @@
-//! The cross-thread Handle: stop, wake and post (RELIABILITY.md items 30, 31).
+//! The cross-thread Handle: stop, wake and post (failure modes 30, 31 in docs/failure-modes.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -50,7 +50,7 @@ fn stop_before_run_returns_at_once_and_twice_is_harmless() {
 
 #[test]
 fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
-    // RELIABILITY.md item 30.
+    // failure mode 30 in docs/failure-modes.md.
     const THREADS: usize = 8;
     const TOTAL: usize = 100_000;
     let mut reactor = Reactor::new().unwrap();

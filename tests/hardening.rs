@@ -95,7 +95,7 @@ fn echo_under_strace(inject: &[&str], clients: usize) -> Option<String> {
 
 #[test]
 fn epoll_wait_interrupted_by_signals_is_retried() {
-    // RELIABILITY.md item 19: EINTR from epoll_wait on the 2nd, 5th, 8th...
+    // failure mode 19 in docs/failure-modes.md: EINTR from epoll_wait on the 2nd, 5th, 8th...
     // call. Every client is still served and the server exits cleanly.
     if let Some(report) = echo_under_strace(
         &["inject=epoll_wait:error=EINTR:when=2+3", "trace=epoll_wait"],
@@ -110,7 +110,7 @@ fn epoll_wait_interrupted_by_signals_is_retried() {
 
 #[test]
 fn a_transient_accept_error_does_not_kill_the_listener() {
-    // RELIABILITY.md item 2: the 2nd accept4 fails with ECONNABORTED; the
+    // Failure mode 2 (docs/failure-modes.md): the 2nd accept4 fails with ECONNABORTED; the
     // 1st and 3rd clients are served.
     if let Some(report) = echo_under_strace(
         &["inject=accept4:error=ECONNABORTED:when=2", "trace=accept4"],

@@ -1,5 +1,5 @@
 //! What a server process costs when clients misbehave: memory under a client
-//! that writes and never reads (RELIABILITY.md item 22), and CPU with a
+//! that writes and never reads (failure mode 22 in docs/failure-modes.md), and CPU with a
 //! thousand idle or half-closed connections (items 14, 15 and 16). The
 //! server is the echo example in a child process, so its RSS and CPU time
 //! are its own.

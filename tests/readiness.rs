@@ -72,7 +72,7 @@ fn level_reports_an_undrained_fd_on_every_wait() {
 #[test]
 fn edge_reports_once_per_arrival_and_stays_silent_after_a_partial_read() {
     // epoll only. K1: ET, 10 B arrive, read 3 B, wait again: nothing; one new
-    // byte: one event. RELIABILITY.md item 12: the 7 bytes left are a lost
+    // byte: one event. failure mode 12 in docs/failure-modes.md: the 7 bytes left are a lost
     // wakeup until new data comes.
     let mut reactor = reactor(Backend::Epoll);
     let log = Log::new();
@@ -155,7 +155,7 @@ fn modify_rearms_an_edge_registration_with_pending_data() {
 
 #[test]
 fn peer_shutdown_reports_read_closed_and_data_stays_readable() {
-    // K7: peer SHUT_WR gives IN|RDHUP; RELIABILITY.md item 15: the data sent
+    // K7: peer SHUT_WR gives IN|RDHUP; failure mode 15 in docs/failure-modes.md: the data sent
     // before the FIN is still there to read. select has no RDHUP: readable.
     for backend in BACKENDS {
         let (ours, mut theirs) = pair();
@@ -181,7 +181,7 @@ fn peer_shutdown_reports_read_closed_and_data_stays_readable() {
 
 #[test]
 fn peer_reset_reports_error_and_hup_even_to_a_write_only_registration() {
-    // K9: peer reset gives IN|OUT|ERR|HUP|RDHUP; RELIABILITY.md item 16: HUP
+    // K9: peer reset gives IN|OUT|ERR|HUP|RDHUP; failure mode 16 in docs/failure-modes.md: HUP
     // and ERR reach a registration that asked only for one direction. select
     // has neither: it reports the socket writable, and the write fails.
     for backend in BACKENDS {
@@ -240,7 +240,7 @@ fn a_pipe_whose_writer_closed_reports_hup() {
 #[test]
 fn an_empty_interest_keeps_the_fd_out_of_the_selector_so_hup_cannot_spin() {
     // K12: a registration with events = 0 still gets HUP, and an LT loop
-    // spins. An empty Interest removes the fd instead. RELIABILITY.md item 16.
+    // spins. An empty Interest removes the fd instead. failure mode 16 in docs/failure-modes.md.
     for backend in BACKENDS {
         let mut reactor = reactor(backend);
         let log = Log::new();

@@ -1,6 +1,6 @@
 //! The socketserver-like layer: lifecycle, every server kind end to end,
 //! Unix socket binding rules, datagram edge cases, the worker pool and
-//! Workers (RELIABILITY.md items 31-35). Each test that could deadlock runs
+//! Workers (failure modes 31-35 in docs/failure-modes.md). Each test that could deadlock runs
 //! under a watchdog, as CPython's test_socketserver does.
 
 mod util;
@@ -123,7 +123,7 @@ fn shutdown_before_serving_returns_at_once() {
 
 #[test]
 fn clients_with_a_mebibyte_in_flight_at_shutdown_get_their_bytes_then_eof() {
-    // RELIABILITY.md item 32: stop accepting, flush, close with EOF, not RST.
+    // failure mode 32 in docs/failure-modes.md: stop accepting, flush, close with EOF, not RST.
     watchdog(Duration::from_secs(60), || {
         let server = start(|| Echo, ServerOptions::default());
         let addr = server.addr;
@@ -331,7 +331,7 @@ impl DatagramHandler for DatagramEcho {
 
 #[test]
 fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
-    // RELIABILITY.md item 33.
+    // failure mode 33 in docs/failure-modes.md.
     let options = DatagramOptions {
         max_packet_size: 8192,
         ..DatagramOptions::default()
@@ -381,7 +381,7 @@ fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
 
 #[test]
 fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
-    // RELIABILITY.md item 34: a datagram to a closed port; the ICMP error
+    // failure mode 34 in docs/failure-modes.md: a datagram to a closed port; the ICMP error
     // makes the next recv fail with ECONNREFUSED.
     let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
     let closed_addr = closed.local_addr().unwrap();
@@ -576,7 +576,7 @@ fn workers_spread_connections_over_every_reactor() {
 
 #[test]
 fn idle_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
-    // RELIABILITY.md item 23.
+    // failure mode 23 in docs/failure-modes.md.
     watchdog(Duration::from_secs(20), || {
         let mut options = ServerOptions::default();
         options.conn.idle_timeout = Some(Duration::from_millis(300));

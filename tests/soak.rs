@@ -1,4 +1,4 @@
-//! The soak (RELIABILITY.md "Soak and load practice"): the echo example in a
+//! The soak (the soak practice of mio and libuv: seeded streams, verified byte by byte): the echo example in a
 //! child process, hundreds of live connections each sending a seeded byte
 //! stream in random-size writes with random pauses, every echoed byte
 //! checked against the stream as it arrives. Mixed in at random:

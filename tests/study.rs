@@ -1,5 +1,5 @@
 //! The lt_vs_et trace is generated from real epoll calls: pin what it must
-//! show (DESIGN.md K1-K4, K7).
+//! show (docs/kernel-facts.md K1-K4, K7).
 
 use edgeloop::Ready;
 #[path = "../examples/lt_vs_et/trace.rs"]

@@ -1,5 +1,5 @@
 //! Timers: order, cancel during dispatch, re-arm at 0, never early, rounding
-//! (RELIABILITY.md items 26, 27, 28 and 29).
+//! (failure modes 26, 27, 28 and 29 in docs/failure-modes.md).
 
 mod util;
 
@@ -112,7 +112,7 @@ fn timers_never_fire_early() {
 #[test]
 fn sub_millisecond_timers_neither_busy_loop_nor_fire_early() {
     for backend in BACKENDS {
-        // RELIABILITY.md item 26: a 0.3 ms timer must not turn into epoll_wait(0)
+        // failure mode 26 in docs/failure-modes.md: a 0.3 ms timer must not turn into epoll_wait(0)
         // in a loop (nix truncates 0.3 ms to 0).
         for delay in [Duration::from_micros(300), Duration::from_micros(1_500)] {
             let mut reactor = reactor(backend);
@@ -166,7 +166,7 @@ fn huge_delays_do_not_overflow() {
 
 #[test]
 fn a_million_cancelled_timers_leave_nothing_behind() {
-    // RELIABILITY.md item 28.
+    // failure mode 28 in docs/failure-modes.md.
     let mut reactor = reactor(Backend::Epoll);
     let base = Instant::now() + Duration::from_secs(3600);
     let ids: Vec<TimerId> = (0..1_000_000u64)

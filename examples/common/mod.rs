@@ -66,7 +66,7 @@ pub struct ServerArgs {
 
 /// A SIGALRM every `us` microseconds, with a do-nothing handler installed
 /// without SA_RESTART: epoll_wait (never restarted anyway) and every other
-/// blocking call return EINTR (RELIABILITY.md item 19). Keep the timer.
+/// blocking call return EINTR (failure mode 19 in docs/failure-modes.md). Keep the timer.
 pub fn sigalrm_storm(us: u64) -> io::Result<nix::sys::timer::Timer> {
     use nix::sys::signal::{
         SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, sigaction,

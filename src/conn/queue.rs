@@ -1,7 +1,7 @@
 //! The bytes a connection could not send yet.
 //!
 //! A queue of chunks plus an offset into the first. It owns no memory while
-//! empty (an idle connection costs nothing here: DESIGN.md decision 8), small
+//! empty (an idle connection costs nothing here: idle connections stay small), small
 //! writes coalesce into the last chunk so a burst of tiny replies is one
 //! chunk, and a flush hands up to `MAX_IOVECS` chunks to one `sendmsg`.
 

@@ -63,7 +63,7 @@ impl fmt::Debug for Token {
 /// kernel's interest list at all" (the fd is removed with `EPOLL_CTL_DEL` while
 /// the registration and its token stay). The kernel reports HUP and ERR even
 /// for a registration with an empty event mask, so a loop that registered one
-/// would spin (DESIGN.md K12).
+/// would spin (docs/kernel-facts.md K12).
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Interest(u8);
 
@@ -131,7 +131,7 @@ pub enum Trigger {
     Level,
     /// Edge-triggered (`EPOLLET`): reported once per change. A callback must
     /// read until `EAGAIN` (or requeue itself), or the wakeup is lost for good
-    /// (DESIGN.md K1). Only the epoll backend supports it.
+    /// (docs/kernel-facts.md K1). Only the epoll backend supports it.
     Edge,
     /// Level-triggered, but disabled after one report until
     /// [`Core::modify`](crate::Core::modify) re-arms it (`EPOLLONESHOT`).

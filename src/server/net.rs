@@ -1,7 +1,7 @@
 //! Creating listening sockets the way a server needs them: non-blocking,
 //! close-on-exec, `SO_REUSEADDR`, optionally `SO_REUSEPORT`, and a backlog
 //! that defaults to the system's `somaxconn` rather than a hard-coded 128
-//! (RELIABILITY.md item 5).
+//! (failure mode 5 in docs/failure-modes.md).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -1,4 +1,4 @@
-//! Binding Unix-domain sockets safely (RELIABILITY.md item 35).
+//! Binding Unix-domain sockets safely (failure mode 35 in docs/failure-modes.md).
 //!
 //! - A path left behind by a server that died is *stale*: `bind` fails with
 //!   `EADDRINUSE` and `SO_REUSEADDR` does not apply. Blindly unlinking would
