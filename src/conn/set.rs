@@ -11,7 +11,8 @@ use slab::Slab;
 
 use super::accept::{AcceptOptions, Listener};
 use super::table::{
-    CLOSE_AFTER_FLUSH, DOOMED, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE, TIMER_LINGER, Table,
+    CLOSE_AFTER_FLUSH, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE, TIMER_LINGER,
+    Table,
 };
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler, SCRATCH_SIZE};
 use crate::sys;
@@ -241,21 +242,29 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// One event for connection `key`.
     #[inline(always)]
-    fn on_event(&mut self, core: &mut Core<D>, key: usize, ready: Ready) {
-        let c = &mut self.table.slots[key];
+    fn on_event(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
+        let key = token.key();
+        // The one lookup of the event; the token's generation must match.
+        let Some(c) = self.table.slots.get_mut(key) else {
+            return false;
+        };
+        if c.generation != token.generation() || c.flags & DOOMED != 0 {
+            return false;
+        }
         if ready.is_read_closed() {
             c.flags |= PEER_CLOSE_SEEN;
         }
+        let mut flags = c.flags;
         // Writes first: flushing may end a backpressure pause (netty's order:
         // OUT, then IN, then RDHUP).
         if ready.is_writable() && c.queue.is_some() {
             self.table.flush(core, key);
+            flags = self.table.slots[key].flags;
         }
-        let c = &self.table.slots[key];
-        if c.flags & DOOMED != 0 {
-        } else if c.reading() && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
+        if flags & DOOMED != 0 {
+        } else if flags & NOT_READING == 0
+            && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
         {
-            let flags = c.flags;
             self.read(core, key, flags);
         } else if ready.is_hup() || ready.is_error() {
             // Not reading (paused, or EOF seen) and the socket is dead both
@@ -265,6 +274,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             self.table.doom(key, reason);
         }
         self.finish_closes(core);
+        true
     }
 
     /// Reads connection `key` (whose flags are `flags`) up to its budget.
@@ -371,16 +381,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 
     #[inline]
     fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        let key = token.key();
-        if key >= LISTENER_BIT {
+        if token.key() >= LISTENER_BIT {
             return self.accept(core, token);
         }
-        match self.table.slots.get(key) {
-            Some(c) if c.generation == token.generation() && c.flags & DOOMED == 0 => {}
-            _ => return false,
-        }
-        self.on_event(core, key, ready);
-        true
+        self.on_event(core, token, ready)
     }
 
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {

@@ -30,7 +30,7 @@ pub(super) const PEER_CLOSE_SEEN: u8 = 128;
 
 /// Flags under which the connection does not read.
 /// (A closing connection keeps reading, and discards: see `Table::close`.)
-const NOT_READING: u8 = PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | DOOMED;
+pub(super) const NOT_READING: u8 = PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | DOOMED;
 /// Flags under which writes are dropped.
 pub(super) const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
 
