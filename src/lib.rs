@@ -119,7 +119,8 @@ mod sys;
 
 pub use nix::sys::signal::Signal;
 pub use reactor::{
-    Core, Handle, PanicPolicy, PostAction, Reactor, Source, SourceId, Stats, TimerId, on_signals,
+    Batch, Core, Handle, PanicPolicy, PostAction, Reactor, Source, SourceId, Stats, TimerId,
+    on_signals,
 };
 pub use selector::{
     Backend, DefaultSelector, Epoll, Event, Events, Interest, Poll, Ready, Select, Selector, Token,

@@ -30,7 +30,7 @@ mod waker;
 
 pub use self::core::Core;
 pub use signal::on_signals;
-pub use source::{PostAction, Source, SourceId};
+pub use source::{Batch, PostAction, Source, SourceId};
 pub use stats::Stats;
 pub use timer::TimerId;
 pub use waker::Handle;
@@ -254,9 +254,18 @@ impl<D: 'static> Reactor<D> {
         }
         core.clock = None;
         let mut ran = 0;
-        for i in 0..self.events.len() {
+        let mut i = 0;
+        while i < self.events.len() {
             let event = self.events.get(i);
-            ran += self.dispatch(event.token, event.ready) as usize;
+            let owner = event.token.owner();
+            if owner >= FIRST_SOURCE {
+                let (next, delivered) = self.dispatch_run(owner, i);
+                ran += delivered;
+                i = next;
+            } else {
+                ran += self.dispatch(event.token, event.ready) as usize;
+                i += 1;
+            }
         }
         let mut carried = carried;
         for event in carried.drain(..) {
@@ -309,6 +318,41 @@ impl<D: 'static> Reactor<D> {
                 true
             }
         }
+    }
+
+    /// Hands the run of events starting at `start` that belong to source
+    /// `owner` to it in one call. Returns where the run ended and how many
+    /// events were delivered. A panic in the middle retires the entry it
+    /// was for, and the run goes on after it.
+    fn dispatch_run(&mut self, owner: u8, start: usize) -> (usize, usize) {
+        let Some(Some(source)) = self.sources.get_mut(owner as usize) else {
+            self.core.stats.stale += 1;
+            return (start + 1, 0);
+        };
+        let core = &mut self.core;
+        let mut batch = Batch::new(&self.events, owner, start);
+        loop {
+            let attempt = batch.position();
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                source.dispatch_batch(core, &mut batch);
+            }));
+            let Err(payload) = outcome else {
+                break;
+            };
+            // The event handed out last is the one that panicked (none: the
+            // source panicked before its first; the run ends there).
+            let position = batch.position();
+            let token = self.events.get(position.max(attempt + 1) - 1).token;
+            batch.record(true);
+            source.on_panic(core, token);
+            core.record_panic(format_args!("the handler of {token:?}"), payload);
+            if position == attempt {
+                break;
+            }
+        }
+        core.stats.dispatched += batch.delivered;
+        core.stats.stale += batch.stale;
+        (batch.position().max(start + 1), batch.delivered as usize)
     }
 
     fn dispatch_callback(&mut self, token: Token, ready: Ready) -> bool {

@@ -16,7 +16,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use super::Core;
-use crate::{Interest, Ready, Token, Trigger};
+use crate::selector::Events;
+use crate::{Event, Interest, Ready, Token, Trigger};
 
 /// What a callback wants done with its own registration once it returns
 /// (calloop's `PostAction`). Applied after the callback, so a callback never
@@ -54,6 +55,17 @@ pub trait Source<D>: Any {
     /// reactor counts in [`Stats::stale`](crate::Stats::stale).
     fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool;
 
+    /// A run of consecutive events of one batch, all for this source: what
+    /// the reactor calls, once per run, so that one dynamic call and one
+    /// `catch_unwind` serve many events. The default hands each to
+    /// [`dispatch`](Source::dispatch); a source rarely needs another.
+    fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
+        while let Some(event) = batch.next_event() {
+            let fresh = self.dispatch(core, event.token, event.ready);
+            batch.record(fresh);
+        }
+    }
+
     /// A timer set with [`Core::source_timer`] for `token` fired.
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
         let _ = (core, token, tag);
@@ -63,6 +75,61 @@ pub trait Source<D>: Any {
     /// only that one. The reactor then records the panic under its
     /// [`PanicPolicy`](crate::PanicPolicy).
     fn on_panic(&mut self, core: &mut Core<D>, token: Token);
+}
+
+/// A run of events for one source: the consecutive events of a wait whose
+/// tokens carry the same owner byte. [`next_event`](Batch::next_event)
+/// walks it; [`record`](Batch::record) counts each as delivered or stale.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    events: &'a Events,
+    owner: u8,
+    /// The next event to hand out.
+    next: usize,
+    pub(super) delivered: u64,
+    pub(super) stale: u64,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(events: &'a Events, owner: u8, start: usize) -> Batch<'a> {
+        Batch {
+            events,
+            owner,
+            next: start,
+            delivered: 0,
+            stale: 0,
+        }
+    }
+
+    /// The next event of the run, or `None` at its end.
+    #[inline(always)]
+    pub fn next_event(&mut self) -> Option<Event> {
+        if self.next >= self.events.len() {
+            return None;
+        }
+        let event = self.events.get(self.next);
+        if event.token.owner() != self.owner {
+            return None;
+        }
+        self.next += 1;
+        Some(event)
+    }
+
+    /// Counts the event last handed out: delivered, or stale (its token's
+    /// generation no longer matched).
+    #[inline(always)]
+    pub fn record(&mut self, delivered: bool) {
+        if delivered {
+            self.delivered += 1;
+        } else {
+            self.stale += 1;
+        }
+    }
+
+    /// Where the run stopped: the index of the first event not handed out.
+    pub(super) fn position(&self) -> usize {
+        self.next
+    }
 }
 
 /// Names an installed source of type `S`: what
