@@ -14,7 +14,7 @@ use super::table::{
     CLOSE_AFTER_FLUSH, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE, TIMER_LINGER,
     Table,
 };
-use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler, SCRATCH_SIZE};
+use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::sys;
 use crate::{Core, Interest, Ready, Source, Token, Trigger};
 
@@ -63,6 +63,8 @@ pub struct Connections<H: Handler<D>, D: 'static = ()> {
     handler: H,
     pub(super) table: Table<H::Session>,
     pub(super) listeners: Slab<Listener>,
+    /// Where every read lands: `read_chunk` bytes, shared by all the
+    /// connections of the set (an idle connection owns no buffer).
     scratch: Box<[u8]>,
     _data: PhantomData<fn(&mut D)>,
 }
@@ -84,11 +86,12 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// `InvalidInput` for inconsistent options.
     pub fn new(handler: H, options: ConnOptions) -> io::Result<Connections<H, D>> {
         options.validate()?;
+        let scratch = vec![0; options.read_chunk].into_boxed_slice();
         Ok(Connections {
             handler,
             table: Table::new(options),
             listeners: Slab::new(),
-            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            scratch,
             _data: PhantomData,
         })
     }
@@ -240,7 +243,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
     }
 
-    /// One event for connection `key`.
+    /// One event for connection `token`.
     #[inline(always)]
     fn on_event(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         let key = token.key();
@@ -280,21 +283,19 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Reads connection `key` (whose flags are `flags`) up to its budget.
     #[inline(always)]
     fn read(&mut self, core: &mut Core<D>, key: usize, flags: u8) {
-        let options = &self.table.options;
-        let (chunk, budget) = (options.read_chunk, options.read_budget);
-        let edge = options.trigger == Trigger::Edge;
+        let plan = self.table.plan;
+        let chunk = plan.chunk;
         // Level re-reports, so it may stop at any short read; Edge only with
         // the short-read rule. Neither may stop short once RDHUP was seen,
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
-        let stop_at_short_read = (!edge || options.short_read) && flags & PEER_CLOSE_SEEN == 0;
-        let track_idle = options.idle_timeout.is_some();
-        for _ in 0..budget {
+        let stop_at_short_read = plan.stop_at_short_read && flags & PEER_CLOSE_SEEN == 0;
+        for _ in 0..plan.budget {
             let c = &self.table.slots[key];
             if !c.reading() {
                 return;
             }
-            let result = sys::recv(c.fd.as_fd(), &mut self.scratch[..chunk]);
+            let result = sys::recv(c.fd.as_fd(), &mut self.scratch);
             self.table.stats.reads += 1;
             match result {
                 Ok(0) => return self.on_read_eof(core, key),
@@ -308,7 +309,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 Ok(n) => {
                     self.table.stats.bytes_in += n as u64;
                     self.table.requests += 1;
-                    if track_idle {
+                    if plan.track_idle {
                         let now = self.table.now_ms(core);
                         self.table.slots[key].last_active = now;
                     }
@@ -339,7 +340,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
         // Budget spent with data maybe left: under Edge no new edge will come
         // for it, so carry the connection over to the next turn.
-        if edge {
+        if plan.edge {
             self.carry_over(core, key);
         }
     }

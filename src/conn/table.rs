@@ -67,6 +67,8 @@ impl<S> State<S> {
 pub(super) struct Table<S> {
     pub(super) slots: Slab<State<S>>,
     pub(super) options: ConnOptions,
+    /// What the read loop needs of `options`, worked out once.
+    pub(super) plan: ReadPlan,
     /// The owner byte of this set's tokens.
     pub(super) owner: u8,
     next_generation: u32,
@@ -80,10 +82,32 @@ pub(super) struct Table<S> {
     pub(super) doomed: Vec<(usize, CloseReason)>,
 }
 
+/// The read loop's view of [`ConnOptions`], derived once (the options do
+/// not change after the set is built).
+#[derive(Copy, Clone, Debug)]
+pub(super) struct ReadPlan {
+    pub(super) chunk: usize,
+    pub(super) budget: usize,
+    pub(super) edge: bool,
+    /// A short read may end the loop (Level always; Edge with the short-read
+    /// rule), unless the peer's half-close was seen.
+    pub(super) stop_at_short_read: bool,
+    pub(super) track_idle: bool,
+}
+
 impl<S: Default + 'static> Table<S> {
     pub(super) fn new(options: ConnOptions) -> Table<S> {
+        let edge = options.trigger == Trigger::Edge;
+        let plan = ReadPlan {
+            chunk: options.read_chunk,
+            budget: options.read_budget,
+            edge,
+            stop_at_short_read: !edge || options.short_read,
+            track_idle: options.idle_timeout.is_some(),
+        };
         Table {
             slots: Slab::new(),
+            plan,
             options,
             owner: 0,
             next_generation: 0,

@@ -255,8 +255,7 @@ impl<D: 'static> Reactor<D> {
         core.clock = None;
         let mut ran = 0;
         let mut i = 0;
-        while i < self.events.len() {
-            let event = self.events.get(i);
+        while let Some(event) = self.events.get(i) {
             let owner = event.token.owner();
             if owner >= FIRST_SOURCE {
                 let (next, delivered) = self.dispatch_run(owner, i);
@@ -342,7 +341,9 @@ impl<D: 'static> Reactor<D> {
             // The event handed out last is the one that panicked (none: the
             // source panicked before its first; the run ends there).
             let position = batch.position();
-            let token = self.events.get(position.max(attempt + 1) - 1).token;
+            let Some(Event { token, .. }) = self.events.get(position.max(attempt + 1) - 1) else {
+                break;
+            };
             batch.record(true);
             source.on_panic(core, token);
             core.record_panic(format_args!("the handler of {token:?}"), payload);

@@ -104,10 +104,7 @@ impl<'a> Batch<'a> {
     /// The next event of the run, or `None` at its end.
     #[inline(always)]
     pub fn next_event(&mut self) -> Option<Event> {
-        if self.next >= self.events.len() {
-            return None;
-        }
-        let event = self.events.get(self.next);
+        let event = self.events.get(self.next)?;
         if event.token.owner() != self.owner {
             return None;
         }

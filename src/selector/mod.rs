@@ -108,20 +108,21 @@ impl Events {
         self.len == 0
     }
 
-    /// The `i`th event. Panics past [`len`](Events::len).
-    #[inline]
-    pub fn get(&self, i: usize) -> Event {
-        assert!(i < self.len, "event {i} of {}", self.len);
-        let raw = self.buffer[i];
-        Event {
+    /// The `i`th event, or `None` past [`len`](Events::len).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> Option<Event> {
+        // `len` never exceeds the buffer (`set_len` clamps), so the slice
+        // bound check is the only one.
+        let raw = *self.buffer.get(..self.len)?.get(i)?;
+        Some(Event {
             token: Token(raw.u64),
             ready: Ready::from_kernel(raw.events),
-        }
+        })
     }
 
     /// The events, in the order the kernel reported them.
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
-        (0..self.len).map(|i| self.get(i))
+        (0..self.len).map_while(|i| self.get(i))
     }
 
     /// Empties the batch (its room is kept).
