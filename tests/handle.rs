@@ -21,10 +21,20 @@ fn stop_from_another_thread_returns_a_blocked_run_promptly() {
         reactor.run().unwrap();
         let returned = Instant::now();
         stopper.join().unwrap();
-        let latency = returned - stopped_at.lock().unwrap().unwrap();
-        assert!(
-            latency < Duration::from_millis(100),
-            "run() returned {latency:?} after stop()"
+        let stopped = stopped_at.lock().unwrap().unwrap();
+        assert!(returned >= stopped, "run() returned before stop()");
+        // Woken by the stop's eventfd write, in one wait: not by a timeout
+        // or a polling loop. (How fast is a benchmark figure, printed.)
+        println!(
+            "{backend:?}: run() returned {:?} after stop()",
+            returned - stopped
+        );
+        assert_eq!(reactor.stats().wakeups, 1, "{backend:?}");
+        assert_eq!(
+            reactor.stats().waits,
+            1,
+            "{backend:?}: {:?}",
+            reactor.stats()
         );
     }
 }
