@@ -92,7 +92,8 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
 
     /// Closes gracefully: the handler gets no more data, what is queued is
     /// sent, the write side is shut down, and input is read and discarded
-    /// until the peer's EOF (at most [`ConnOptions::linger`]), so the peer
+    /// until the peer's EOF (at most
+    /// [`ConnOptions::linger`](super::ConnOptions::linger)), so the peer
     /// reads our last byte and then EOF, never an RST.
     pub fn close(&mut self) {
         self.table.close(self.core, self.key);
