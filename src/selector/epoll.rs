@@ -59,22 +59,20 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: Token, flags: u32) -> io::Result<()> {
         sys::epoll_ctl(self.epoll.as_fd(), op, fd, flags, token.0).map_err(|errno| {
-            let (name, hint) = match (op, errno) {
-                (libc::EPOLL_CTL_ADD, _) => ("ADD", ""),
-                (libc::EPOLL_CTL_MOD, _) => ("MOD", ""),
-                _ => ("DEL", ""),
+            let name = match op {
+                libc::EPOLL_CTL_ADD => "ADD",
+                libc::EPOLL_CTL_MOD => "MOD",
+                _ => "DEL",
             };
             let hint = match errno {
                 libc::EEXIST => "; the fd is registered already",
                 libc::ENOENT => "; the fd is not registered",
                 libc::EPERM => "; epoll cannot watch regular files or directories (always ready)",
                 libc::ENOSPC => "; /proc/sys/fs/epoll/max_user_watches reached",
-                _ => hint,
+                _ => "",
             };
-            sys::errno_error(
-                errno,
-                format_args!("epoll_ctl({name}, fd {}){hint}", fd.as_raw_fd()),
-            )
+            let context = format_args!("epoll_ctl({name}, fd {})", fd.as_raw_fd());
+            sys::errno_error_hint(errno, context, hint)
         })
     }
 }

@@ -39,6 +39,8 @@ pub fn os_error(error: &io::Error) -> Option<i32> {
 struct WithContext {
     context: String,
     os: io::Error,
+    /// What to do about it, after the errno (may be empty).
+    hint: &'static str,
 }
 
 impl fmt::Debug for WithContext {
@@ -53,7 +55,11 @@ impl fmt::Display for WithContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = self.os.raw_os_error().unwrap_or(0);
         let errno = nix::errno::Errno::from_raw(code);
-        write!(f, "{}: {errno} (os error {code})", self.context)
+        write!(
+            f,
+            "{}: {errno} (os error {code}){}",
+            self.context, self.hint
+        )
     }
 }
 
@@ -65,21 +71,39 @@ impl Error for WithContext {
 
 /// An error for `errno`, with `context` in front of strerror.
 pub(crate) fn errno_error(errno: i32, context: impl fmt::Display) -> io::Error {
-    context_of(io::Error::from_raw_os_error(errno), context)
+    context_of(io::Error::from_raw_os_error(errno), context, "")
+}
+
+/// Like [`errno_error`], with a `hint` (what to do, starting with "; ")
+/// after the errno.
+pub(crate) fn errno_error_hint(
+    errno: i32,
+    context: impl fmt::Display,
+    hint: &'static str,
+) -> io::Error {
+    context_of(io::Error::from_raw_os_error(errno), context, hint)
 }
 
 /// `error` with `context` in front; an OS error keeps its errno (see
 /// [`os_error`]), any other error its kind.
 pub(crate) fn context(error: io::Error, context: impl fmt::Display) -> io::Error {
-    context_of(error, context)
+    context_of(error, context, "")
 }
 
-fn context_of(error: io::Error, context: impl fmt::Display) -> io::Error {
+fn context_of(error: io::Error, context: impl fmt::Display, hint: &'static str) -> io::Error {
     let context = context.to_string();
     if error.raw_os_error().is_some() {
-        io::Error::new(error.kind(), WithContext { context, os: error })
+        let kind = error.kind();
+        io::Error::new(
+            kind,
+            WithContext {
+                context,
+                os: error,
+                hint,
+            },
+        )
     } else {
-        io::Error::new(error.kind(), format!("{context}: {error}"))
+        io::Error::new(error.kind(), format!("{context}: {error}{hint}"))
     }
 }
 

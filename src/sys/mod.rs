@@ -16,7 +16,7 @@ use nix::libc;
 mod error;
 
 pub use error::os_error;
-pub(crate) use error::{context, errno_error};
+pub(crate) use error::{context, errno_error, errno_error_hint};
 
 /// The result of a raw call: the value, or the errno.
 pub(crate) type SysResult<T> = Result<T, i32>;
