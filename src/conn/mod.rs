@@ -98,6 +98,14 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     fn on_close(&mut self, id: ConnId, session: Self::Session, reason: CloseReason) {
         let _ = (id, session, reason);
     }
+
+    /// True while the handler still owes replies it is working on elsewhere
+    /// (a worker pool): a server's graceful shutdown keeps the loop running
+    /// until this is false (within its grace period) before it closes the
+    /// connections. The default is false.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Identifies a connection: its registration's [`Token`] (owner, slot and

@@ -6,22 +6,38 @@
 //! `on_data` chunk) to a [`Blocking`] function on the pool. Replies come back
 //! to the loop through an eventfd the pool registers, like the reactor's own
 //! waker, and are written in request order per connection, whatever order
-//! the workers finish in. The pool holds at most `capacity` requests
-//! (queued or running); when it is full, the connection whose request did
-//! not fit stops being read until a slot frees: backpressure, never an
-//! unbounded queue.
+//! the workers finish in.
+//!
+//! - **Bounded.** The pool holds at most `capacity` requests (waiting or
+//!   running); a connection whose request does not fit stops being read
+//!   until a slot frees: backpressure, never an unbounded queue.
+//! - **Fair.** Requests wait on the loop's side, per connection, and a free
+//!   worker takes the next connection's oldest request round-robin: one
+//!   client with a hundred queued requests does not make a newcomer wait
+//!   behind all of them.
+//! - **Panic-proof.** A job that panics is caught on its worker thread,
+//!   which lives on; the connection it was for gets no reply and is closed
+//!   (counted in [`Pooled::panics`]).
+//! - **Signal-proof.** Workers start with every signal blocked, so SIGINT
+//!   and SIGTERM always reach the loop's thread (and its signalfd), never a
+//!   worker, whichever was set up first.
+//! - **Drained at shutdown.** [`Handler::busy`] tells the server that
+//!   replies are still running; a graceful shutdown waits for them (within
+//!   its grace period) before it closes the connections.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::{SigSet, SigmaskHow};
 
-use crate::conn::{Conn, ConnId, Connections, Handler};
-use crate::{Interest, PostAction, Reactor, SourceId, Token, Trigger};
+use crate::conn::{CloseReason, Conn, ConnId, Connections, Handler};
+use crate::{Core, Interest, PostAction, Reactor, SourceId, Token, Trigger};
 
 /// The slow part of a request: runs on a pool thread.
 pub trait Blocking: Send + Sync + 'static {
@@ -44,7 +60,8 @@ struct Job {
 struct Done {
     conn: ConnId,
     seq: u64,
-    reply: Vec<u8>,
+    /// `None`: the job panicked.
+    reply: Option<Vec<u8>>,
 }
 
 /// What finished work the loop has not collected yet, and how to wake it.
@@ -70,19 +87,32 @@ pub struct PooledSession {
     next_to_write: u64,
     /// Replies that finished ahead of an earlier request's.
     early: BTreeMap<u64, Vec<u8>>,
-    /// A request that did not fit in the pool, waiting for a slot.
-    waiting: Option<Vec<u8>>,
+    /// Requests waiting for a worker, oldest first.
+    waiting: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl PooledSession {
+    /// Every request answered and none waiting.
+    fn settled(&self) -> bool {
+        self.next_to_write == self.next_seq && self.waiting.is_empty()
+    }
 }
 
 /// A connection handler that runs `B` on a bounded pool of threads.
 pub struct Pooled<B: Blocking> {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<Sender<Job>>,
     finished: Arc<Finished>,
     threads: Vec<JoinHandle<()>>,
     capacity: usize,
-    outstanding: usize,
+    /// Requests held: waiting in sessions or running.
+    held: usize,
+    /// Requests handed to the workers and not back yet.
+    running: usize,
+    /// Connections with waiting requests, in round-robin order.
+    turn: VecDeque<ConnId>,
     /// Connections paused because the pool was full, oldest first.
     paused: VecDeque<ConnId>,
+    panics: u64,
     _blocking: std::marker::PhantomData<B>,
 }
 
@@ -91,71 +121,75 @@ impl<B: Blocking> std::fmt::Debug for Pooled<B> {
         f.debug_struct("Pooled")
             .field("threads", &self.threads.len())
             .field("capacity", &self.capacity)
-            .field("outstanding", &self.outstanding)
+            .field("held", &self.held)
+            .field("running", &self.running)
             .field("paused", &self.paused.len())
+            .field("panics", &self.panics)
             .finish()
     }
 }
 
 impl<B: Blocking> Pooled<B> {
     /// A pool of `threads` threads running `blocking`, holding at most
-    /// `capacity` requests at once.
+    /// `capacity` requests at once. The threads start with every signal
+    /// blocked.
     ///
     /// # Errors
     /// If the eventfd or a thread cannot be created.
     pub fn new(blocking: B, threads: usize, capacity: usize) -> io::Result<Pooled<B>> {
-        let notify = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let notify = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| crate::sys::errno_error(e as i32, "eventfd for the pool"))?;
         let finished = Arc::new(Finished {
             done: Mutex::new(Vec::new()),
             notify,
         });
-        let capacity = capacity.max(1);
-        let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
+        // Unbounded, but the loop only sends to an idle worker: it holds at
+        // most one job per thread.
+        let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let blocking = Arc::new(blocking);
         let threads = (0..threads.max(1))
             .map(|i| {
                 let (rx, finished, blocking) = (rx.clone(), finished.clone(), blocking.clone());
-                std::thread::Builder::new()
-                    .name(format!("edgeloop-pool-{i}"))
-                    .spawn(move || work(&rx, &finished, &*blocking))
+                spawn_with_signals_blocked(format!("edgeloop-pool-{i}"), move || {
+                    work(&rx, &finished, &*blocking)
+                })
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Pooled {
             jobs: Some(tx),
             finished,
             threads,
-            capacity,
-            outstanding: 0,
+            capacity: capacity.max(1),
+            held: 0,
+            running: 0,
+            turn: VecDeque::new(),
             paused: VecDeque::new(),
+            panics: 0,
             _blocking: std::marker::PhantomData,
         })
     }
 
-    /// Requests queued or running.
+    /// Requests held: waiting for a worker or running.
     pub fn outstanding(&self) -> usize {
-        self.outstanding
+        self.held
     }
 
-    fn submit(&mut self, conn: &mut Conn<'_, Self>, request: Vec<u8>) {
-        let session = conn.session();
-        let seq = session.next_seq;
-        session.next_seq += 1;
-        self.outstanding += 1;
-        let job = Job {
-            conn: conn.id(),
-            seq,
-            request,
-        };
+    /// Jobs that panicked (their connections were closed).
+    pub fn panics(&self) -> u64 {
+        self.panics
+    }
+
+    /// Sends a job to an idle worker.
+    fn start(&mut self, conn: ConnId, seq: u64, request: Vec<u8>) {
+        self.running += 1;
         if let Some(jobs) = &self.jobs {
-            // Never blocks: `outstanding` <= capacity = the channel's bound.
-            let _ = jobs.try_send(job);
+            let _ = jobs.send(Job { conn, seq, request });
         }
     }
 
-    /// A reply came back: write what is now in order, then give the freed
-    /// slot to a waiting connection.
-    fn complete(&mut self, conn: &mut Conn<'_, Self>, seq: u64, reply: Vec<u8>) {
+    /// A reply came back: write what is now in order.
+    fn complete(conn: &mut Conn<'_, Self>, seq: u64, reply: Vec<u8>) {
         let session = conn.session();
         session.early.insert(seq, reply);
         while let Some(reply) = {
@@ -169,13 +203,35 @@ impl<B: Blocking> Pooled<B> {
     }
 }
 
+/// Spawns a thread that has every signal blocked: process-directed signals
+/// then go to a thread that wants them (the loop's, through its signalfd),
+/// never to this one, whatever order the program set things up in.
+fn spawn_with_signals_blocked(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let previous = SigSet::all()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
+    // The new thread inherits this thread's mask: everything blocked.
+    let spawned = std::thread::Builder::new().name(name).spawn(f);
+    let restored = previous.thread_set_mask();
+    let handle = spawned?;
+    restored.map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
+    Ok(handle)
+}
+
 fn work<B: Blocking>(jobs: &Mutex<Receiver<Job>>, finished: &Finished, blocking: &B) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return, // the pool was dropped
         };
-        let reply = blocking.handle(&job.request);
+        // A panicking job must not take its worker with it.
+        let reply = catch_unwind(AssertUnwindSafe(|| blocking.handle(&job.request))).ok();
+        if reply.is_none() {
+            log::error!("pool: the job for {:?} panicked; closing it", job.conn);
+        }
         finished
             .done
             .lock()
@@ -193,15 +249,23 @@ impl<B: Blocking> Handler for Pooled<B> {
     type Session = PooledSession;
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        if self.outstanding < self.capacity {
-            self.submit(conn, data.to_vec());
+        let id = conn.id();
+        let session = conn.session();
+        let seq = session.next_seq;
+        session.next_seq += 1;
+        self.held += 1;
+        if self.running < self.threads.len() {
+            // A worker is idle, so nobody is waiting: straight to it.
+            self.start(id, seq, data.to_vec());
         } else {
-            conn.session()
-                .waiting
-                .get_or_insert_with(Vec::new)
-                .extend_from_slice(data);
+            if session.waiting.is_empty() {
+                self.turn.push_back(id);
+            }
+            session.waiting.push_back((seq, data.to_vec()));
+        }
+        if self.held >= self.capacity {
+            // Full: this connection is not read until a slot frees.
             conn.pause_reading();
-            let id = conn.id();
             if !self.paused.contains(&id) {
                 self.paused.push_back(id);
             }
@@ -210,11 +274,20 @@ impl<B: Blocking> Handler for Pooled<B> {
 
     fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
         // Replies still owed are written before the close (close() waits for
-        // the queue; a reply still running is dropped if the peer is gone).
-        let s = conn.session();
-        if s.next_to_write == s.next_seq && s.waiting.is_none() {
+        // the queue; a reply still running is written when it comes back).
+        if conn.session().settled() {
             conn.close();
         }
+    }
+
+    fn on_close(&mut self, _: ConnId, session: PooledSession, _: CloseReason) {
+        // Requests that never reached a worker go with their connection;
+        // running ones are counted back when they finish.
+        self.held -= session.waiting.len();
+    }
+
+    fn busy(&self) -> bool {
+        self.held > 0
     }
 }
 
@@ -239,51 +312,73 @@ pub fn attach_pool<B: Blocking>(
 ) -> io::Result<Token> {
     let notify = Notify(reactor.source(set).handler().finished.clone());
     let mut batch = Vec::new();
-    reactor.register(
-        notify,
-        Interest::READABLE,
-        Trigger::Level,
-        move |r, notify, _| {
-            let finished = &notify.0;
-            let _ = finished.notify.read();
-            std::mem::swap(
-                &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
-                &mut batch,
-            );
-            let (connections, core) = r.source_mut(set);
-            for done in batch.drain(..) {
-                connections.handler_mut().outstanding -= 1;
-                let gone = connections
-                    .with_conn(core, done.conn, |p, conn| {
-                        p.complete(conn, done.seq, done.reply);
-                        let s = conn.session();
-                        if s.next_to_write == s.next_seq
-                            && s.waiting.is_none()
-                            && conn.is_read_closed()
-                        {
+    reactor.register(notify, Interest::READABLE, Trigger::Level, move |r, notify, _| {
+        let finished = &notify.0;
+        let _ = finished.notify.read();
+        std::mem::swap(
+            &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut batch,
+        );
+        let (connections, core) = r.source_mut(set);
+        for done in batch.drain(..) {
+            let pool = connections.handler_mut();
+            pool.running -= 1;
+            pool.held -= 1;
+            if done.reply.is_none() {
+                pool.panics += 1;
+            }
+            let gone = connections
+                .with_conn(core, done.conn, |_, conn| match done.reply {
+                    Some(reply) => {
+                        Pooled::complete(conn, done.seq, reply);
+                        if conn.session().settled() && conn.is_read_closed() {
                             conn.close(); // the peer half-closed while its replies ran
                         }
-                    })
-                    .is_none();
-                if gone {
-                    log::debug!("pool: {:?} closed before its reply was ready", done.conn);
-                }
-                // A slot is free: the oldest waiting connection gets it.
-                while let Some(id) = {
-                    let p = connections.handler_mut();
-                    (p.outstanding < p.capacity)
-                        .then(|| p.paused.pop_front())
-                        .flatten()
-                } {
-                    connections.with_conn(core, id, |p, conn| {
-                        if let Some(request) = conn.session().waiting.take() {
-                            p.submit(conn, request);
-                        }
-                        conn.resume_reading();
-                    });
-                }
+                    }
+                    None => conn.abort(),
+                })
+                .is_none();
+            if gone {
+                log::debug!("pool: {:?} closed before its reply was ready", done.conn);
             }
-            PostAction::Continue
-        },
-    )
+        }
+        // Slots freed: feed idle workers round-robin, then resume paused
+        // connections.
+        feed_workers(connections, core);
+        loop {
+            let pool = connections.handler_mut();
+            if pool.held >= pool.capacity {
+                break;
+            }
+            let Some(id) = pool.paused.pop_front() else {
+                break;
+            };
+            connections.with_conn(core, id, |_, conn| conn.resume_reading());
+        }
+        PostAction::Continue
+    })
+}
+
+/// Hands waiting requests to idle workers: the oldest request of the next
+/// connection in turn, one connection at a time (round-robin).
+fn feed_workers<B: Blocking>(connections: &mut Connections<Pooled<B>>, core: &mut Core) {
+    loop {
+        let pool = connections.handler_mut();
+        if pool.running >= pool.threads.len() {
+            return;
+        }
+        let Some(id) = pool.turn.pop_front() else {
+            return;
+        };
+        // A connection that closed took its waiting requests with it.
+        connections.with_conn(core, id, |pool, conn| {
+            let session = conn.session();
+            if let Some((seq, request)) = session.waiting.pop_front() {
+                if !session.waiting.is_empty() {
+                    pool.turn.push_back(id);
+                }
+                pool.start(id, seq, request);
+            }
+        });
+    }
 }

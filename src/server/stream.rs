@@ -219,8 +219,16 @@ impl<H: Handler> StreamServer<H> {
         if let Some(token) = self.listener.take() {
             connections.unlisten(core, token);
         }
-        connections.close_all(core);
         let deadline = Instant::now() + self.options.shutdown_grace;
+        // Replies the handler still owes (a pool's running jobs) go out
+        // before the connections close.
+        while self.reactor.source(set).handler().busy() && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.reactor
+                .run_once(Some(left.min(Duration::from_millis(100))))?;
+        }
+        let (connections, core) = self.reactor.source_mut(set);
+        connections.close_all(core);
         while !self.reactor.source(set).is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
