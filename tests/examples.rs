@@ -217,3 +217,35 @@ fn echo_on_select_closes_only_the_clients_past_fd_setsize() {
     clients[0].read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"more");
 }
+
+/// F2 of the attack on the examples: `threaded` died of SIGTERM and SIGINT
+/// (status -15/-2) and lost the reply still in its pool: the pool threads
+/// started before the signals were blocked, so the kernel delivered the
+/// signal to one of them. Now every pool thread starts with all signals
+/// blocked and the shutdown waits for replies in flight.
+#[test]
+fn threaded_exits_0_on_sigterm_and_sigint_after_delivering_replies_in_flight() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut server = spawn_example(
+            "threaded",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+                "--delay-ms",
+                "300",
+            ],
+        );
+        let mut c = connect(&server.addr);
+        c.write_all(b"in flight").unwrap();
+        std::thread::sleep(Duration::from_millis(100)); // running on the pool now
+        kill(Pid::from_raw(server.child.id() as i32), signal).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"IN FLIGHT", "{signal}: the reply in flight");
+        drop(c); // our EOF ends the server's lingering close
+        let status = server.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{signal}: {status}");
+    }
+}

@@ -529,7 +529,7 @@ fn a_newcomer_is_served_before_a_busy_clients_backlog() {
         }
         // Replies out before the newcomer arrives, then during its wait.
         busy.set_nonblocking(true).unwrap();
-        let mut drain = |busy: &mut TcpStream| {
+        let drain = |busy: &mut TcpStream| {
             let (mut n, mut buf) = (0, [0u8; 64]);
             while let Ok(k @ 1..) = busy.read(&mut buf) {
                 n += k;

@@ -35,6 +35,25 @@ pub use stream::{StreamServer, TcpServer, UnixStreamServer};
 pub use unix::UnixPath;
 pub use workers::Workers;
 
+/// Spawns a thread that has every signal blocked: process-directed signals
+/// then go to a thread that wants them (the loop's, through its signalfd),
+/// never to this one, whatever order the program set things up in.
+pub(crate) fn spawn_with_signals_blocked<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<T>> {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    let previous = SigSet::all()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
+    // The new thread inherits this thread's mask: everything blocked.
+    let spawned = std::thread::Builder::new().name(name).spawn(f);
+    let restored = previous.thread_set_mask();
+    let handle = spawned?;
+    restored.map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
+    Ok(handle)
+}
+
 /// Runs `reactor` until `shutdown` is asked for, marking the serving thread
 /// so that [`ShutdownHandle::wait`] knows who may not block.
 fn serve_until_shutdown(reactor: &mut Reactor, shutdown: &ShutdownHandle) -> io::Result<()> {

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::signal::{SigSet, SigmaskHow};
 
+use super::spawn_with_signals_blocked;
 use crate::conn::{CloseReason, Conn, ConnId, Connections, Handler};
 use crate::{Core, Interest, PostAction, Reactor, SourceId, Token, Trigger};
 
@@ -203,24 +203,6 @@ impl<B: Blocking> Pooled<B> {
     }
 }
 
-/// Spawns a thread that has every signal blocked: process-directed signals
-/// then go to a thread that wants them (the loop's, through its signalfd),
-/// never to this one, whatever order the program set things up in.
-fn spawn_with_signals_blocked(
-    name: String,
-    f: impl FnOnce() + Send + 'static,
-) -> io::Result<JoinHandle<()>> {
-    let previous = SigSet::all()
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
-    // The new thread inherits this thread's mask: everything blocked.
-    let spawned = std::thread::Builder::new().name(name).spawn(f);
-    let restored = previous.thread_set_mask();
-    let handle = spawned?;
-    restored.map_err(|e| crate::sys::errno_error(e as i32, "pthread_sigmask"))?;
-    Ok(handle)
-}
-
 fn work<B: Blocking>(jobs: &Mutex<Receiver<Job>>, finished: &Finished, blocking: &B) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
@@ -312,51 +294,56 @@ pub fn attach_pool<B: Blocking>(
 ) -> io::Result<Token> {
     let notify = Notify(reactor.source(set).handler().finished.clone());
     let mut batch = Vec::new();
-    reactor.register(notify, Interest::READABLE, Trigger::Level, move |r, notify, _| {
-        let finished = &notify.0;
-        let _ = finished.notify.read();
-        std::mem::swap(
-            &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
-            &mut batch,
-        );
-        let (connections, core) = r.source_mut(set);
-        for done in batch.drain(..) {
-            let pool = connections.handler_mut();
-            pool.running -= 1;
-            pool.held -= 1;
-            if done.reply.is_none() {
-                pool.panics += 1;
-            }
-            let gone = connections
-                .with_conn(core, done.conn, |_, conn| match done.reply {
-                    Some(reply) => {
-                        Pooled::complete(conn, done.seq, reply);
-                        if conn.session().settled() && conn.is_read_closed() {
-                            conn.close(); // the peer half-closed while its replies ran
+    reactor.register(
+        notify,
+        Interest::READABLE,
+        Trigger::Level,
+        move |r, notify, _| {
+            let finished = &notify.0;
+            let _ = finished.notify.read();
+            std::mem::swap(
+                &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
+                &mut batch,
+            );
+            let (connections, core) = r.source_mut(set);
+            for done in batch.drain(..) {
+                let pool = connections.handler_mut();
+                pool.running -= 1;
+                pool.held -= 1;
+                if done.reply.is_none() {
+                    pool.panics += 1;
+                }
+                let gone = connections
+                    .with_conn(core, done.conn, |_, conn| match done.reply {
+                        Some(reply) => {
+                            Pooled::complete(conn, done.seq, reply);
+                            if conn.session().settled() && conn.is_read_closed() {
+                                conn.close(); // the peer half-closed while its replies ran
+                            }
                         }
-                    }
-                    None => conn.abort(),
-                })
-                .is_none();
-            if gone {
-                log::debug!("pool: {:?} closed before its reply was ready", done.conn);
+                        None => conn.abort(),
+                    })
+                    .is_none();
+                if gone {
+                    log::debug!("pool: {:?} closed before its reply was ready", done.conn);
+                }
             }
-        }
-        // Slots freed: feed idle workers round-robin, then resume paused
-        // connections.
-        feed_workers(connections, core);
-        loop {
-            let pool = connections.handler_mut();
-            if pool.held >= pool.capacity {
-                break;
+            // Slots freed: feed idle workers round-robin, then resume paused
+            // connections.
+            feed_workers(connections, core);
+            loop {
+                let pool = connections.handler_mut();
+                if pool.held >= pool.capacity {
+                    break;
+                }
+                let Some(id) = pool.paused.pop_front() else {
+                    break;
+                };
+                connections.with_conn(core, id, |_, conn| conn.resume_reading());
             }
-            let Some(id) = pool.paused.pop_front() else {
-                break;
-            };
-            connections.with_conn(core, id, |_, conn| conn.resume_reading());
-        }
-        PostAction::Continue
-    })
+            PostAction::Continue
+        },
+    )
 }
 
 /// Hands waiting requests to idle workers: the oldest request of the next

@@ -53,17 +53,18 @@ impl Workers {
             let (tx, rx) = mpsc::channel();
             let make = make.clone();
             let options = options.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("edgeloop-worker-{i}"))
-                    .spawn(move || -> io::Result<ConnStats> {
-                        let reactor = Reactor::with_backend(options.backend)?;
-                        let mut server = TcpServer::from_tcp(reactor, listener, make(), options)?;
-                        let _ = tx.send(server.shutdown_handle());
-                        server.serve_forever()?;
-                        Ok(*server.stats())
-                    })?,
-            );
+            // Signals belong to the thread that set up their handling, never
+            // to a worker.
+            threads.push(super::spawn_with_signals_blocked(
+                format!("edgeloop-worker-{i}"),
+                move || -> io::Result<ConnStats> {
+                    let reactor = Reactor::with_backend(options.backend)?;
+                    let mut server = TcpServer::from_tcp(reactor, listener, make(), options)?;
+                    let _ = tx.send(server.shutdown_handle());
+                    server.serve_forever()?;
+                    Ok(*server.stats())
+                },
+            )?);
             shutdowns.push(
                 rx.recv()
                     .map_err(|_| io::Error::other(format!("worker {i} failed to start")))?,
