@@ -426,3 +426,112 @@ fn an_edge_connection_carried_over_still_sees_the_peers_eof() {
         server.stop();
     }
 }
+
+/// Clients that send and never read, against `options`: each floods until
+/// its writes stall (the server stopped reading it), then all read their
+/// echo back in full. Returns the server's counters.
+fn flood_then_read_back(options: ServerOptions, clients: usize) -> edgeloop::conn::ConnStats {
+    let server = start(|| Echo, options);
+    let mut conns: Vec<TcpStream> = (0..clients).map(|_| connect(server.addr)).collect();
+    let mut sent = vec![0u64; clients];
+    let chunk = vec![9u8; 64 * 1024];
+    for (c, sent) in conns.iter_mut().zip(sent.iter_mut()) {
+        c.set_nonblocking(true).unwrap();
+        let mut stalls = 0;
+        while stalls < 3 && *sent < 8 << 20 {
+            match c.write(&chunk) {
+                Ok(n) => *sent += n as u64,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    stalls += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("flood: {e}"),
+            }
+        }
+    }
+    for (c, sent) in conns.iter_mut().zip(&sent) {
+        c.set_nonblocking(false).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match c.read(&mut buf).unwrap() {
+                0 => break,
+                n => back += n as u64,
+            }
+        }
+        assert_eq!(back, *sent, "every byte came back");
+    }
+    drop(conns);
+    server.stop().0
+}
+
+/// F5 of the attack on the examples: 300 clients that send and never read
+/// grew the echo server by ~306 MiB, one high-water mark each. The set's
+/// total queued output now has a cap: past it, the connection adding to it
+/// stops reading. Here 40 such clients against a 4 MiB cap: the peak stays
+/// within the cap plus one read per client (without the cap: ~40 MiB).
+#[test]
+fn the_sets_queued_output_stays_under_its_cap_with_many_clients_that_do_not_read() {
+    let mut options = options(ConnOptions::with_trigger(Trigger::Level));
+    options.conn.max_queued_total = 4 << 20;
+    let stats = flood_then_read_back(options, 40);
+    println!("{stats:?}");
+    assert!(stats.budget_pauses > 0, "{stats:?}");
+    assert!(
+        stats.peak_queued <= (4 << 20) + 40 * (64 << 10),
+        "peak {} bytes queued",
+        stats.peak_queued
+    );
+}
+
+/// Sends every chunk it gets to every other connection (a chat broadcast).
+struct Broadcast;
+
+impl edgeloop::conn::Handler for Broadcast {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut edgeloop::conn::Conn<'_, Self>, data: &[u8]) {
+        let me = conn.id();
+        let others: Vec<_> = conn.ids().filter(|&id| id != me).collect();
+        for id in others {
+            conn.write_to(id, data);
+        }
+    }
+}
+
+/// F5/F8: one sender broadcasting to slow readers. What it queues on the
+/// others counts against the sender, which stops being read past the cap:
+/// the peak stays within the cap plus one read fanned out.
+#[test]
+fn a_broadcast_to_readers_that_do_not_read_pauses_the_sender_at_the_cap() {
+    let mut options = options(ConnOptions::with_trigger(Trigger::Edge));
+    options.conn.max_queued_total = 2 << 20;
+    options.conn.high_water = usize::MAX; // only the set's cap applies
+    let server = start(|| Broadcast, options);
+    let readers: Vec<TcpStream> = (0..10).map(|_| connect(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(50)); // all attached
+    let mut sender = connect(server.addr);
+    sender.set_nonblocking(true).unwrap();
+    let chunk = vec![1u8; 64 * 1024];
+    let (mut sent, mut stalls) = (0u64, 0);
+    while stalls < 5 && sent < 64 << 20 {
+        match sender.write(&chunk) {
+            Ok(n) => sent += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sent < 64 << 20, "the sender was never paused");
+    drop((readers, sender));
+    let (stats, _) = server.stop();
+    println!("sent {sent} before the pause; {stats:?}");
+    assert!(stats.budget_pauses > 0, "{stats:?}");
+    assert!(
+        stats.peak_queued <= (2 << 20) + 10 * (64 << 10),
+        "peak {} bytes queued",
+        stats.peak_queued
+    );
+}

@@ -52,17 +52,32 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// Sends `data`: at once if the socket takes it, else queued. Dropped
     /// after [`close`](Conn::close), [`abort`](Conn::abort) or
     /// [`shutdown_write`](Conn::shutdown_write).
+    ///
+    /// If this takes the set's queued output past
+    /// [`ConnOptions::max_queued_total`](super::ConnOptions::max_queued_total),
+    /// this connection stops being read until the total is back under half.
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
         self.table.write(self.core, self.key, data);
+        if self.table.over_budget() {
+            self.table.pause_for_budget(self.core, self.key);
+        }
     }
 
     /// Sends `data` to another connection of the set. False if it is gone.
+    ///
+    /// What this queues counts against *this* connection (the sender): past
+    /// [`ConnOptions::max_queued_total`](super::ConnOptions::max_queued_total)
+    /// it stops being read, so one sender cannot fill the server's memory
+    /// by writing to many slow readers.
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> bool {
         let Some(key) = self.table.live(id) else {
             return false;
         };
         self.table.write(self.core, key, data);
+        if self.table.over_budget() {
+            self.table.pause_for_budget(self.core, self.key);
+        }
         true
     }
 

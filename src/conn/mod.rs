@@ -18,6 +18,9 @@
 //!   connection is registered READABLE|WRITABLE once and never modified.
 //! - **Backpressure**: above [`ConnOptions::high_water`] queued bytes the
 //!   connection stops reading; below [`ConnOptions::low_water`] it resumes.
+//!   Above [`ConnOptions::max_queued_total`] over the whole set, the
+//!   connection whose handler adds to it stops reading, until the total is
+//!   back under half.
 //! - **Graceful close** ([`Conn::close`]): what is queued is sent, the write
 //!   side shut down, and input read and discarded until the peer's EOF (or
 //!   [`ConnOptions::linger`]), so the peer gets our last byte and then EOF,
@@ -164,6 +167,11 @@ pub struct ConnStats {
     pub refused: u64,
     /// Connections closed because they were idle past their timeout.
     pub idle_timeouts: u64,
+    /// Times a connection stopped reading because the set's queued output
+    /// passed [`ConnOptions::max_queued_total`].
+    pub budget_pauses: u64,
+    /// The most bytes the set ever had queued at once.
+    pub peak_queued: usize,
 }
 
 impl ConnStats {
@@ -182,6 +190,8 @@ impl ConnStats {
             resets: self.resets - earlier.resets,
             refused: self.refused - earlier.refused,
             idle_timeouts: self.idle_timeouts - earlier.idle_timeouts,
+            budget_pauses: self.budget_pauses - earlier.budget_pauses,
+            peak_queued: self.peak_queued,
         }
     }
 
@@ -230,6 +240,13 @@ pub struct ConnOptions {
     /// Queued output at or below which a paused connection reads again
     /// (default a quarter of `high_water`).
     pub low_water: usize,
+    /// Queued output over *all* the set's connections above which the
+    /// connection whose handler is adding to it stops reading (default
+    /// 64 MiB): many clients that send and never read, or one sender
+    /// broadcasting to many slow readers, cannot grow the server without
+    /// bound. Paused connections read again once the total is back under
+    /// half of this.
+    pub max_queued_total: usize,
     /// How long a closing connection waits for the peer's EOF after our
     /// SHUT_WR before it is aborted (default 5 s, as nginx's
     /// `lingering_timeout`).
@@ -253,6 +270,7 @@ impl Default for ConnOptions {
             short_read: true,
             high_water: 1 << 20,
             low_water: 1 << 18,
+            max_queued_total: 64 << 20,
             linger: std::time::Duration::from_secs(5),
             idle_timeout: None,
         }

@@ -282,7 +282,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// Reads connection `key` (whose flags are `flags`) up to its budget.
     #[inline(always)]
-    fn read(&mut self, core: &mut Core<D>, key: usize, flags: u8) {
+    fn read(&mut self, core: &mut Core<D>, key: usize, flags: u16) {
         let plan = self.table.plan;
         let chunk = plan.chunk;
         // Level re-reports, so it may stop at any short read; Edge only with

@@ -16,23 +16,29 @@ use crate::sys;
 use crate::{Core, Interest, Ready, Token, Trigger};
 
 // Connection flags.
-pub(super) const PAUSED_BACKPRESSURE: u8 = 1;
-pub(super) const PAUSED_BY_USER: u8 = 2;
-pub(super) const READ_CLOSED: u8 = 4;
-pub(super) const CLOSE_AFTER_FLUSH: u8 = 8;
-const SHUT_AFTER_FLUSH: u8 = 16;
-const WRITE_SHUT: u8 = 32;
-pub(super) const DOOMED: u8 = 64;
+pub(super) const PAUSED_BACKPRESSURE: u16 = 1;
+pub(super) const PAUSED_BY_USER: u16 = 2;
+pub(super) const READ_CLOSED: u16 = 4;
+pub(super) const CLOSE_AFTER_FLUSH: u16 = 8;
+const SHUT_AFTER_FLUSH: u16 = 16;
+const WRITE_SHUT: u16 = 32;
+pub(super) const DOOMED: u16 = 64;
 /// The kernel reported the peer's half-close (RDHUP or HUP). Kept in the
 /// connection, not in the event: an event carried over to the next turn
 /// holds only READABLE, and the FIN's edge does not come again.
-pub(super) const PEER_CLOSE_SEEN: u8 = 128;
+pub(super) const PEER_CLOSE_SEEN: u16 = 128;
+/// Paused because the set's queued output passed
+/// [`ConnOptions::max_queued_total`] while this connection's handler was
+/// adding to it; every such connection resumes once the total is back
+/// under half the cap.
+pub(super) const PAUSED_BUDGET: u16 = 256;
 
 /// Flags under which the connection does not read.
 /// (A closing connection keeps reading, and discards: see `Table::close`.)
-pub(super) const NOT_READING: u8 = PAUSED_BACKPRESSURE | PAUSED_BY_USER | READ_CLOSED | DOOMED;
+pub(super) const NOT_READING: u16 =
+    PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET | READ_CLOSED | DOOMED;
 /// Flags under which writes are dropped.
-pub(super) const NOT_WRITING: u8 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
+pub(super) const NOT_WRITING: u16 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
 
 /// What a connection's timer does when it fires (the timer's tag).
 pub(super) const TIMER_LINGER: u32 = 0;
@@ -47,7 +53,7 @@ pub(super) struct State<S> {
     /// kept with an idle timeout; it fits in what was padding).
     pub(super) last_active: u32,
     pub(super) interest: Interest,
-    pub(super) flags: u8,
+    pub(super) flags: u16,
     pub(super) queue: Option<Box<WriteQueue>>,
     pub(super) session: S,
 }
@@ -80,6 +86,10 @@ pub(super) struct Table<S> {
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it).
     pub(super) doomed: Vec<(usize, CloseReason)>,
+    /// Bytes queued over every connection of the set.
+    pub(super) queued_total: usize,
+    /// Connections paused by the set's output budget.
+    budget_paused: usize,
 }
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
@@ -115,6 +125,8 @@ impl<S: Default + 'static> Table<S> {
             stats: ConnStats::default(),
             epoch: Instant::now(),
             doomed: Vec::new(),
+            queued_total: 0,
+            budget_paused: 0,
         }
     }
 
@@ -187,11 +199,16 @@ impl<S: Default + 'static> Table<S> {
     #[cold]
     #[inline(never)]
     pub(super) fn doom(&mut self, key: usize, reason: CloseReason) {
-        let c = self.get_mut(key);
+        let c = &mut self.slots[key];
         if c.flags & DOOMED == 0 {
             c.flags |= DOOMED;
+            let dropped = c.queued();
             c.queue = None;
+            if c.flags & PAUSED_BUDGET != 0 {
+                self.budget_paused -= 1;
+            }
             self.doomed.push((key, reason));
+            self.queued_total -= dropped;
         }
     }
 
@@ -287,6 +304,10 @@ impl<S: Default + 'static> Table<S> {
             return;
         }
         c.queue.get_or_insert_with(Default::default).push(data);
+        self.queued_total += data.len();
+        if self.queued_total > self.stats.peak_queued {
+            self.stats.peak_queued = self.queued_total;
+        }
         self.queue_changed(core, key);
     }
 
@@ -319,6 +340,7 @@ impl<S: Default + 'static> Table<S> {
                 Ok(n) => {
                     self.stats.bytes_out += n as u64;
                     queue.advance(n);
+                    self.queued_total -= n;
                     if n < offered {
                         self.stats.partial_writes += 1;
                         break;
@@ -336,7 +358,48 @@ impl<S: Default + 'static> Table<S> {
             c.queue = None;
             self.after_flush(core, key);
         }
+        if self.budget_paused > 0 && self.queued_total <= self.options.max_queued_total / 2 {
+            self.resume_budget_paused(core);
+        }
         self.queue_changed(core, key);
+    }
+
+    /// True once the set's queued output is over its cap.
+    #[inline(always)]
+    pub(super) fn over_budget(&self) -> bool {
+        self.queued_total > self.options.max_queued_total
+    }
+
+    /// The set is over its output budget while `key`'s handler adds to it
+    /// (to its own queue, or to others': a broadcast): stop reading `key`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = &mut self.slots[key];
+        if c.flags & (PAUSED_BUDGET | DOOMED) == 0 {
+            c.flags |= PAUSED_BUDGET;
+            self.budget_paused += 1;
+            self.stats.budget_pauses += 1;
+            self.update_interest(core, key);
+        }
+    }
+
+    /// The total is back under half the cap: every connection the budget
+    /// paused reads again.
+    #[cold]
+    #[inline(never)]
+    fn resume_budget_paused<D: 'static>(&mut self, core: &mut Core<D>) {
+        let keys: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, c)| c.flags & PAUSED_BUDGET != 0)
+            .map(|(k, _)| k)
+            .collect();
+        self.budget_paused = 0;
+        for key in keys {
+            self.slots[key].flags &= !PAUSED_BUDGET;
+            self.resumed(core, key);
+        }
     }
 
     /// The queue just emptied: carry out a pending shutdown or close.
