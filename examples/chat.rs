@@ -2,13 +2,16 @@
 //! client, prefixed with the sender's number.
 //!
 //! Run: `cargo run --example chat -- --addr 127.0.0.1:7002`, then connect two
-//! or more `nc 127.0.0.1 7002` and type. Same flags as `echo`, plus
-//! `--max-line`.
+//! or more `nc 127.0.0.1 7002` and type. Same flags as `echo` (one reactor:
+//! `--workers` above 1 is refused), plus `--max-line` and `--line-timeout`.
 //!
 //! What to look for: a line longer than `--max-line` gets
 //! `error: line too long` and a disconnect, never unbounded memory; a client
 //! that stops reading is disconnected once its queue passes `--max-pending`,
-//! and the others carry on at full speed.
+//! and the others carry on at full speed. A line must be completed within
+//! `--line-timeout` seconds of its first byte (a slowloris trickling one
+//! byte a second is disconnected), and a client silent for
+//! `--idle-timeout` seconds is closed.
 
 mod common;
 
@@ -24,6 +27,9 @@ struct Cli {
     /// Longest line accepted, in bytes (the newline excluded).
     #[arg(long, default_value_t = 4096)]
     max_line: usize,
+    /// Seconds a client has to complete a line once it started it.
+    #[arg(long, default_value_t = 30)]
+    line_timeout: u64,
 }
 
 mod framing {
@@ -68,12 +74,21 @@ mod framing {
 struct Chat {
     max_line: usize,
     max_pending: usize,
+    line_timeout: std::time::Duration,
     message: Vec<u8>,
 }
 
-impl Handler for Chat {
+/// What the server keeps per client.
+#[derive(Default)]
+struct Client {
     /// The unterminated tail of what the client sent.
-    type Session = Vec<u8>;
+    partial: Vec<u8>,
+    /// When that tail's first byte came.
+    line_started: Option<std::time::Instant>,
+}
+
+impl Handler for Chat {
+    type Session = Client;
 
     fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
         log::info!("{:?} joined", conn.id());
@@ -81,12 +96,24 @@ impl Handler for Chat {
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         let me = conn.id();
-        let mut partial = std::mem::take(conn.session());
+        let mut partial = std::mem::take(&mut conn.session().partial);
         let mut lines = Vec::new();
         let framed = framing::split_lines(&mut partial, data, self.max_line, |line| {
             lines.push(line.to_vec())
         });
-        *conn.session() = partial;
+        let session = conn.session();
+        let unfinished = !partial.is_empty();
+        session.partial = partial;
+        // A line's clock starts at its first byte and stops at its newline.
+        let now = std::time::Instant::now();
+        if !unfinished {
+            session.line_started = None;
+        } else if !lines.is_empty() || session.line_started.is_none() {
+            session.line_started = Some(now);
+        }
+        let too_slow = session
+            .line_started
+            .is_some_and(|t| now.duration_since(t) > self.line_timeout);
         let others: Vec<ConnId> = conn.ids().filter(|id| *id != me).collect();
         for line in lines {
             self.message.clear();
@@ -105,10 +132,14 @@ impl Handler for Chat {
         if framed.is_err() {
             conn.write(format!("error: line too long (max {} bytes)\n", self.max_line).as_bytes());
             conn.close();
+        } else if too_slow {
+            let limit = self.line_timeout.as_secs();
+            conn.write(format!("error: line not finished within {limit} s\n").as_bytes());
+            conn.close();
         }
     }
 
-    fn on_close(&mut self, id: ConnId, _: Vec<u8>, reason: CloseReason) {
+    fn on_close(&mut self, id: ConnId, _: Client, reason: CloseReason) {
         log::info!("{id:?} left: {reason:?}");
     }
 }
@@ -119,9 +150,10 @@ fn main() {
     let chat = Chat {
         max_line: cli.max_line,
         max_pending: cli.server.max_pending,
+        line_timeout: std::time::Duration::from_secs(cli.line_timeout),
         message: Vec::new(),
     };
-    common::exit_on_error(common::serve(&cli.server, chat));
+    common::exit_on_error(common::serve_one(&cli.server, "chat", chat));
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> io::Result<()> {
+    if cli.server.workers > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--workers: threaded runs one reactor and scales with --threads",
+        ));
+    }
     let delay = Duration::from_millis(cli.delay_ms);
     let slow = move |request: &[u8]| {
         std::thread::sleep(delay);

@@ -31,6 +31,10 @@ struct Cli {
     /// Readiness mode [default: et; lt on poll and select].
     #[arg(long, value_enum)]
     trigger: Option<common::Mode>,
+    /// Close a connection that has sent nothing for this many seconds
+    /// (0: never).
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
 }
 
 struct Echo;
@@ -53,6 +57,8 @@ fn run(cli: &Cli) -> io::Result<()> {
     if let Some(common::Mode::Lt) = cli.trigger {
         options.conn.trigger = edgeloop::Trigger::Level;
     }
+    options.conn.idle_timeout =
+        (cli.idle_timeout > 0).then(|| std::time::Duration::from_secs(cli.idle_timeout));
     let mut server =
         UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.mode, Echo, options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());

@@ -34,5 +34,5 @@ impl Handler for Upper {
 fn main() {
     env_logger::init();
     let cli = Cli::parse();
-    common::exit_on_error(common::serve(&cli.server, Upper));
+    common::exit_on_error(common::serve_workers(&cli.server, || Upper));
 }

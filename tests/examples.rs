@@ -249,3 +249,60 @@ fn threaded_exits_0_on_sigterm_and_sigint_after_delivering_replies_in_flight() {
         assert_eq!(status.code(), Some(0), "{signal}: {status}");
     }
 }
+
+/// F6 of the attack on the examples: 1,000 connections sending a byte a
+/// second were held forever. The examples now close a silent client after
+/// `--idle-timeout` (default 60 s), and chat disconnects a line not
+/// finished within `--line-timeout` of its first byte.
+#[test]
+fn the_examples_close_idle_clients_and_chat_closes_a_line_that_never_ends() {
+    let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--idle-timeout", "1"]);
+    let mut silent = connect(&server.addr);
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap(), 0, "closed for idleness");
+
+    let server = spawn_example(
+        "chat",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--line-timeout",
+            "1",
+            "--idle-timeout",
+            "30",
+        ],
+    );
+    let mut slowloris = connect(&server.addr);
+    let mut reply = Vec::new();
+    for _ in 0..30 {
+        // A byte every 100 ms, never a newline: not idle, never finished.
+        if slowloris.write_all(b"x").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        slowloris.set_nonblocking(true).unwrap();
+        let mut chunk = [0u8; 128];
+        match slowloris.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+        slowloris.set_nonblocking(false).unwrap();
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("not finished within 1 s"), "{reply:?}");
+}
+
+#[test]
+fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_workers() {
+    for (name, args) in [
+        ("chat", &["--addr", "127.0.0.1:0", "--workers", "2"][..]),
+        ("threaded", &["--addr", "127.0.0.1:0", "--workers", "2"][..]),
+        ("echo", &["--addr", "127.0.0.1:0", "--workers", "0"][..]),
+    ] {
+        let out = Command::new(example(name)).args(args).output().unwrap();
+        assert!(!out.status.success(), "{name} {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("workers"), "{name}: {stderr}");
+    }
+}

@@ -740,3 +740,42 @@ fn connections_over_the_cap_are_accepted_closed_and_counted() {
         assert_eq!(stats.refused, 1, "{stats:?}");
     });
 }
+
+/// F6: at the cap, with `evict_idle`, the connection quiet for longest is
+/// closed to admit a new one (nginx's reuse of idle keep-alive
+/// connections), and the busy one keeps its place.
+#[test]
+fn at_the_cap_evict_idle_closes_the_longest_idle_connection_for_a_new_one() {
+    watchdog(Duration::from_secs(20), || {
+        let mut options = ServerOptions {
+            max_connections: 2,
+            ..ServerOptions::default()
+        };
+        options.accept.evict_idle = true;
+        let server = start(|| Echo, options);
+        let mut quiet = TcpStream::connect(server.addr).unwrap();
+        let mut busy = TcpStream::connect(server.addr).unwrap();
+        let mut b = [0u8; 1];
+        quiet.write_all(b"q").unwrap();
+        quiet.read_exact(&mut b).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        busy.write_all(b"b").unwrap();
+        busy.read_exact(&mut b).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut newcomer = TcpStream::connect(server.addr).unwrap();
+        newcomer.write_all(b"n").unwrap();
+        newcomer.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"n", "the newcomer is served");
+        match quiet.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("the longest-idle connection was kept: {other:?}"),
+        }
+        busy.write_all(b"B").unwrap();
+        busy.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"B", "the busier one kept its place");
+        drop((quiet, busy, newcomer));
+        let (stats, _) = server.stop();
+        assert_eq!((stats.evicted, stats.refused), (1, 0), "{stats:?}");
+    });
+}

@@ -56,8 +56,20 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1 << 20)]
     pub max_pending: usize,
     /// Reactors, one per thread, each with its own SO_REUSEPORT listener.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+    /// Close a connection that has sent nothing for this many seconds
+    /// (0: never).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// At most this many connections per reactor; past it new ones are
+    /// closed at once (or see --evict-idle).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// At --max-connections, close the longest-idle connection to admit a
+    /// new one, instead of turning the new one away.
+    #[arg(long, requires = "max_connections")]
+    pub evict_idle: bool,
     /// Test support: a SIGALRM every N µs, handled without SA_RESTART, so
     /// every blocking syscall sees EINTR (the soak test's signal storm).
     #[arg(long, hide = true)]
@@ -100,7 +112,13 @@ impl ServerArgs {
             Mode::Et => Trigger::Edge,
         };
         options.conn = options.conn.water_marks(self.max_pending);
+        options.conn.idle_timeout =
+            (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout));
         options.backend = self.backend.into();
+        if let Some(max) = self.max_connections {
+            options.max_connections = max;
+        }
+        options.accept.evict_idle = self.evict_idle;
         options
     }
 
@@ -150,7 +168,8 @@ pub fn serve_workers<H: Handler>(
             r.stop();
         },
     )?;
-    let workers = edgeloop::server::Workers::bind(args.addr, args.workers, make, args.options())?;
+    let workers =
+        edgeloop::server::Workers::bind(args.addr, args.workers as usize, make, args.options())?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {}", workers.local_addr())?;
     stdout.flush()?;
@@ -163,6 +182,23 @@ pub fn serve_workers<H: Handler>(
         log::info!("worker {i}: {} connections accepted", stats.accepts);
     }
     Ok(())
+}
+
+/// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,
+/// then shuts down gracefully (stop accepting, flush, close) and returns.
+/// One reactor: `--workers` above 1 is refused, naming `what` (a server
+/// whose state is shared by all its connections, like a chat room).
+pub fn serve_one<H: Handler>(args: &ServerArgs, what: &str, handler: H) -> io::Result<()> {
+    if args.workers > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--workers {}: {what} keeps its state in one reactor; run it with --workers 1",
+                args.workers
+            ),
+        ));
+    }
+    serve(args, handler)
 }
 
 /// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,

@@ -38,8 +38,14 @@ pub struct AcceptOptions {
     /// `EAGAIN` carries the listener over to the next turn.
     pub batch: usize,
     /// Connections beyond this many in the set are accepted and closed at
-    /// once (counted in [`ConnStats::refused`](super::ConnStats::refused)).
+    /// once (counted in [`ConnStats::refused`](super::ConnStats::refused)),
+    /// unless `evict_idle` makes room.
     pub max_connections: usize,
+    /// At the cap, close the connection that has been quiet longest to
+    /// admit the new one, instead of turning the new one away (nginx reuses
+    /// idle keep-alive connections the same way). Counted in
+    /// [`ConnStats::evicted`](super::ConnStats::evicted). Off by default.
+    pub evict_idle: bool,
 }
 
 impl Default for AcceptOptions {
@@ -48,6 +54,7 @@ impl Default for AcceptOptions {
             trigger: Trigger::Level,
             batch: 64,
             max_connections: usize::MAX,
+            evict_idle: false,
         }
     }
 }
@@ -105,6 +112,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let Some(listener) = self.listeners.get_mut(key) else {
             return false;
         };
+        if listener.reserve.is_none() {
+            // Lost at the fd limit (another thread took the slot it freed):
+            // take it back as soon as there is room, or it is gone for good.
+            listener.reserve = open_reserve().ok();
+        }
         let options = listener.options;
         let mut accepted = 0;
         while accepted < options.batch {
@@ -112,7 +124,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             match sys::accept(listener.fd.as_fd()) {
                 Ok(conn) => {
                     accepted += 1;
-                    self.accepted(core, conn, options.max_connections);
+                    self.accepted(core, conn, &options);
                 }
                 Err(libc::EAGAIN) => return true,
                 Err(libc::EINTR) => {}

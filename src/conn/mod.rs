@@ -172,6 +172,9 @@ pub struct ConnStats {
     pub budget_pauses: u64,
     /// The most bytes the set ever had queued at once.
     pub peak_queued: usize,
+    /// Connections closed at the cap to admit a new one
+    /// ([`AcceptOptions::evict_idle`]).
+    pub evicted: u64,
 }
 
 impl ConnStats {
@@ -192,6 +195,7 @@ impl ConnStats {
             idle_timeouts: self.idle_timeouts - earlier.idle_timeouts,
             budget_pauses: self.budget_pauses - earlier.budget_pauses,
             peak_queued: self.peak_queued,
+            evicted: self.evicted - earlier.evicted,
         }
     }
 

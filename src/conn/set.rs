@@ -418,10 +418,12 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 }
 
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
-    /// An accepted connection, or one turned away at the cap.
-    pub(super) fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, max: usize) {
+    /// An accepted connection: attached, turned away at the cap, or let in
+    /// in place of the longest-idle one.
+    pub(super) fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, options: &AcceptOptions) {
         self.table.stats.accepts += 1;
-        if self.len() >= max {
+        let at_cap = self.len() >= options.max_connections;
+        if at_cap && !(options.evict_idle && self.evict_longest_idle(core)) {
             // Over the cap: accepted and closed at once, counted.
             self.table.stats.refused += 1;
             return;
@@ -429,6 +431,29 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         if let Err(e) = self.attach(core, fd) {
             log::warn!("attaching a connection failed: {e}");
         }
+    }
+
+    /// Closes the open connection quiet for longest; false if there is none.
+    #[cold]
+    fn evict_longest_idle(&mut self, core: &mut Core<D>) -> bool {
+        let oldest = self
+            .table
+            .slots
+            .iter()
+            .filter(|(_, c)| c.flags & DOOMED == 0)
+            .min_by_key(|(_, c)| c.last_active)
+            .map(|(key, _)| key);
+        let Some(key) = oldest else {
+            return false;
+        };
+        log::debug!(
+            "at the cap: evicting {:?}, idle longest",
+            self.table.id(key)
+        );
+        self.table.stats.evicted += 1;
+        self.table.doom(key, CloseReason::Aborted);
+        self.finish_closes(core);
+        true
     }
 
     /// Starts accepting connections on `listener` (listening, non-blocking)
@@ -447,6 +472,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     ) -> io::Result<Token> {
         let key = self.listeners.vacant_key();
         let token = Token::new(self.table.owner, (LISTENER_BIT + key) as u32, 0);
+        if options.evict_idle {
+            // Eviction picks by the last read: keep the stamp.
+            self.table.plan.track_idle = true;
+        }
         let entry = Listener::new(listener, options)?;
         core.set_interest(
             entry.fd.as_fd(),

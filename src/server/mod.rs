@@ -96,7 +96,8 @@ pub struct ServerOptions {
     pub conn: ConnOptions,
     /// The listener's trigger and accept batch.
     pub accept: AcceptOptions,
-    /// Connections beyond this are accepted and closed at once.
+    /// Connections beyond this are accepted and closed at once (or, with
+    /// `accept.evict_idle`, let in in place of the longest-idle one).
     pub max_connections: usize,
     /// How long a graceful shutdown waits for queued output to drain before
     /// it aborts what is left.
