@@ -32,19 +32,57 @@ struct Cli {
     backend: edgeloop::Backend,
 }
 
-struct Echo;
+/// Echoes; warns about truncated datagrams and failed replies at most once
+/// a second each, with how many were not logged (a flood of oversized
+/// datagrams must not become a flood of log lines).
+#[derive(Default)]
+struct Echo {
+    truncated: RateLimited,
+    failed: RateLimited,
+}
+
+/// Counts events and says when one may be logged: at most once a second.
+#[derive(Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl RateLimited {
+    /// `Some(events not logged since the last line)` when this one may be.
+    fn hit(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
 
 impl DatagramHandler for Echo {
     fn on_datagram(&mut self, datagram: &mut Datagram<'_>, data: &[u8]) {
         if let Some(len) = datagram.truncated() {
-            log::warn!(
-                "datagram of {len} bytes from {:?} truncated to {}",
-                datagram.peer(),
-                data.len()
-            );
+            if let Some(more) = self.truncated.hit() {
+                log::warn!(
+                    "datagram of {len} bytes from {:?} truncated to {} ({more} more since the \
+                     last warning)",
+                    datagram.peer(),
+                    data.len()
+                );
+            }
         }
         if let Err(e) = datagram.reply(data) {
-            log::warn!("reply to {:?}: {e}", datagram.peer());
+            if let Some(more) = self.failed.hit() {
+                log::warn!(
+                    "reply to {:?}: {e} ({more} more since the last warning)",
+                    datagram.peer()
+                );
+            }
         }
     }
 }
@@ -61,7 +99,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         max_packet_size: cli.max_packet,
         ..DatagramOptions::default()
     };
-    let mut server = UdpServer::bind(cli.addr, Echo, options)?;
+    let mut server = UdpServer::bind(cli.addr, Echo::default(), options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()

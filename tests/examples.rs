@@ -306,3 +306,47 @@ fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_workers() {
         assert!(stderr.contains("workers"), "{name}: {stderr}");
     }
 }
+
+/// A flood of oversized datagrams made 75,000 WARN lines in 1.3 s; the
+/// warning is now rate-limited (at most one a second, with the count of
+/// those not logged).
+#[test]
+fn udp_echo_rate_limits_its_truncation_warning() {
+    let log = std::env::temp_dir().join(format!("edgeloop-udp-{}.log", std::process::id()));
+    let mut child = Command::new(example("udp_echo"))
+        .args(["--addr", "127.0.0.1:0", "--max-packet", "16"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..2_000 {
+        socket.send(&[7u8; 100]).unwrap();
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(n, 16, "truncated to --max-packet");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let warnings = text.lines().filter(|l| l.contains("truncated")).count();
+    assert!(
+        (1..=5).contains(&warnings),
+        "{warnings} truncation warnings for 2,000 datagrams"
+    );
+}
