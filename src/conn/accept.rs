@@ -102,7 +102,14 @@ impl Listener {
 }
 
 fn open_reserve() -> io::Result<File> {
-    File::open("/dev/null").map_err(|e| sys::context(e, "opening the reserve fd"))
+    use std::os::unix::fs::OpenOptionsExt;
+    // Close-on-exec (std's default) and non-blocking, like every fd the
+    // library opens.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/null")
+        .map_err(|e| sys::context(e, "opening the reserve fd"))
 }
 
 impl<H: Handler<D>, D: 'static> Connections<H, D> {

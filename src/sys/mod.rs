@@ -97,13 +97,18 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `epoll_create1(EPOLL_CLOEXEC)`.
+/// `epoll_create1(EPOLL_CLOEXEC)`, then `O_NONBLOCK` (so that a host loop
+/// that polls the epoll fd can never block on it).
 pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: no pointers; the flags are valid.
     let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     check(fd as isize).map_err(|e| errno_error(e, "epoll_create1"))?;
     // SAFETY: epoll_create1 just returned this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| errno_error(e as i32, "fcntl(O_NONBLOCK) on the epoll fd"))?;
+    Ok(fd)
 }
 
 /// `epoll_ctl(op, fd, {events, data})`.
