@@ -36,6 +36,8 @@ pub struct Core<D = ()> {
     pub(super) stopped: bool,
     pub(super) panic_policy: PanicPolicy,
     pub(super) first_panic: Option<Box<dyn Any + Send>>,
+    /// The fork generation this reactor was built in (see `sys`).
+    pub(super) forks: u64,
     data: D,
 }
 
@@ -52,6 +54,7 @@ impl<D: 'static> Core<D> {
             stopped: false,
             panic_policy: PanicPolicy::default(),
             first_panic: None,
+            forks: crate::sys::fork_generation(),
             data,
         })
     }
@@ -165,6 +168,7 @@ impl<D: 'static> Core<D> {
         F: AsFd + 'static,
         C: FnMut(&mut Reactor<D>, &mut F, Event) -> PostAction + 'static,
     {
+        self.check_not_forked()?;
         self.check_trigger(trigger)?;
         let token = self.callbacks.next_token()?;
         let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
@@ -201,6 +205,7 @@ impl<D: 'static> Core<D> {
     /// belongs to a source; `Unsupported` for a trigger the backend cannot
     /// deliver; what the selector reports.
     pub fn modify(&mut self, token: Token, interest: Interest, trigger: Trigger) -> io::Result<()> {
+        self.check_not_forked()?;
         self.check_trigger(trigger)?;
         let entry = self.callbacks.get_mut(token)?;
         let unchanged = entry.interest == interest && entry.trigger == trigger;
@@ -251,6 +256,7 @@ impl<D: 'static> Core<D> {
     /// # Errors
     /// `NotFound` for a token that is not (or no longer) registered.
     pub fn deregister(&mut self, token: Token) -> io::Result<()> {
+        self.check_not_forked()?;
         let entry = self.callbacks.get_mut(token)?;
         if entry.callback.is_none() {
             self.callbacks.mark_removed(token);
@@ -372,6 +378,7 @@ impl<D: 'static> Core<D> {
         to: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        self.check_not_forked()?;
         if !to.is_empty() {
             self.check_trigger(trigger)?;
         }
@@ -384,6 +391,22 @@ impl<D: 'static> Core<D> {
             to,
             trigger,
         )
+    }
+
+    /// `Ok` unless the process forked since this reactor was built: a
+    /// child shares the parent's epoll instance, so running it or changing
+    /// its interest list there would steal or remove the parent's events.
+    ///
+    /// # Errors
+    /// `Other`, saying to build a new reactor in the child.
+    pub fn check_not_forked(&self) -> io::Result<()> {
+        if crate::sys::forked_since(self.forks) {
+            return Err(io::Error::other(
+                "edgeloop: this reactor was built before fork(); the child shares its epoll \
+                 instance with the parent and must not use it (build a new reactor in the child)",
+            ));
+        }
+        Ok(())
     }
 
     /// `Ok` if the backend can deliver `trigger` faithfully.

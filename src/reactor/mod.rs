@@ -223,6 +223,7 @@ impl<D: 'static> Reactor<D> {
     }
 
     fn refuse_recursion(&self) -> io::Result<()> {
+        self.core.check_not_forked()?;
         if self.in_turn {
             return Err(io::Error::other(
                 "edgeloop: run/run_once called from inside a callback; the reactor does not \

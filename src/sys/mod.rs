@@ -204,3 +204,37 @@ pub(crate) fn select(
         )
     } as isize)
 }
+
+/// Counts the `fork()`s this process is the child of (0 in the original
+/// process): a reactor remembers the value it was built under and refuses
+/// to run or touch its epoll instance in a child, which shares that
+/// instance with the parent (an `EPOLL_CTL_DEL` there would remove the
+/// parent's registration).
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    // An atomic add is async-signal-safe, as the child of fork() requires.
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The number of forks this process descends from, with the counting
+/// installed on first use.
+pub(crate) fn fork_generation() -> u64 {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: the handler is an `extern "C" fn()` that only does an
+        // atomic add, which is safe in the child of fork(); no prepare or
+        // parent handlers.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+        if rc != 0 {
+            log::warn!("pthread_atfork: {}", io::Error::from_raw_os_error(rc));
+        }
+    });
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the process forked since `generation` was read.
+#[inline(always)]
+pub(crate) fn forked_since(generation: u64) -> bool {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed) != generation
+}
