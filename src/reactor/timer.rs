@@ -266,6 +266,46 @@ mod tests {
         assert_eq!(next_tick(t0, Duration::ZERO, t0 + p), t0 + p);
     }
 
+    /// Failure mode 27: a periodic timer served late by a busy loop stays
+    /// on its grid over many ticks (no drift), and after a stall fires once
+    /// and skips what it missed (no burst).
+    #[test]
+    fn a_periodic_timer_neither_drifts_nor_bursts_after_a_stall() {
+        let mut timers = Timers::<()>::default();
+        let t0 = Instant::now();
+        let period = Duration::from_millis(10);
+        let action = TimerAction::Callback(Box::new(|_| {}));
+        timers.insert(t0 + period, Some(period), action);
+        // 1,000 ticks, each served up to 9 ms late.
+        let mut now = t0;
+        for k in 1..=1000u32 {
+            let due = t0 + period * k;
+            assert_eq!(timers.next_deadline(), Some(due), "tick {k} is on the grid");
+            now = due + Duration::from_millis((k as u64 * 7) % 10);
+            let fired = timers.take_due(now, timers.pass_limit()).expect("due");
+            timers.restore(fired);
+            assert!(
+                timers.take_due(now, timers.pass_limit()).is_none(),
+                "once per pass"
+            );
+        }
+        // A stall of 10 periods: one fire, then the next tick after now.
+        let stalled = now + period * 10;
+        let fired = timers.take_due(stalled, timers.pass_limit()).expect("due");
+        timers.restore(fired);
+        assert!(
+            timers.take_due(stalled, timers.pass_limit()).is_none(),
+            "the missed ticks are skipped, not fired in a burst"
+        );
+        let next = timers.next_deadline().unwrap();
+        assert!(next > stalled && next <= stalled + period);
+        assert_eq!(
+            (next - t0).as_nanos() % period.as_nanos(),
+            0,
+            "still on the grid"
+        );
+    }
+
     #[test]
     fn cancelling_most_timers_compacts_the_heap() {
         let mut timers = Timers::<()>::default();
