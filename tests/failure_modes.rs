@@ -215,3 +215,156 @@ fn a_reset_with_output_pending_closes_exactly_once() {
         assert_eq!(stats.resets, 30, "{stats:?}");
     }
 }
+
+/// Counts datagrams.
+#[derive(Default)]
+struct Count(Arc<AtomicU64>);
+
+impl edgeloop::server::DatagramHandler for Count {
+    fn on_datagram(&mut self, _: &mut edgeloop::server::Datagram<'_>, _: &[u8]) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The kernel's count of datagrams dropped on the UDP socket bound to
+/// `port` (the last column of /proc/net/udp).
+fn udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let local = format!(":{port:04X} ");
+    table
+        .lines()
+        .skip(1)
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| format!("{a} ").ends_with(&local))
+        })
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("the server's socket in /proc/net/udp")
+}
+
+/// Failure mode 34: datagrams that overflow the receive buffer are dropped
+/// by the kernel, silently. Every datagram sent is accounted for: handled
+/// by the server, or counted in the kernel's drops for its socket.
+#[test]
+fn lost_datagrams_match_the_kernels_drop_count() {
+    let handled = Arc::new(AtomicU64::new(0));
+    let mut server = edgeloop::server::UdpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Count(handled.clone()),
+        edgeloop::server::DatagramOptions::default(),
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = server.local_addr().parse().unwrap();
+    let before = udp_drops(addr.port());
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The server is not reading yet: most of these overflow its buffer.
+    let sent = 3_000u64;
+    for _ in 0..sent {
+        client.send_to(&[3u8; 1024], addr).unwrap();
+    }
+    while server.handle_request(Duration::from_millis(200)).unwrap() {}
+    let dropped = udp_drops(addr.port()) - before;
+    let handled = handled.load(Ordering::Relaxed);
+    println!("sent {sent}, handled {handled}, dropped by the kernel {dropped}");
+    assert!(dropped > 0, "nothing overflowed: the check proves nothing");
+    assert_eq!(handled + dropped, sent);
+}
+
+/// Failure mode 35, the parts not covered elsewhere: a socket file another
+/// user may not open gives that user EACCES (the server's file mode is
+/// applied), and a Unix datagram receiver that does not read pushes back
+/// with EAGAIN, which the server's reply reports instead of losing it
+/// silently.
+#[test]
+fn unix_socket_permissions_and_datagram_backpressure() {
+    use edgeloop::server::{UnixPath, UnixStreamServer};
+    let path = |name: &str| {
+        std::env::temp_dir().join(format!("edgeloop-{name}-{}.sock", std::process::id()))
+    };
+    let (private, open) = (path("private"), path("open"));
+    let bind = |p: &std::path::Path, mode| {
+        UnixStreamServer::bind_unix(
+            &UnixPath::File(p.to_path_buf()),
+            Some(mode),
+            Echo,
+            ServerOptions::default(),
+        )
+        .unwrap()
+    };
+    let servers = (bind(&private, 0o600), bind(&open, 0o666));
+    // SAFETY: the child only makes syscalls and exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let nobody = nix::unistd::Uid::from_raw(65_534);
+            let connect = std::os::unix::net::UnixStream::connect;
+            let code = match nix::unistd::setuid(nobody) {
+                Err(_) => 2, // not root: cannot test
+                Ok(()) => match (connect(&private), connect(&open)) {
+                    (Err(e), Ok(_)) if e.kind() == ErrorKind::PermissionDenied => 0,
+                    _ => 1,
+                },
+            };
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            match nix::sys::wait::waitpid(child, None).unwrap() {
+                nix::sys::wait::WaitStatus::Exited(_, 0) => {}
+                nix::sys::wait::WaitStatus::Exited(_, 2) => {
+                    util::skip("unix EACCES", "not root: cannot become another user")
+                }
+                other => {
+                    panic!("another user: 0600 must give EACCES and 0666 must connect: {other:?}")
+                }
+            }
+        }
+    }
+    drop(servers);
+    assert!(
+        !private.exists() && !open.exists(),
+        "socket files removed with their servers"
+    );
+
+    // Datagram backpressure: a bound sender that never reads its replies.
+    let dgram = std::env::temp_dir().join(format!("edgeloop-bp-{}.sock", std::process::id()));
+    let sender_path =
+        std::env::temp_dir().join(format!("edgeloop-bp-client-{}.sock", std::process::id()));
+    let refusals = Arc::new(AtomicU64::new(0));
+    struct Reply(Arc<AtomicU64>);
+    impl edgeloop::server::DatagramHandler for Reply {
+        fn on_datagram(&mut self, d: &mut edgeloop::server::Datagram<'_>, data: &[u8]) {
+            if let Err(e) = d.reply(data) {
+                assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let mut server = edgeloop::server::UnixDatagramServer::bind_unix(
+        &UnixPath::File(dgram.clone()),
+        None,
+        Reply(refusals.clone()),
+        Default::default(),
+    )
+    .unwrap();
+    let client = std::os::unix::net::UnixDatagram::bind(&sender_path).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    for _ in 0..2_000 {
+        match client.send_to(&[1u8; 512], &dgram) {
+            Ok(_) => sent += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                // The server's queue is full: let it read.
+                server.handle_request(Duration::from_millis(50)).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        while server.handle_request(Duration::ZERO).unwrap() {}
+    }
+    assert!(sent > 0);
+    assert!(
+        refusals.load(Ordering::Relaxed) > 0,
+        "a receiver that never reads never pushed back"
+    );
+    drop(server);
+    let _ = std::fs::remove_file(&sender_path);
+}
