@@ -350,3 +350,33 @@ fn udp_echo_rate_limits_its_truncation_warning() {
         "{warnings} truncation warnings for 2,000 datagrams"
     );
 }
+
+/// Failure mode 32 for the other servers: unix_echo and udp_echo stop on
+/// SIGTERM with status 0 (unix_echo removing its socket file), after
+/// serving what they were serving.
+#[test]
+fn unix_echo_and_udp_echo_exit_0_on_sigterm() {
+    let path = std::env::temp_dir().join(format!("edgeloop-ex-{}.sock", std::process::id()));
+    let path_arg = path.to_str().unwrap().to_string();
+    let mut server = spawn_example("unix_echo", &["--path", &path_arg]);
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.write_all(b"hi").unwrap();
+    let mut b = [0u8; 2];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"hi");
+    drop(c);
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    assert!(!path.exists(), "the socket file is removed");
+
+    let mut server = spawn_example("udp_echo", &["--addr", "127.0.0.1:0"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(b"ping", &server.addr).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(socket.recv(&mut buf).unwrap(), 4);
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}

@@ -180,3 +180,29 @@ fn a_million_cancelled_timers_leave_nothing_behind() {
     // returns without firing anything.
     assert_eq!(reactor.run_once(Some(Duration::from_millis(1))).unwrap(), 0);
 }
+
+/// Failure mode 25: timers run on the monotonic clock only, so a wall-clock
+/// step (NTP, an operator) can make none fire early or never. Changing the
+/// system's clock in a test would disturb the machine, so this pins the
+/// cause instead: no source file of the library reads the wall clock.
+#[test]
+fn the_library_never_reads_the_wall_clock() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files += 1;
+                let text = std::fs::read_to_string(&path).unwrap();
+                for needle in ["SystemTime", "CLOCK_REALTIME", "gettimeofday"] {
+                    assert!(!text.contains(needle), "{} uses {needle}", path.display());
+                }
+            }
+        }
+    }
+    assert!(files > 20, "read only {files} files");
+}
