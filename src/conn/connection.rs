@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::table::{DOOMED, PAUSED_BY_USER, READ_CLOSED, Table};
+use super::table::{CLOSE_AFTER_FLUSH, DOOMED, PAUSED_BY_USER, READ_CLOSED, Table};
 use super::{CloseReason, ConnId, Handler};
 use crate::Core;
 
@@ -137,8 +137,15 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
 
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
     /// (a worker pool whose queue is full does this).
+    ///
+    /// A closing connection ignores it: it reads and discards until the
+    /// peer's EOF (see [`close`](Conn::close)).
     pub fn pause_reading(&mut self) {
-        self.table.get_mut(self.key).flags |= PAUSED_BY_USER;
+        let c = self.table.get_mut(self.key);
+        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+            return;
+        }
+        c.flags |= PAUSED_BY_USER;
         self.table.update_interest(self.core, self.key);
     }
 

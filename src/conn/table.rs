@@ -213,10 +213,18 @@ impl<S: Default + 'static> Table<S> {
     }
 
     /// The socket's pending error as a close reason (after HUP or ERR).
+    /// Why a connection that hung up while not reading is closed: the
+    /// pending socket error if there is one; else a plain close if nothing
+    /// was left to deliver and the close was under way (ours or the
+    /// peer's); else a reset (queued output could not be delivered).
     pub(super) fn socket_error(&self, key: usize) -> CloseReason {
-        match socket::getsockopt(&self.get(key).fd, socket::sockopt::SocketError) {
-            Ok(0) | Err(_) => CloseReason::Reset,
-            Ok(errno) => CloseReason::Error(io::Error::from_raw_os_error(errno)),
+        let c = self.get(key);
+        match socket::getsockopt(&c.fd, socket::sockopt::SocketError) {
+            Ok(errno) if errno != 0 => CloseReason::Error(io::Error::from_raw_os_error(errno)),
+            _ if c.queue.is_none() && c.flags & (CLOSE_AFTER_FLUSH | READ_CLOSED) != 0 => {
+                CloseReason::Closed
+            }
+            _ => CloseReason::Reset,
         }
     }
 
@@ -231,6 +239,14 @@ impl<S: Default + 'static> Table<S> {
             return;
         }
         c.flags |= CLOSE_AFTER_FLUSH;
+        // A closing connection reads (and discards) until the peer's EOF,
+        // whatever paused it: unread input at the final close would send an
+        // RST, and a paused reader never sees the EOF that ends the linger.
+        if c.flags & PAUSED_BUDGET != 0 {
+            self.budget_paused -= 1;
+        }
+        let c = &mut self.slots[key];
+        c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET);
         if c.queued() == 0 {
             self.after_flush(core, key);
         }
@@ -376,7 +392,7 @@ impl<S: Default + 'static> Table<S> {
     #[inline(never)]
     pub(super) fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = &mut self.slots[key];
-        if c.flags & (PAUSED_BUDGET | DOOMED) == 0 {
+        if c.flags & (PAUSED_BUDGET | DOOMED | CLOSE_AFTER_FLUSH) == 0 {
             c.flags |= PAUSED_BUDGET;
             self.budget_paused += 1;
             self.stats.budget_pauses += 1;
@@ -441,7 +457,8 @@ impl<S: Default + 'static> Table<S> {
         let (high, low) = (self.options.high_water, self.options.low_water);
         let c = &mut self.slots[key];
         let queued = c.queued();
-        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high {
+        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high && !closing {
             c.flags |= PAUSED_BACKPRESSURE;
             self.stats.backpressure_pauses += 1;
         } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= low {
