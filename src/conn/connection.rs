@@ -53,13 +53,13 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// after [`close`](Conn::close), [`abort`](Conn::abort) or
     /// [`shutdown_write`](Conn::shutdown_write).
     ///
-    /// If this takes the set's queued output past
+    /// If this queues output while the set's queued output is past
     /// [`ConnOptions::max_queued_total`](super::ConnOptions::max_queued_total),
-    /// this connection stops being read until the total is back under half.
+    /// this connection stops being read until its queue drains.
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
         self.table.write(self.core, self.key, data);
-        if self.table.over_budget() {
+        if self.table.over_budget() && self.table.get(self.key).queue.is_some() {
             self.table.pause_for_budget(self.core, self.key);
         }
     }
@@ -75,7 +75,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
             return false;
         };
         self.table.write(self.core, key, data);
-        if self.table.over_budget() {
+        if self.table.over_budget() && self.table.get(key).queue.is_some() {
             self.table.pause_for_budget(self.core, self.key);
         }
         true

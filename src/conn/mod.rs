@@ -19,8 +19,8 @@
 //! - **Backpressure**: above [`ConnOptions::high_water`] queued bytes the
 //!   connection stops reading; below [`ConnOptions::low_water`] it resumes.
 //!   Above [`ConnOptions::max_queued_total`] over the whole set, the
-//!   connection whose handler adds to it stops reading, until the total is
-//!   back under half.
+//!   connection whose handler adds to it stops reading, until its own queue
+//!   drains or the total is back under half.
 //! - **Graceful close** ([`Conn::close`]): what is queued is sent, the write
 //!   side shut down, and input read and discarded until the peer's EOF (or
 //!   [`ConnOptions::linger`]), so the peer gets our last byte and then EOF,
@@ -248,8 +248,8 @@ pub struct ConnOptions {
     /// connection whose handler is adding to it stops reading (default
     /// 64 MiB): many clients that send and never read, or one sender
     /// broadcasting to many slow readers, cannot grow the server without
-    /// bound. Paused connections read again once the total is back under
-    /// half of this.
+    /// bound. A paused connection reads again once its own queue drains to
+    /// `low_water`, or once the total is back under half of this.
     pub max_queued_total: usize,
     /// How long a closing connection waits for the peer's EOF after our
     /// SHUT_WR before it is aborted (default 5 s, as nginx's

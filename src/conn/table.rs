@@ -29,8 +29,9 @@ pub(super) const DOOMED: u16 = 64;
 pub(super) const PEER_CLOSE_SEEN: u16 = 128;
 /// Paused because the set's queued output passed
 /// [`ConnOptions::max_queued_total`] while this connection's handler was
-/// adding to it; every such connection resumes once the total is back
-/// under half the cap.
+/// adding to it. It resumes when its own queue drains to the low-water
+/// mark, or (a broadcaster, whose own queue is empty) when the set's total
+/// is back under half the cap.
 pub(super) const PAUSED_BUDGET: u16 = 256;
 
 /// Flags under which the connection does not read.
@@ -461,8 +462,14 @@ impl<S: Default + 'static> Table<S> {
         if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high && !closing {
             c.flags |= PAUSED_BACKPRESSURE;
             self.stats.backpressure_pauses += 1;
-        } else if c.flags & PAUSED_BACKPRESSURE != 0 && queued <= low {
-            c.flags &= !PAUSED_BACKPRESSURE;
+        } else if c.flags & (PAUSED_BACKPRESSURE | PAUSED_BUDGET) != 0 && queued <= low {
+            // Its own output drained: it reads again, whatever the others
+            // hold (waiting for the set's total could wait on clients that
+            // never read). If it adds past the cap again, it pauses again.
+            if c.flags & PAUSED_BUDGET != 0 {
+                self.budget_paused -= 1;
+            }
+            c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BUDGET);
             return self.resumed(core, key);
         }
         self.update_interest(core, key);
