@@ -58,10 +58,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// this connection stops being read until its queue drains.
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
-        self.table.write(self.core, self.key, data);
-        if self.table.over_budget() && self.table.get(self.key).queue.is_some() {
-            self.table.pause_for_budget(self.core, self.key);
-        }
+        self.table.write(self.core, self.key, data, self.key);
     }
 
     /// Sends `data` to another connection of the set. False if it is gone.
@@ -74,10 +71,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         let Some(key) = self.table.live(id) else {
             return false;
         };
-        self.table.write(self.core, key, data);
-        if self.table.over_budget() && self.table.get(key).queue.is_some() {
-            self.table.pause_for_budget(self.core, self.key);
-        }
+        self.table.write(self.core, key, data, self.key);
         true
     }
 

@@ -254,11 +254,20 @@ impl<S: Default + 'static> Table<S> {
         self.update_interest(core, key);
     }
 
-    /// Sends `data`: at once if nothing is queued and the socket takes it,
-    /// else queued. The fast path (one `send` that takes everything) is
-    /// small enough to inline into a handler; the rest is out of line.
+    /// Sends `data` on `key`: at once if nothing is queued and the socket
+    /// takes it, else queued, counting against `sender` (the connection
+    /// whose handler is writing; `key` itself, or another for a broadcast)
+    /// if the set is over its output cap. The fast path (one `send` that
+    /// takes everything) is small enough to inline into a handler; the rest
+    /// is out of line.
     #[inline(always)]
-    pub(super) fn write<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+    pub(super) fn write<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        sender: usize,
+    ) {
         let c = &self.slots[key];
         if c.flags & NOT_WRITING == 0 && c.queue.is_none() && !data.is_empty() {
             let sent = sys::send(c.fd.as_fd(), data);
@@ -269,9 +278,9 @@ impl<S: Default + 'static> Table<S> {
                     return;
                 }
             }
-            self.write_rest(core, key, data, sent);
+            self.write_rest(core, key, data, sent, sender);
         } else {
-            self.write_queued(core, key, data);
+            self.write_queued(core, key, data, sender);
         }
     }
 
@@ -284,6 +293,7 @@ impl<S: Default + 'static> Table<S> {
         key: usize,
         data: &[u8],
         mut sent: sys::SysResult<usize>,
+        sender: usize,
     ) {
         let mut rest = data;
         loop {
@@ -308,14 +318,21 @@ impl<S: Default + 'static> Table<S> {
                 Err(e) => return self.write_failed(key, e),
             }
         }
-        self.write_queued(core, key, rest);
+        self.write_queued(core, key, rest, sender);
     }
 
     /// Queues `data` behind what is queued already (or drops it after a
-    /// close or shutdown).
+    /// close or shutdown). Past the set's output cap, `sender` stops
+    /// reading.
     #[cold]
     #[inline(never)]
-    fn write_queued<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+    fn write_queued<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        sender: usize,
+    ) {
         let c = &mut self.slots[key];
         if c.flags & NOT_WRITING != 0 || data.is_empty() {
             return;
@@ -326,6 +343,9 @@ impl<S: Default + 'static> Table<S> {
             self.stats.peak_queued = self.queued_total;
         }
         self.queue_changed(core, key);
+        if self.queued_total > self.options.max_queued_total {
+            self.pause_for_budget(core, sender);
+        }
     }
 
     #[cold]
@@ -379,12 +399,6 @@ impl<S: Default + 'static> Table<S> {
             self.resume_budget_paused(core);
         }
         self.queue_changed(core, key);
-    }
-
-    /// True once the set's queued output is over its cap.
-    #[inline(always)]
-    pub(super) fn over_budget(&self) -> bool {
-        self.queued_total > self.options.max_queued_total
     }
 
     /// The set is over its output budget while `key`'s handler adds to it
