@@ -28,6 +28,15 @@ const PAUSE_ON_EXHAUSTION: Duration = Duration::from_millis(100);
 /// Accept errors are logged at most this often.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Shared by every listener in the process (one per worker thread): a batch
+/// of accepts holds it for reading, shedding at the fd limit for writing.
+/// The fd limit is the process's, so without it the slot one worker frees
+/// by closing its reserve can be taken by another worker's accept before
+/// the reserve is reopened; that worker then has no reserve, and clients in
+/// its backlog wait unanswered for as long as the process stays at the
+/// limit.
+static FD_SLOTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Options for [`Connections::listen`].
 #[derive(Clone, Copy, Debug)]
 pub struct AcceptOptions {
@@ -126,6 +135,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
         let options = listener.options;
         let mut accepted = 0;
+        let mut out_of_fds = None;
+        let accepting = FD_SLOTS.read().unwrap_or_else(|p| p.into_inner());
         while accepted < options.batch {
             let listener = &mut self.listeners[key];
             match sys::accept(listener.fd.as_fd()) {
@@ -136,18 +147,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 Err(libc::EAGAIN) => return true,
                 Err(libc::EINTR) => {}
                 Err(e @ (libc::EMFILE | libc::ENFILE)) => {
-                    self.table.stats.accept_errors += 1;
-                    let shed = listener.shed();
-                    let fd = listener.fd.as_raw_fd();
-                    listener.log(format_args!(
-                        "accept on fd {fd}: {}; closed {shed} waiting connection(s) to stay \
-                         responsive",
-                        io::Error::from_raw_os_error(e)
-                    ));
-                    if listener.reserve.is_none() {
-                        self.pause_accepting(core, token);
-                    }
-                    return true;
+                    out_of_fds = Some(e);
+                    break;
                 }
                 Err(e) => {
                     // ECONNABORTED, EPROTO, EPERM (firewall), ENOBUFS, ENOMEM:
@@ -162,6 +163,24 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     accepted += 1;
                 }
             }
+        }
+        drop(accepting);
+        if let Some(e) = out_of_fds {
+            self.table.stats.accept_errors += 1;
+            let listener = &mut self.listeners[key];
+            let shed = {
+                let _shedding = FD_SLOTS.write().unwrap_or_else(|p| p.into_inner());
+                listener.shed()
+            };
+            let fd = listener.fd.as_raw_fd();
+            listener.log(format_args!(
+                "accept on fd {fd}: {}; closed {shed} waiting connection(s) to stay responsive",
+                io::Error::from_raw_os_error(e)
+            ));
+            if listener.reserve.is_none() {
+                self.pause_accepting(core, token);
+            }
+            return true;
         }
         if options.trigger == Trigger::Edge {
             core.requeue(token, Ready::READABLE);
