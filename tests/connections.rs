@@ -535,3 +535,94 @@ fn a_broadcast_to_readers_that_do_not_read_pauses_the_sender_at_the_cap() {
         stats.peak_queued
     );
 }
+
+/// F8 of the attack on the examples: one sender flooding a broadcast to
+/// many clients starved the loop (other clients' lines took seconds, one
+/// never arrived): the read budget bounds the bytes of an event, not the
+/// work it causes. What a sender queues on the others now counts against
+/// it: past the set's cap it is paused, and the loop serves everyone else.
+/// Here, while the flood goes on, another client's marker reaches a reader.
+#[test]
+fn a_broadcast_flood_does_not_starve_other_senders() {
+    let mut options = options(ConnOptions::with_trigger(Trigger::Edge));
+    options.conn.max_queued_total = 1 << 20;
+    options.conn.high_water = usize::MAX;
+    let server = start(|| Broadcast, options);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Readers that read (slowly: a small buffer, a pause now and then).
+    let readers: Vec<_> = (0..8)
+        .map(|i| {
+            let stop = stop.clone();
+            let mut c = connect(addr);
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut window = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n @ 1..) = c.read(&mut buf) {
+                        window.extend_from_slice(&buf[..n]);
+                        if window.windows(6).any(|w| w == b"MARKER") {
+                            return true;
+                        }
+                        let keep = window.len().saturating_sub(5);
+                        window.drain(..keep);
+                    }
+                    if i % 2 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let flooder = {
+        let stop = stop.clone();
+        let mut c = connect(addr);
+        // Paused by the server, its writes block: a timeout lets it see
+        // the stop.
+        c.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'.'; 64 * 1024];
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match c.write(&chunk) {
+                    Ok(n) => sent += n as u64,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200)); // the flood is on
+    let mut pinger = connect(addr);
+    pinger.write_all(b"MARKER").unwrap();
+    // Every reader sees the marker while the flood goes on; a starved loop
+    // would leave them waiting (they give up when the test's clock runs
+    // out, 20 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = 0;
+    for r in readers {
+        while !r.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !r.is_finished() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        seen += r.join().unwrap() as usize;
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(pinger);
+    let flooded = flooder.join().unwrap();
+    let (stats, _) = server.stop();
+    println!("flooded {flooded} bytes; {stats:?}");
+    assert_eq!(seen, 8, "readers that never saw another client's line");
+    assert!(
+        stats.budget_pauses > 0,
+        "the flooder was never paused: {stats:?}"
+    );
+}
