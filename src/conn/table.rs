@@ -557,3 +557,15 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection is one table slot: the README's figure.
+    #[test]
+    fn an_idle_connection_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<State<()>>(), 24);
+        assert_eq!(std::mem::size_of::<slab::Slab<State<()>>>() % 8, 0);
+    }
+}
