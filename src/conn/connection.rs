@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::table::{CLOSE_AFTER_FLUSH, DOOMED, PAUSED_BY_USER, READ_CLOSED, Table};
+use super::table::{CLOSE_AFTER_FLUSH, PAUSED_BY_USER, READ_CLOSED, Table};
 use super::{CloseReason, ConnId, Handler};
 use crate::Core;
 
@@ -92,11 +92,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
 
     /// The ids of every open connection of the set, this one included.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.table
-            .slots
-            .iter()
-            .filter(|(_, c)| c.flags & DOOMED == 0)
-            .map(|(k, _)| self.table.id(k))
+        self.table.ids()
     }
 
     /// Closes gracefully: the handler gets no more data, what is queued is

@@ -161,11 +161,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// The ids of every open connection.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.table
-            .slots
-            .iter()
-            .filter(|(_, c)| c.flags & DOOMED == 0)
-            .map(|(k, _)| self.table.id(k))
+        self.table.ids()
     }
 
     /// Runs `f` on one connection from outside its handler (a timer, a

@@ -139,6 +139,14 @@ impl<S: Default + 'static> Table<S> {
         ConnId(self.token(key))
     }
 
+    /// The ids of every open connection (not those closing by abort).
+    pub(super) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, c)| c.flags & DOOMED == 0)
+            .map(|(k, _)| self.id(k))
+    }
+
     /// Adds a connection; its key.
     pub(super) fn insert<D: 'static>(
         &mut self,
