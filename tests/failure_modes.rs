@@ -293,7 +293,8 @@ fn unix_socket_permissions_and_datagram_backpressure() {
         .unwrap()
     };
     let servers = (bind(&private, 0o600), bind(&open, 0o666));
-    // SAFETY: the child only makes syscalls and exits.
+    // SAFETY: the child only makes syscalls (setuid, socket, connect) and
+    // _exits: no allocation, no lock another test thread could hold.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
             let nobody = nix::unistd::Uid::from_raw(65_534);
@@ -305,7 +306,9 @@ fn unix_socket_permissions_and_datagram_backpressure() {
                     _ => 1,
                 },
             };
-            std::process::exit(code);
+            // SAFETY: _exit ends the child at once, running nothing of the
+            // parent's (other test threads may hold locks at the fork).
+            unsafe { nix::libc::_exit(code) };
         }
         nix::unistd::ForkResult::Parent { child } => {
             match nix::sys::wait::waitpid(child, None).unwrap() {

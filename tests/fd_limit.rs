@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use util::process::{Server, cpu_time, spawn_example};
 
+/// The tests lower this process's own limit while they spawn a server (the
+/// child inherits it); one at a time, or the other's clients hit it.
+static RLIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn spawn_limited(mode: &str) -> Server {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, 128, hard).unwrap();
@@ -27,6 +31,7 @@ fn echo_once(c: &mut TcpStream, msg: &[u8]) -> bool {
 
 #[test]
 fn a_server_out_of_fds_stays_idle_keeps_serving_and_recovers() {
+    let _one_at_a_time = RLIMIT.lock().unwrap_or_else(|p| p.into_inner());
     for mode in ["lt", "et"] {
         let server = spawn_limited(mode);
         let pid = server.child.id();
@@ -81,6 +86,7 @@ fn a_server_out_of_fds_stays_idle_keeps_serving_and_recovers() {
 /// is gone clients are served again.
 #[test]
 fn two_workers_at_the_fd_limit_answer_every_client_through_repeated_storms() {
+    let _one_at_a_time = RLIMIT.lock().unwrap_or_else(|p| p.into_inner());
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, 128, hard).unwrap();
     let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--workers", "2"]);
