@@ -95,6 +95,14 @@ impl<D> Callbacks<D> {
     }
 
     /// The live entry `token` names.
+    pub(super) fn get(&self, token: Token) -> io::Result<&Entry<D>> {
+        match self.slab.get(token.key()) {
+            Some(entry) if entry.token == token && !entry.removed => Ok(entry),
+            _ => Err(not_registered(token)),
+        }
+    }
+
+    /// The live entry `token` names, to change it.
     pub(super) fn get_mut(&mut self, token: Token) -> io::Result<&mut Entry<D>> {
         match self.slab.get_mut(token.key()) {
             Some(entry) if entry.token == token && !entry.removed => Ok(entry),

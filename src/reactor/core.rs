@@ -239,8 +239,8 @@ impl<D: 'static> Core<D> {
     ///
     /// # Errors
     /// `NotFound` for a token that is not (or no longer) registered.
-    pub fn interest(&mut self, token: Token) -> io::Result<Interest> {
-        self.callbacks.get_mut(token).map(|e| e.interest)
+    pub fn interest(&self, token: Token) -> io::Result<Interest> {
+        self.callbacks.get(token).map(|e| e.interest)
     }
 
     /// Removes a plain registration: the fd leaves the kernel's interest

@@ -158,6 +158,10 @@ impl<D: 'static> Reactor<D> {
     }
 
     /// The source `id` names.
+    ///
+    /// # Panics
+    /// If `id` came from another reactor's [`install`](Reactor::install)
+    /// and names no source of type `S` here.
     pub fn source<S: Source<D>>(&self, id: SourceId<S>) -> &S {
         let source: &dyn Any = &**self.sources[id.owner as usize]
             .as_ref()
@@ -169,6 +173,9 @@ impl<D: 'static> Reactor<D> {
 
     /// The source `id` names, and the core beside it (split borrows: the
     /// source's methods take the core).
+    ///
+    /// # Panics
+    /// As [`source`](Reactor::source).
     pub fn source_mut<S: Source<D>>(&mut self, id: SourceId<S>) -> (&mut S, &mut Core<D>) {
         let source: &mut dyn Any = &mut **self.sources[id.owner as usize]
             .as_mut()
