@@ -113,6 +113,30 @@ impl<D: 'static> Core<D> {
         self.stopped = true;
     }
 
+    // ---- nesting in a host loop -----------------------------------------
+
+    /// The fd a host loop can watch for this reactor: readable whenever a
+    /// turn has something to dispatch (epoll's own fd, watched like any
+    /// other). `None` on poll and select, which have no such fd.
+    ///
+    /// The host loop waits on this fd with [`next_timeout`](Core::next_timeout)
+    /// as its timeout, then runs one non-blocking turn,
+    /// `run_once(Some(Duration::ZERO))`.
+    pub fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.selector.pollable_fd()
+    }
+
+    /// How long a host loop may sleep before this reactor needs a turn:
+    /// zero if work was carried over or a stop is pending, the time to the
+    /// nearest timer, or `None` (until its fd is readable).
+    pub fn next_timeout(&mut self) -> Option<Duration> {
+        if !self.carried.is_empty() || self.stopped || self.shared.stop_requested() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self.timers.next_deadline()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
     // ---- plain registrations -------------------------------------------
 
     /// Watches `io` (anything that owns an fd: a socket, a pipe, an

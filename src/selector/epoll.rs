@@ -96,6 +96,10 @@ impl Selector for Epoll {
         true
     }
 
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.epoll.as_fd())
+    }
+
     fn register(
         &mut self,
         fd: BorrowedFd<'_>,

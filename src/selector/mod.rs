@@ -228,6 +228,13 @@ pub trait Selector {
     /// `NotFound` if `fd` is not registered.
     fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()>;
 
+    /// An fd that is readable whenever a wait would report something, for a
+    /// host loop to watch (epoll's own fd); `None` for backends that have
+    /// none (poll and select keep their interest list in user space).
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// Waits until something is ready or `timeout` passes (`None`: forever).
     ///
     /// # Errors
