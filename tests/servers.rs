@@ -779,3 +779,34 @@ fn at_the_cap_evict_idle_closes_the_longest_idle_connection_for_a_new_one() {
         assert_eq!((stats.evicted, stats.refused), (1, 0), "{stats:?}");
     });
 }
+
+/// Options that cannot work are refused when the server is built, naming
+/// the option: the connections' default trigger is Edge, which poll and
+/// select cannot deliver (a user once got a server that bound, then reset
+/// every connection, with only a WARN line to say why).
+#[test]
+fn a_trigger_the_backend_cannot_deliver_is_refused_at_bind_naming_the_option() {
+    for backend in [edgeloop::Backend::Poll, edgeloop::Backend::Select] {
+        let options = ServerOptions {
+            backend,
+            ..ServerOptions::default()
+        };
+        let err = TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)
+            .err()
+            .expect("Edge on poll/select must be refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+        let message = err.to_string();
+        assert!(
+            message.contains("ServerOptions.conn.trigger is Edge"),
+            "{message}"
+        );
+        assert!(message.contains("Trigger::Level"), "{message}");
+        // With Level it binds and serves.
+        let mut options = ServerOptions {
+            backend,
+            ..ServerOptions::default()
+        };
+        options.conn.trigger = edgeloop::Trigger::Level;
+        TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options).unwrap();
+    }
+}

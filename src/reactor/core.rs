@@ -444,8 +444,8 @@ impl<D: 'static> Core<D> {
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
-                    "edgeloop: the {} selector cannot deliver {trigger:?} readiness faithfully \
-                     (it is level-triggered by nature); use the epoll backend",
+                    "the {} backend cannot deliver faithfully (it is level-triggered by \
+                     nature): use Trigger::Level, or the epoll backend",
                     self.selector.name()
                 ),
             ))

@@ -128,6 +128,19 @@ impl<H: Handler> StreamServer<H> {
         options: ServerOptions,
     ) -> io::Result<StreamServer<H>> {
         reactor.set_panic_policy(options.panic_policy);
+        // A trigger the backend cannot deliver is refused here, naming the
+        // option, rather than found out connection by connection.
+        for (option, trigger) in [
+            ("conn.trigger", options.conn.trigger),
+            ("accept.trigger", options.accept.trigger),
+        ] {
+            reactor.check_trigger(trigger).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("ServerOptions.{option} is {trigger:?}, which {e}"),
+                )
+            })?;
+        }
         let connections = reactor.install(Connections::new(handler, options.conn.clone())?)?;
         let accept = AcceptOptions {
             max_connections: options.max_connections,
