@@ -21,7 +21,7 @@ use edgeloop::Backend;
 
 /// select vs poll vs epoll scaling study.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Watched fds per cell.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]

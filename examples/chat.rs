@@ -19,8 +19,12 @@ use clap::Parser;
 use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
 
 /// Broadcast chat server on edgeloop.
+///
+/// Each line goes to every other client. Look for: an overlong line, a line
+/// not finished within --line-timeout, or a client that stops reading is
+/// disconnected, and the others carry on.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,

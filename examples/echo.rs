@@ -18,8 +18,13 @@ use clap::Parser;
 use edgeloop::conn::{Conn, Handler};
 
 /// Echo server on edgeloop.
+///
+/// Every byte a client sends comes back. Prints `listening on HOST:PORT`
+/// once it accepts; SIGINT or SIGTERM stops accepting, flushes what is
+/// queued and exits 0. Look for: `RUST_LOG=info` prints the loop's and the
+/// connections' counters at exit (syscalls per message).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,

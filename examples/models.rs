@@ -28,7 +28,7 @@ use edgeloop::{Backend, Trigger};
 
 /// The classic IO models, measured side by side.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,

@@ -20,8 +20,13 @@ use clap::Parser;
 use edgeloop::server::{Pooled, TcpServer, attach_pool};
 
 /// Echo server whose handler is slow, served by a thread pool.
+///
+/// Each request sleeps --delay-ms on the pool, then comes back in upper
+/// case, in order per connection. Look for: another client keeps being
+/// served meanwhile (round-robin), and SIGTERM delivers replies in flight,
+/// then exits 0.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,

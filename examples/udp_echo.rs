@@ -18,8 +18,11 @@ use clap::Parser;
 use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, UdpServer};
 
 /// UDP echo server on edgeloop.
+///
+/// Every datagram comes back. Look for: a datagram longer than
+/// --max-packet is reported truncated (at most one warning a second).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Address to bind (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7003")]

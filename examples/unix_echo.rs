@@ -19,8 +19,11 @@ use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::{UnixPath, UnixStreamServer};
 
 /// Unix-socket echo server on edgeloop.
+///
+/// Look for: a stale socket file is replaced, a live server's is not, and
+/// anything else at the path (a file, a symlink) is refused, never deleted.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Socket path; `@name` for the abstract namespace.
     #[arg(long, default_value = "/tmp/edgeloop-echo.sock")]

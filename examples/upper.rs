@@ -14,8 +14,11 @@ use clap::Parser;
 use edgeloop::conn::{Conn, Handler};
 
 /// Upper-casing echo server on edgeloop.
+///
+/// Replies with what it got, in upper case. Look for: `nc -N` half-closes
+/// after sending, and still gets the whole reply, then EOF.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,

@@ -380,3 +380,24 @@ fn unix_echo_and_udp_echo_exit_0_on_sigterm() {
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
 }
+
+/// Each example's `--help` says what it does, not the crate's description.
+#[test]
+fn every_example_help_says_what_it_does() {
+    for (name, says) in [
+        ("echo", "Echo server"),
+        ("upper", "Upper-casing"),
+        ("chat", "Broadcast chat"),
+        ("threaded", "thread pool"),
+        ("udp_echo", "UDP echo"),
+        ("unix_echo", "Unix-socket echo"),
+    ] {
+        let out = Command::new(example(name)).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains(says), "{name} --help: {help}");
+        assert!(
+            !help.contains("hand-rolled"),
+            "{name} --help is the crate's description"
+        );
+    }
+}

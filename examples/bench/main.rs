@@ -34,7 +34,7 @@ use servers::{Kind, Syscalls};
 /// edgeloop vs raw epoll vs mio vs tokio: echo throughput, latency, server
 /// CPU and syscalls per message.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
