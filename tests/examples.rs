@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use util::process::{example, spawn_example};
+use util::process::{example, spawn_example, spawn_example_with};
 
 fn connect(addr: &str) -> TcpStream {
     let c = TcpStream::connect(addr).unwrap();
@@ -313,22 +313,14 @@ fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_workers() {
 #[test]
 fn udp_echo_rate_limits_its_truncation_warning() {
     let log = std::env::temp_dir().join(format!("edgeloop-udp-{}.log", std::process::id()));
-    let mut child = Command::new(example("udp_echo"))
-        .args(["--addr", "127.0.0.1:0", "--max-packet", "16"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let mut server = spawn_example_with(
+        "udp_echo",
+        &["--addr", "127.0.0.1:0", "--max-packet", "16"],
+        Command::new(example("udp_echo"))
+            .env("RUST_LOG", "warn")
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = server.addr.clone();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(&addr).unwrap();
     socket
@@ -340,8 +332,8 @@ fn udp_echo_rate_limits_its_truncation_warning() {
         let n = socket.recv(&mut buf).unwrap();
         assert_eq!(n, 16, "truncated to --max-packet");
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(server.child.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     let warnings = text.lines().filter(|l| l.contains("truncated")).count();

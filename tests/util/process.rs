@@ -43,12 +43,17 @@ impl Drop for Server {
 
 /// Starts `name` with `args` and waits for its `listening on ADDR` line.
 pub fn spawn_example(name: &str, args: &[&str]) -> Server {
-    let mut child = Command::new(example(name))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    spawn_example_with(
+        name,
+        args,
+        Command::new(example(name)).stderr(Stdio::inherit()),
+    )
+}
+
+/// Like [`spawn_example`], with what `command` sets (an environment, where
+/// stderr goes).
+pub fn spawn_example_with(name: &str, args: &[&str], command: &mut Command) -> Server {
+    let mut child = command.args(args).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
