@@ -626,3 +626,39 @@ fn a_broadcast_flood_does_not_starve_other_senders() {
         "the flooder was never paused: {stats:?}"
     );
 }
+
+/// A `Connections` set embedded in a program's own reactor shuts down in
+/// one call: what is queued is delivered, then EOF; a peer that never
+/// closes is aborted when the grace period runs out.
+#[test]
+fn an_embedded_set_shuts_down_gracefully_in_one_call() {
+    use edgeloop::conn::Connections;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let mut reactor = util::reactor(Backend::Epoll);
+    let set = reactor
+        .install(Connections::new(Echo, ConnOptions::default()).unwrap())
+        .unwrap();
+    let (ours, mut polite) = UnixStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    let (ours2, rude) = UnixStream::pair().unwrap();
+    ours2.set_nonblocking(true).unwrap();
+    let (connections, core) = reactor.source_mut(set);
+    connections.attach(core, OwnedFd::from(ours)).unwrap();
+    connections.attach(core, OwnedFd::from(ours2)).unwrap();
+    polite.write_all(b"last words").unwrap();
+    reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+    // The polite peer reads its echo, then EOF, then closes; the rude one
+    // never closes.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        polite.read_to_end(&mut got).unwrap();
+        got
+    });
+    let aborted =
+        edgeloop::server::shut_down(&mut reactor, set, Duration::from_millis(300)).unwrap();
+    assert_eq!(reader.join().unwrap(), b"last words");
+    assert_eq!(aborted, 1, "the peer that never closed was aborted");
+    assert!(reactor.source(set).is_empty());
+    drop(rude);
+}

@@ -31,7 +31,7 @@ pub use datagram::{
     Datagram, DatagramHandler, DatagramOptions, DatagramServer, UdpServer, UnixDatagramServer,
 };
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
-pub use stream::{StreamServer, TcpServer, UnixStreamServer};
+pub use stream::{StreamServer, TcpServer, UnixStreamServer, shut_down};
 pub use unix::UnixPath;
 pub use workers::Workers;
 

@@ -232,32 +232,54 @@ impl<H: Handler> StreamServer<H> {
         if let Some(token) = self.listener.take() {
             connections.unlisten(core, token);
         }
-        let deadline = Instant::now() + self.options.shutdown_grace;
-        // Replies the handler still owes (a pool's running jobs) go out
-        // before the connections close.
-        while self.reactor.source(set).handler().busy() && Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.reactor
-                .run_once(Some(left.min(Duration::from_millis(100))))?;
-        }
-        let (connections, core) = self.reactor.source_mut(set);
-        connections.close_all(core);
-        while !self.reactor.source(set).is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let (connections, core) = self.reactor.source_mut(set);
-                log::warn!(
-                    "shutdown: {} connection(s) still open after {:?} (output queued, or the \
-                     peer's close not seen); aborted",
-                    connections.len(),
-                    self.options.shutdown_grace
-                );
-                connections.abort_all(core);
-                break;
-            }
-            self.reactor
-                .run_once(Some(left.min(Duration::from_millis(100))))?;
+        let aborted = shut_down(&mut self.reactor, set, self.options.shutdown_grace)?;
+        if aborted > 0 {
+            log::warn!(
+                "shutdown: {aborted} connection(s) still open after {:?} (output queued, or the \
+                 peer's close not seen); aborted",
+                self.options.shutdown_grace
+            );
         }
         Ok(())
     }
+}
+
+/// Shuts the connection set `set` down gracefully, running `reactor` until
+/// it is done or `grace` has passed: replies its handler still owes
+/// ([`Handler::busy`]) go out first, then every connection is closed
+/// gracefully (its queued output sent, then EOF), and what is still open
+/// when `grace` runs out is aborted. Returns how many were aborted. Stop
+/// accepting first ([`Connections::unlisten`]) if the set has listeners.
+///
+/// This is what a server's `serve_forever` does after a shutdown; a
+/// program that embeds a `Connections` set in its own reactor calls it
+/// itself.
+///
+/// # Errors
+/// What the reactor's wait reports.
+pub fn shut_down<H: Handler<D>, D: 'static>(
+    reactor: &mut Reactor<D>,
+    set: SourceId<Connections<H, D>>,
+    grace: Duration,
+) -> io::Result<usize> {
+    let deadline = Instant::now() + grace;
+    let turn = |reactor: &mut Reactor<D>| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        reactor.run_once(Some(left.min(Duration::from_millis(100))))
+    };
+    while reactor.source(set).handler().busy() && Instant::now() < deadline {
+        turn(reactor)?;
+    }
+    let (connections, core) = reactor.source_mut(set);
+    connections.close_all(core);
+    while !reactor.source(set).is_empty() {
+        if Instant::now() >= deadline {
+            let (connections, core) = reactor.source_mut(set);
+            let aborted = connections.len();
+            connections.abort_all(core);
+            return Ok(aborted);
+        }
+        turn(reactor)?;
+    }
+    Ok(0)
 }
