@@ -242,21 +242,14 @@ impl<D: 'static> Core<D> {
             entry.rearm = true; // running: `finish_callback` applies it
             return Ok(());
         };
-        let armed = entry.armed;
-        let result = sync_interest(
+        let fields = (&mut entry.armed, &mut entry.interest, entry.trigger);
+        sync_entry(
             &mut *self.selector,
             &mut self.stats,
             callback.fd(),
             token,
-            armed,
-            interest,
-            trigger,
-        );
-        match result {
-            Ok(()) => entry.armed = interest,
-            Err(_) => entry.interest = armed,
-        }
-        result
+            fields,
+        )
     }
 
     /// The interest a plain registration currently has.
@@ -350,23 +343,16 @@ impl<D: 'static> Core<D> {
         }
         if entry.rearm || entry.armed != entry.interest {
             entry.rearm = false;
-            let armed = entry.armed;
-            let result = sync_interest(
+            let fields = (&mut entry.armed, &mut entry.interest, entry.trigger);
+            let result = sync_entry(
                 &mut *self.selector,
                 &mut self.stats,
                 callback.fd(),
                 token,
-                armed,
-                entry.interest,
-                entry.trigger,
+                fields,
             );
-            match result {
-                Ok(()) => entry.armed = entry.interest,
-                Err(e) => {
-                    log::error!("{token:?}: changing interest after its callback: {e}");
-                    entry.armed = armed;
-                    entry.interest = armed;
-                }
+            if let Err(e) = result {
+                log::error!("{token:?}: changing interest after its callback: {e}");
             }
         }
         entry.callback = Some(callback);
@@ -517,6 +503,23 @@ impl<D: 'static> Core<D> {
             self.first_panic = Some(payload);
         }
     }
+}
+
+/// Moves a plain registration's kernel interest from what is armed to what
+/// it wants; on failure it keeps what was armed (and wants that again).
+fn sync_entry(
+    selector: &mut dyn Selector,
+    stats: &mut Stats,
+    fd: BorrowedFd<'_>,
+    token: Token,
+    (armed, interest, trigger): (&mut Interest, &mut Interest, Trigger),
+) -> io::Result<()> {
+    let result = sync_interest(selector, stats, fd, token, *armed, *interest, trigger);
+    match result {
+        Ok(()) => *armed = *interest,
+        Err(_) => *interest = *armed,
+    }
+    result
 }
 
 /// The one place an interest change becomes a selector call.

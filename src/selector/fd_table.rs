@@ -1,6 +1,7 @@
 //! The interest list poll and select keep in user space: one slot per fd
 //! number, so register, reregister and deregister are O(1) and return the
-//! same errors epoll does (EEXIST, ENOENT, EBADF).
+//! same errors epoll does (EEXIST, ENOENT). A closed fd cannot reach them:
+//! they take a `BorrowedFd`.
 
 use std::io;
 use std::os::fd::RawFd;
