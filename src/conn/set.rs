@@ -114,12 +114,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         if self.table.options.idle_timeout.is_some() {
             self.table.check_idle(core, key);
         }
+        self.table.cork(key);
         self.handler.on_open(&mut Conn {
             core,
             table: &mut self.table,
             key,
             _handler: PhantomData,
         });
+        self.table.uncork(core);
         self.finish_closes(core);
         Ok(id)
     }
@@ -174,6 +176,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         f: impl FnOnce(&mut H, &mut Conn<'_, H, D>) -> R,
     ) -> Option<R> {
         let key = self.table.live(id)?;
+        self.table.cork(key);
         let result = f(
             &mut self.handler,
             &mut Conn {
@@ -183,6 +186,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 _handler: PhantomData,
             },
         );
+        self.table.uncork(core);
         self.finish_closes(core);
         Some(result)
     }
@@ -309,6 +313,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                         let now = self.table.now_ms(core);
                         self.table.slots[key].last_active = now;
                     }
+                    self.table.cork(key);
                     self.handler.on_data(
                         &mut Conn {
                             core,
@@ -318,6 +323,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                         },
                         &self.scratch[..n],
                     );
+                    self.table.uncork(core);
                     if n < chunk && stop_at_short_read {
                         return;
                     }
@@ -360,12 +366,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 self.table.doom(key, CloseReason::Closed);
             }
         } else {
+            self.table.cork(key);
             self.handler.on_eof(&mut Conn {
                 core,
                 table: &mut self.table,
                 key,
                 _handler: PhantomData,
             });
+            self.table.uncork(core);
         }
         self.table.update_interest(core, key);
     }
@@ -405,7 +413,8 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
     fn on_panic(&mut self, core: &mut Core<D>, token: Token) {
         // The handler panicked: this one connection is closed, the loop goes
         // on, and the reactor's policy decides whether the panic propagates
-        // after the turn.
+        // after the turn. What the call wrote and held is dropped with it.
+        self.table.drop_held();
         if let Some(key) = self.table.live(ConnId(token)) {
             self.table.doom(key, CloseReason::Aborted);
         }

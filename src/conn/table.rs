@@ -91,7 +91,24 @@ pub(super) struct Table<S> {
     pub(super) queued_total: usize,
     /// Connections paused by the set's output budget.
     budget_paused: usize,
+    /// The connection whose handler call is running ([`NONE`] between
+    /// calls): what it writes to itself collects in `pending` and goes out
+    /// in one `send` when the call returns.
+    pub(super) corked: usize,
+    /// The corked call made its first write: later ones are held.
+    holding: bool,
+    /// What the running handler call wrote to its own connection so far:
+    /// `hold[..held]`.
+    hold: Box<[u8]>,
+    held: usize,
 }
+
+/// Bytes one handler call's writes to itself may collect before they are
+/// sent (a larger write sends what is held, then itself).
+const HOLD_CAPACITY: usize = 64 * 1024;
+
+/// No handler call is running.
+pub(super) const NONE: usize = usize::MAX;
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
 /// not change after the set is built).
@@ -128,6 +145,10 @@ impl<S: Default + 'static> Table<S> {
             doomed: Vec::new(),
             queued_total: 0,
             budget_paused: 0,
+            corked: NONE,
+            holding: false,
+            hold: vec![0; HOLD_CAPACITY].into_boxed_slice(),
+            held: 0,
         }
     }
 
@@ -208,6 +229,10 @@ impl<S: Default + 'static> Table<S> {
     #[cold]
     #[inline(never)]
     pub(super) fn doom(&mut self, key: usize, reason: CloseReason) {
+        if key == self.corked {
+            self.held = 0;
+            self.corked = NONE;
+        }
         let c = &mut self.slots[key];
         if c.flags & DOOMED == 0 {
             c.flags |= DOOMED;
@@ -243,6 +268,7 @@ impl<S: Default + 'static> Table<S> {
     /// close. Closing with unread input would send an RST, and an RST can
     /// make the peer drop our last reply.
     pub(super) fn close<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        self.release(core, key);
         let c = self.get_mut(key);
         if c.flags & (DOOMED | CLOSE_AFTER_FLUSH) != 0 {
             return;
@@ -262,12 +288,14 @@ impl<S: Default + 'static> Table<S> {
         self.update_interest(core, key);
     }
 
-    /// Sends `data` on `key`: at once if nothing is queued and the socket
-    /// takes it, else queued, counting against `sender` (the connection
-    /// whose handler is writing; `key` itself, or another for a broadcast)
-    /// if the set is over its output cap. The fast path (one `send` that
-    /// takes everything) is small enough to inline into a handler; the rest
-    /// is out of line.
+    /// Writes `data` on `key` for `sender`'s handler.
+    ///
+    /// The first write a handler call makes to its own connection is sent
+    /// at once (a lone reply leaves with no delay and no copy); later ones
+    /// are held and go out together when the call returns, so a thousand
+    /// replies to a thousand pipelined requests read at once cost two
+    /// `send`s, not a thousand. Writes to other connections are sent at
+    /// once.
     #[inline(always)]
     pub(super) fn write<D: 'static>(
         &mut self,
@@ -276,6 +304,136 @@ impl<S: Default + 'static> Table<S> {
         data: &[u8],
         sender: usize,
     ) {
+        if key == self.corked {
+            if self.holding {
+                let end = self.held + data.len();
+                if let Some(room) = self.hold.get_mut(self.held..end) {
+                    room.copy_from_slice(data);
+                    self.held = end;
+                    return;
+                }
+                return self.write_past_hold(core, key, data);
+            }
+            self.holding = true;
+        }
+        self.send(core, key, data, sender);
+    }
+
+    /// A write to the corked connection that does not fit in the hold:
+    /// what is held goes first, then this; later writes are held again.
+    #[cold]
+    #[inline(never)]
+    fn write_past_hold<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+        self.release(core, key);
+        self.send(core, key, data, key);
+        self.recork(key);
+    }
+
+    /// A handler call on `key` begins: its first write to itself is sent
+    /// at once, later ones are held.
+    ///
+    /// The invariant: while `holding`, the corked connection may write and
+    /// nothing is queued on it (its first write was sent whole). Whatever
+    /// ends that (a close, a shutdown, an abort, a send that queues) sends
+    /// or drops what is held first and uncorks.
+    #[inline(always)]
+    pub(super) fn cork(&mut self, key: usize) {
+        self.corked = key;
+        self.holding = false;
+    }
+
+    /// The handler call ended: what it held goes out.
+    #[inline(always)]
+    pub(super) fn uncork<D: 'static>(&mut self, core: &mut Core<D>) {
+        if self.held != 0 {
+            self.send_held(core, self.corked);
+        }
+        self.corked = NONE;
+    }
+
+    /// Sends what `key`'s running handler call holds and ends its cork:
+    /// what it writes from now on is sent (or dropped) at once. Before a
+    /// close or a shutdown changes what writing means.
+    fn release<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if key == self.corked {
+            if self.held != 0 {
+                self.send_held(core, key);
+            }
+            self.corked = NONE;
+        }
+    }
+
+    /// After an early send: hold `key`'s later writes again if it may
+    /// write and nothing got queued.
+    fn recork(&mut self, key: usize) {
+        if let Some(c) = self.slots.get(key) {
+            if c.flags & NOT_WRITING == 0 && c.queue.is_none() {
+                self.corked = key;
+                self.holding = true;
+            }
+        }
+    }
+
+    /// Sends what `key`'s running handler call wrote so far, now (on
+    /// [`Conn::flush`](super::Conn::flush)); its later writes are held
+    /// again.
+    #[cold]
+    pub(super) fn send_pending<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if key == self.corked && self.holding {
+            self.release(core, key);
+            self.recork(key);
+        }
+    }
+
+    /// One `send` of what is held (by the cork's invariant nothing is
+    /// queued); what the socket does not take is queued.
+    #[inline(always)]
+    fn send_held<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let held = std::mem::take(&mut self.held);
+        let sent = sys::send(self.slots[key].fd.as_fd(), &self.hold[..held]);
+        self.stats.writes += 1;
+        if let Ok(n) = sent {
+            self.stats.bytes_out += n as u64;
+            if n == held {
+                return;
+            }
+        }
+        self.held_rest(core, key, held, sent);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn held_rest<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        held: usize,
+        sent: sys::SysResult<usize>,
+    ) {
+        let data = self.hold[..held].to_vec();
+        self.write_rest(core, key, &data, sent, key);
+    }
+
+    /// Bytes the running handler call on `key` wrote and still holds.
+    pub(super) fn held(&self, key: usize) -> usize {
+        if key == self.corked { self.held } else { 0 }
+    }
+
+    /// A handler call ended by a panic: what it held is dropped.
+    #[cold]
+    pub(super) fn drop_held(&mut self) {
+        self.corked = NONE;
+        self.held = 0;
+    }
+
+    /// Sends `data` on `key`: at once if nothing is queued and the socket
+    /// takes it, else queued, counting against `sender` (the connection
+    /// whose handler is writing; `key` itself, or another for a broadcast)
+    /// if the set is over its output cap. The fast path (one `send` that
+    /// takes everything) is small enough to inline into a handler; the rest
+    /// is out of line.
+    #[inline(always)]
+    fn send<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8], sender: usize) {
         let c = &self.slots[key];
         if c.flags & NOT_WRITING == 0 && c.queue.is_none() && !data.is_empty() {
             let sent = sys::send(c.fd.as_fd(), data);
@@ -341,6 +499,11 @@ impl<S: Default + 'static> Table<S> {
         data: &[u8],
         sender: usize,
     ) {
+        if key == self.corked {
+            // Queued (or dropped): what the call writes next must queue
+            // behind it, not be held.
+            self.corked = NONE;
+        }
         let c = &mut self.slots[key];
         if c.flags & NOT_WRITING != 0 || data.is_empty() {
             return;
@@ -465,6 +628,7 @@ impl<S: Default + 'static> Table<S> {
 
     /// Shuts the write side down once everything queued is sent.
     pub(super) fn shutdown_write<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        self.release(core, key);
         let c = self.get_mut(key);
         if c.flags & NOT_WRITING != 0 {
             return;

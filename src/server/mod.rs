@@ -56,7 +56,10 @@ pub(crate) fn spawn_with_signals_blocked<T: Send + 'static>(
 
 /// Runs `reactor` until `shutdown` is asked for, marking the serving thread
 /// so that [`ShutdownHandle::wait`] knows who may not block.
-fn serve_until_shutdown(reactor: &mut Reactor, shutdown: &ShutdownHandle) -> io::Result<()> {
+fn serve_until_shutdown<D: 'static>(
+    reactor: &mut Reactor<D>,
+    shutdown: &ShutdownHandle,
+) -> io::Result<()> {
     shutdown.started();
     let mut result = Ok(());
     while !shutdown.is_shutdown_requested() {
@@ -69,10 +72,10 @@ fn serve_until_shutdown(reactor: &mut Reactor, shutdown: &ShutdownHandle) -> io:
 }
 
 /// Runs turns until `done()` or `timeout`; returns `done()`.
-fn run_until(
-    reactor: &mut Reactor,
+fn run_until<D: 'static>(
+    reactor: &mut Reactor<D>,
     timeout: Duration,
-    mut done: impl FnMut(&Reactor) -> bool,
+    mut done: impl FnMut(&Reactor<D>) -> bool,
 ) -> io::Result<bool> {
     let deadline = Instant::now() + timeout;
     while !done(reactor) {
@@ -128,9 +131,9 @@ struct Lifecycle {
 }
 
 /// Stops a server from any thread, its own handlers included. `Send + Clone`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ShutdownHandle {
-    handle: Handle,
+    stop: Arc<dyn Fn() + Send + Sync>,
     state: Arc<(Mutex<Lifecycle>, Condvar)>,
 }
 
@@ -143,10 +146,18 @@ impl std::fmt::Debug for Lifecycle {
     }
 }
 
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("state", &self.lock())
+            .finish()
+    }
+}
+
 impl ShutdownHandle {
-    pub(crate) fn new(handle: Handle) -> ShutdownHandle {
+    pub(crate) fn new<D: 'static>(handle: Handle<D>) -> ShutdownHandle {
         ShutdownHandle {
-            handle,
+            stop: Arc::new(move || handle.stop()),
             state: Arc::default(),
         }
     }
@@ -157,7 +168,7 @@ impl ShutdownHandle {
     /// then returns at once).
     pub fn shutdown(&self) {
         self.lock().requested = true;
-        self.handle.stop();
+        (self.stop)();
     }
 
     /// True once shutdown was asked for.

@@ -39,9 +39,9 @@ pub type UnixStreamServer<H> = StreamServer<H>;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct StreamServer<H: Handler> {
-    reactor: Reactor,
-    connections: SourceId<Connections<H>>,
+pub struct StreamServer<H: Handler<D>, D: 'static = ()> {
+    reactor: Reactor<D>,
+    connections: SourceId<Connections<H, D>>,
     listener: Option<Token>,
     local_addr: String,
     shutdown: ShutdownHandle,
@@ -94,17 +94,24 @@ impl<H: Handler> StreamServer<H> {
         server.unlink = Some(unlink);
         Ok(server)
     }
+}
 
+/// A server whose reactor carries loop state `D` (what
+/// [`Conn::data`](crate::conn::Conn::data) reaches from every handler
+/// call): build the reactor with [`Reactor::with_data`] and hand it to
+/// [`from_tcp`](StreamServer::from_tcp) or
+/// [`from_listener`](StreamServer::from_listener).
+impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
     /// Serves an already-bound, non-blocking TCP listener on `reactor`.
     ///
     /// # Errors
     /// If the listener cannot be registered.
     pub fn from_tcp(
-        reactor: Reactor,
+        reactor: Reactor<D>,
         listener: TcpListener,
         handler: H,
         options: ServerOptions,
-    ) -> io::Result<StreamServer<H>> {
+    ) -> io::Result<StreamServer<H, D>> {
         let local_addr = listener.local_addr()?.to_string();
         StreamServer::from_listener(
             reactor,
@@ -121,12 +128,12 @@ impl<H: Handler> StreamServer<H> {
     /// # Errors
     /// If the listener cannot be registered.
     pub fn from_listener(
-        mut reactor: Reactor,
+        mut reactor: Reactor<D>,
         listener: OwnedFd,
         local_addr: String,
         handler: H,
         options: ServerOptions,
-    ) -> io::Result<StreamServer<H>> {
+    ) -> io::Result<StreamServer<H, D>> {
         reactor.set_panic_policy(options.panic_policy);
         // A trigger the backend cannot deliver is refused here, naming the
         // option, rather than found out connection by connection.
@@ -172,24 +179,24 @@ impl<H: Handler> StreamServer<H> {
     }
 
     /// The server's reactor: add timers, signals, other registrations.
-    pub fn reactor(&mut self) -> &mut Reactor {
+    pub fn reactor(&mut self) -> &mut Reactor<D> {
         &mut self.reactor
     }
 
     /// The server's connections.
-    pub fn connections(&self) -> &Connections<H> {
+    pub fn connections(&self) -> &Connections<H, D> {
         self.reactor.source(self.connections)
     }
 
     /// The server's connections and the reactor's core, to act on them
     /// (attach a connection, write to one from outside its handler).
-    pub fn connections_mut(&mut self) -> (&mut Connections<H>, &mut crate::Core) {
+    pub fn connections_mut(&mut self) -> (&mut Connections<H, D>, &mut crate::Core<D>) {
         self.reactor.source_mut(self.connections)
     }
 
     /// Which source of the reactor the connections are, for callbacks that
     /// reach them through [`Reactor::source_mut`].
-    pub fn connections_id(&self) -> SourceId<Connections<H>> {
+    pub fn connections_id(&self) -> SourceId<Connections<H, D>> {
         self.connections
     }
 
