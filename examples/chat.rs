@@ -143,7 +143,7 @@ impl Handler for Chat {
         }
     }
 
-    fn on_close(&mut self, id: ConnId, _: Client, reason: CloseReason) {
+    fn on_close(&mut self, _: &mut edgeloop::Core, id: ConnId, _: Client, reason: CloseReason) {
         log::info!("{id:?} left: {reason:?}");
     }
 }

@@ -160,7 +160,7 @@ impl Handler for CloseCounter {
         conn.write(&vec![1u8; 8 << 20]);
         conn.write(b"and more after that");
     }
-    fn on_close(&mut self, id: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut edgeloop::Core, id: ConnId, _: (), reason: CloseReason) {
         self.closes.push((id, format!("{reason:?}")));
     }
 }

@@ -172,7 +172,7 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), reason: CloseReason) {
         self.closed.push(format!("{reason:?}"));
     }
 }

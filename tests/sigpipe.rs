@@ -33,7 +33,7 @@ impl Handler for Greeter {
         conn.write(b"hello, are you there?");
     }
     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
-    fn on_close(&mut self, _: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), reason: CloseReason) {
         self.closed.push(format!("{reason:?}"));
     }
 }

@@ -261,7 +261,7 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: ConnId, _: (), _: CloseReason) {
+    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), _: CloseReason) {
         self.closes += 1;
         if Some(self.closes) == self.exit_after {
             if let Some(s) = &self.shutdown {

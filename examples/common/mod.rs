@@ -133,6 +133,11 @@ impl ServerArgs {
     /// The reactor for `--backend`. Edge mode on poll or select is refused
     /// with a clear message rather than degraded to level.
     pub fn reactor(&self) -> io::Result<Reactor> {
+        self.reactor_with(())
+    }
+
+    /// Like [`reactor`](ServerArgs::reactor), holding the loop state `data`.
+    pub fn reactor_with<D: 'static>(&self, data: D) -> io::Result<Reactor<D>> {
         if matches!(self.mode, Some(Mode::Et)) && !matches!(self.backend, Backend::Epoll) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -142,7 +147,7 @@ impl ServerArgs {
                 ),
             ));
         }
-        Reactor::with_backend(self.backend.into())
+        Reactor::with_selector(edgeloop::Backend::from(self.backend).selector()?, data)
     }
 }
 
@@ -204,8 +209,17 @@ pub fn serve_one<H: Handler>(args: &ServerArgs, what: &str, handler: H) -> io::R
 /// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,
 /// then shuts down gracefully (stop accepting, flush, close) and returns.
 pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
+    serve_on(args, args.reactor()?, handler)
+}
+
+/// Like [`serve`], on `reactor` (built with [`ServerArgs::reactor_with`]:
+/// the loop state its handlers, timers and posted closures share).
+pub fn serve_on<H: Handler<D>, D: 'static>(
+    args: &ServerArgs,
+    reactor: Reactor<D>,
+    handler: H,
+) -> io::Result<()> {
     let _storm = args.sigalrm_us.map(sigalrm_storm).transpose()?;
-    let reactor = args.reactor()?;
     let listener = edgeloop::server::net::tcp_listener(args.addr, None, false)?;
     let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
@@ -219,8 +233,8 @@ pub fn serve<H: Handler>(args: &ServerArgs, handler: H) -> io::Result<()> {
 /// What every server example does before it serves: SIGINT and SIGTERM on
 /// `reactor` ask for a graceful shutdown, and the `listening on ADDR` line
 /// (the contract other tools read) goes out, flushed.
-pub fn announce(
-    reactor: &mut Reactor,
+pub fn announce<D: 'static>(
+    reactor: &mut Reactor<D>,
     shutdown: edgeloop::server::ShutdownHandle,
     local_addr: &str,
 ) -> io::Result<()> {

@@ -37,7 +37,7 @@
 use std::fmt;
 use std::io;
 
-use crate::{Token, Trigger};
+use crate::{Core, Token, Trigger};
 
 mod accept;
 mod connection;
@@ -98,8 +98,14 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
 
     /// The connection is closed and its fd released. Called exactly once per
     /// connection.
-    fn on_close(&mut self, id: ConnId, session: Self::Session, reason: CloseReason) {
-        let _ = (id, session, reason);
+    fn on_close(
+        &mut self,
+        core: &mut Core<D>,
+        id: ConnId,
+        session: Self::Session,
+        reason: CloseReason,
+    ) {
+        let _ = (core, id, session, reason);
     }
 
     /// True while the handler still owes replies it is working on elsewhere

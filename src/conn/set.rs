@@ -232,7 +232,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             let id = ConnId(token);
             log::debug!("close {id:?}: {reason:?}");
             drop(state.fd);
-            self.handler.on_close(id, state.session, reason);
+            self.handler.on_close(core, id, state.session, reason);
         }
     }
 

@@ -262,7 +262,7 @@ impl<B: Blocking> Handler for Pooled<B> {
         }
     }
 
-    fn on_close(&mut self, _: ConnId, session: PooledSession, _: CloseReason) {
+    fn on_close(&mut self, _: &mut crate::Core, _: ConnId, session: PooledSession, _: CloseReason) {
         // Requests that never reached a worker go with their connection;
         // running ones are counted back when they finish.
         self.held -= session.waiting.len();

@@ -13,10 +13,10 @@ use crate::conn::{AcceptOptions, ConnStats, Connections, Handler};
 use crate::{Reactor, SourceId, Token};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
-pub type TcpServer<H> = StreamServer<H>;
+pub type TcpServer<H, D = ()> = StreamServer<H, D>;
 /// A Unix stream server: [`StreamServer`] on a Unix listener
 /// ([`StreamServer::bind_unix`]).
-pub type UnixStreamServer<H> = StreamServer<H>;
+pub type UnixStreamServer<H, D = ()> = StreamServer<H, D>;
 
 /// A server for stream sockets: accepts connections and hands them to a
 /// [`Handler`] through a [`Connections`] set, on its own [`Reactor`].

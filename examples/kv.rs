@@ -1,0 +1,146 @@
+//! A line-based key-value server: the store is the reactor's loop state,
+//! reached from every handler call, a stats timer and a feeder thread.
+//!
+//! Run: `cargo run --example kv -- --addr 127.0.0.1:7001 [--feed 1000]`,
+//! then `printf 'SET a 1\nGET a\nSTATS\nQUIT\n' | nc 127.0.0.1 7001`.
+//!
+//! Protocol, one command per line, one reply line each, in order:
+//! `SET <key> <value>` → `OK`; `GET <key>` → `VALUE <value>` or
+//! `NOT_FOUND`; `DEL <key>` → `DELETED` or `NOT_FOUND`; `STATS` →
+//! `STATS keys=<n> connections=<n> commands=<n>`; `QUIT` → `BYE`, then the
+//! connection closes; anything else → `ERROR <reason>`; a line over 64 KiB
+//! → `ERROR line too long`, then the connection closes.
+//!
+//! What to look for: no `RefCell`, no thread-local, no lock. Replies to
+//! pipelined commands leave in one `send` per read (the connection layer
+//! coalesces a handler call's writes), and SIGINT/SIGTERM deliver every
+//! reply owed before the process exits 0.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clap::Parser;
+use edgeloop::Core;
+use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
+
+/// The longest command line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The loop state: what every callback of the reactor reaches.
+#[derive(Default)]
+struct Store {
+    map: HashMap<String, String>,
+    commands: u64,
+    connections: usize,
+}
+
+/// The handler; each connection's session is its unfinished line.
+struct Kv;
+
+impl Handler<Store> for Kv {
+    type Session = Vec<u8>;
+
+    fn on_open(&mut self, conn: &mut Conn<'_, Self, Store>) {
+        conn.data().connections += 1;
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_, Self, Store>, data: &[u8]) {
+        let mut line = std::mem::take(conn.session());
+        for chunk in data.split_inclusive(|&b| b == b'\n') {
+            line.extend_from_slice(chunk);
+            if line.len() > MAX_LINE + 1 {
+                conn.write(b"ERROR line too long\n");
+                return conn.close();
+            }
+            if line.last() != Some(&b'\n') {
+                break; // the rest of this line comes in a later read
+            }
+            let reply = execute(conn.data(), &line[..line.len() - 1]);
+            conn.write(reply.as_bytes());
+            line.clear();
+            if reply == "BYE\n" {
+                return conn.close();
+            }
+        }
+        *conn.session() = line;
+    }
+
+    fn on_close(&mut self, core: &mut Core<Store>, _: ConnId, _: Vec<u8>, _: CloseReason) {
+        core.data_mut().connections -= 1;
+    }
+}
+
+fn execute(store: &mut Store, line: &[u8]) -> String {
+    store.commands += 1;
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+    let mut words = line.splitn(3, ' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("SET"), Some(key), Some(value)) => {
+            store.map.insert(key.to_string(), value.to_string());
+            "OK\n".into()
+        }
+        (Some("GET"), Some(key), None) => match store.map.get(key) {
+            Some(value) => format!("VALUE {value}\n"),
+            None => "NOT_FOUND\n".into(),
+        },
+        (Some("DEL"), Some(key), None) => match store.map.remove(key) {
+            Some(_) => "DELETED\n".into(),
+            None => "NOT_FOUND\n".into(),
+        },
+        (Some("STATS"), None, None) => format!(
+            "STATS keys={} connections={} commands={}\n",
+            store.map.len(),
+            store.connections,
+            store.commands
+        ),
+        (Some("QUIT"), None, None) => "BYE\n".into(),
+        (Some(command @ ("SET" | "GET" | "DEL" | "STATS" | "QUIT")), ..) => {
+            format!("ERROR wrong arguments for {command}\n")
+        }
+        _ => "ERROR unknown command\n".into(),
+    }
+}
+
+/// A line-based key-value server on edgeloop.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    server: common::ServerArgs,
+    /// A feeder thread puts keys fed:0 .. fed:N-1 through the loop's handle.
+    #[arg(long, default_value_t = 0)]
+    feed: u64,
+    /// Seconds between stats lines in the log.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    stats_every: u64,
+}
+
+fn main() {
+    env_logger::init();
+    let args = Args::parse();
+    common::exit_on_error(run(&args));
+}
+
+fn run(args: &Args) -> std::io::Result<()> {
+    let mut reactor = args.server.reactor_with(Store::default())?;
+    reactor.call_every(Duration::from_secs(args.stats_every), |r| {
+        let store = r.data();
+        log::info!(
+            "keys={} connections={} commands={}",
+            store.map.len(),
+            store.connections,
+            store.commands
+        );
+    });
+    let (handle, feed) = (reactor.handle(), args.feed);
+    std::thread::spawn(move || {
+        for i in 0..feed {
+            handle.post(move |r| {
+                r.data_mut().map.insert(format!("fed:{i}"), i.to_string());
+            });
+        }
+    });
+    common::serve_on(&args.server, reactor, Kv)
+}
