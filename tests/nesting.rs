@@ -58,3 +58,74 @@ fn a_host_epoll_loop_drives_a_reactor_through_its_fd_and_timeout() {
     // Poll and select have no such fd.
     assert!(util::reactor(Backend::Poll).pollable_fd().is_none());
 }
+
+/// A tokio task drives the reactor: `AsyncFd` on the reactor's fd, tokio's
+/// timer for the reactor's next timeout, one non-blocking turn per wakeup.
+#[test]
+fn a_tokio_task_drives_a_reactor_through_async_fd() {
+    use std::os::fd::{AsFd, AsRawFd, RawFd};
+    use tokio::io::unix::AsyncFd;
+
+    /// The reactor's fd, borrowed by tokio (which never closes it).
+    struct Fd(RawFd);
+    impl AsRawFd for Fd {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0
+        }
+    }
+
+    let mut reactor = util::reactor(Backend::Epoll);
+    let (ours, mut theirs) = pair();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g = got.clone();
+    reactor
+        .register(ours, Interest::READABLE, Trigger::Edge, move |r, s, _| {
+            let mut buf = [0; 64];
+            while let Ok(n) = std::io::Read::read(s, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                g.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+            if g.borrow().len() >= 3 {
+                r.stop();
+            }
+            edgeloop::PostAction::Continue
+        })
+        .unwrap();
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f = fired.clone();
+    reactor.call_later(Duration::from_millis(20), move |_| f.set(true));
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        theirs.write_all(b"abc").unwrap();
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let fd = AsyncFd::new(Fd(reactor.as_fd().as_raw_fd())).unwrap();
+        while got.borrow().len() < 3 {
+            // With no timer left, only the fd can wake this in time.
+            let wait = reactor.next_timeout().unwrap_or(Duration::from_secs(30));
+            let by_fd = tokio::select! {
+                guard = fd.readable() => {
+                    guard.unwrap().clear_ready();
+                    true
+                }
+                _ = tokio::time::sleep(wait) => false,
+            };
+            // Cleared before the turn: whatever the turn leaves ready (or
+            // makes ready) raises a new edge for tokio's next wait.
+            reactor.run_once(Some(Duration::ZERO)).unwrap();
+            if got.borrow().len() >= 3 {
+                assert!(by_fd, "the data was read, but the fd never woke tokio");
+            }
+        }
+    });
+    assert!(fired.get(), "the reactor's timer ran under tokio");
+    assert_eq!(&*got.borrow(), b"abc");
+}

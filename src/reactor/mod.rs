@@ -13,7 +13,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -466,6 +466,29 @@ impl<D> Deref for Reactor<D> {
 impl<D> DerefMut for Reactor<D> {
     fn deref_mut(&mut self) -> &mut Core<D> {
         &mut self.core
+    }
+}
+
+/// The fd a host loop waits on to nest this reactor (see
+/// [`Core::pollable_fd`]): on epoll, the epoll instance, readable whenever
+/// a registered fd is ready or the loop is woken. Poll and select have no
+/// such fd; for them this is the waker's eventfd, readable only when
+/// another thread wakes the loop, so check [`Core::pollable_fd`] before
+/// nesting one.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let reactor = edgeloop::Reactor::new()?;
+/// let fd = reactor.as_fd(); // register it, readable, in the host loop
+/// # let _ = fd;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl<D> AsFd for Reactor<D> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.core.selector.pollable_fd() {
+            Some(fd) => fd,
+            None => self.core.shared.eventfd().as_fd(),
+        }
     }
 }
 

@@ -49,6 +49,9 @@ impl Epoll {
         if interest.is_writable() {
             flags |= libc::EPOLLOUT;
         }
+        if interest.is_priority() {
+            flags |= libc::EPOLLPRI;
+        }
         match trigger {
             Trigger::Level => {}
             Trigger::Edge => flags |= libc::EPOLLET,

@@ -76,6 +76,11 @@ impl Interest {
     pub const WRITABLE: Interest = Interest(2);
     /// Both directions.
     pub const BOTH: Interest = Interest(3);
+    /// Priority data (`EPOLLPRI` / `POLLPRI`): TCP urgent data, a GPIO
+    /// line's edge in sysfs, a cgroup's `memory.events` or
+    /// `cgroup.events` change, a PSI trigger. Combine with `|`. The select
+    /// backend refuses it (`Unsupported`).
+    pub const PRIORITY: Interest = Interest(4);
 
     /// True if readable is in the set.
     pub const fn is_readable(self) -> bool {
@@ -85,6 +90,11 @@ impl Interest {
     /// True if writable is in the set.
     pub const fn is_writable(self) -> bool {
         self.0 & 2 != 0
+    }
+
+    /// True if priority data is in the set.
+    pub const fn is_priority(self) -> bool {
+        self.0 & 4 != 0
     }
 
     /// True for [`Interest::NONE`].
@@ -113,12 +123,23 @@ impl BitOrAssign for Interest {
 
 impl fmt::Debug for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.is_readable(), self.is_writable()) {
-            (false, false) => f.write_str("NONE"),
-            (true, false) => f.write_str("READABLE"),
-            (false, true) => f.write_str("WRITABLE"),
-            (true, true) => f.write_str("READABLE|WRITABLE"),
+        let names = [
+            (self.is_readable(), "READABLE"),
+            (self.is_writable(), "WRITABLE"),
+            (self.is_priority(), "PRIORITY"),
+        ];
+        let mut any = false;
+        for (_, name) in names.iter().filter(|(set, _)| *set) {
+            if any {
+                f.write_str("|")?;
+            }
+            f.write_str(name)?;
+            any = true;
         }
+        if !any {
+            f.write_str("NONE")?;
+        }
+        Ok(())
     }
 }
 
@@ -155,13 +176,14 @@ const OUT: u32 = libc::EPOLLOUT as u32;
 const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 const HUP: u32 = libc::EPOLLHUP as u32;
 const ERR: u32 = libc::EPOLLERR as u32;
+const PRI: u32 = libc::EPOLLPRI as u32;
 /// Every bit a `Ready` may hold.
-const KNOWN: u32 = IN | OUT | RDHUP | HUP | ERR;
+const KNOWN: u32 = IN | OUT | RDHUP | HUP | ERR | PRI;
 
 // The translation-free read of events relies on these (Linux, every arch).
 const _: () = assert!(IN == libc::POLLIN as u32 && OUT == libc::POLLOUT as u32);
 const _: () = assert!(RDHUP == libc::POLLRDHUP as u32 && HUP == libc::POLLHUP as u32);
-const _: () = assert!(ERR == libc::POLLERR as u32);
+const _: () = assert!(ERR == libc::POLLERR as u32 && PRI == libc::POLLPRI as u32);
 
 impl Ready {
     /// No readiness.
@@ -177,6 +199,9 @@ impl Ready {
     /// An error is pending on the fd (`EPOLLERR`); read it with `SO_ERROR` or
     /// the next I/O call.
     pub const ERROR: Ready = Ready(ERR);
+    /// Priority data is waiting (`EPOLLPRI`); only reported to an
+    /// [`Interest::PRIORITY`] registration.
+    pub const PRIORITY: Ready = Ready(PRI);
 
     /// The readiness in a kernel event mask (`epoll_event.events` or
     /// `pollfd.revents`); bits edgeloop does not know are dropped.
@@ -214,6 +239,11 @@ impl Ready {
         self.0 & ERR != 0
     }
 
+    /// True if PRIORITY was reported.
+    pub const fn is_priority(self) -> bool {
+        self.0 & PRI != 0
+    }
+
     /// True if no bit is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
@@ -233,6 +263,9 @@ impl Ready {
         }
         if interest.is_writable() {
             bits |= OUT;
+        }
+        if interest.is_priority() {
+            bits |= PRI;
         }
         Ready(bits)
     }
@@ -260,8 +293,9 @@ impl BitAnd for Ready {
 
 impl fmt::Debug for Ready {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(u32, &str); 5] = [
+        const NAMES: [(u32, &str); 6] = [
             (IN, "READABLE"),
+            (PRI, "PRIORITY"),
             (OUT, "WRITABLE"),
             (RDHUP, "READ_CLOSED"),
             (HUP, "HUP"),

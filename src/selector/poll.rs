@@ -47,6 +47,9 @@ impl Poll {
         if interest.is_writable() {
             flags |= libc::POLLOUT;
         }
+        if interest.is_priority() {
+            flags |= libc::POLLPRI;
+        }
         flags
     }
 

@@ -36,6 +36,19 @@ impl Select {
 }
 
 /// A timeout as select's `timeval`, rounded up to the microsecond.
+/// Select's third set (exceptional conditions) is not watched, so a
+/// priority interest would never be reported: refused rather than ignored.
+fn refuse_priority(interest: Interest) -> io::Result<()> {
+    if interest.is_priority() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "select: Interest::PRIORITY (EPOLLPRI) is not supported by the select backend; \
+             use epoll or poll",
+        ));
+    }
+    Ok(())
+}
+
 fn timeval(timeout: Duration) -> libc::timeval {
     let micros = timeout.as_nanos().div_ceil(1_000);
     libc::timeval {
@@ -64,6 +77,7 @@ impl Selector for Select {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        refuse_priority(interest)?;
         let fd = fd.as_raw_fd();
         if fd < 0 || fd as usize >= FD_SETSIZE {
             return Err(io::Error::new(
@@ -85,6 +99,7 @@ impl Selector for Select {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        refuse_priority(interest)?;
         let fd = fd.as_raw_fd();
         let slot = self
             .table
