@@ -63,16 +63,8 @@ fn a_host_epoll_loop_drives_a_reactor_through_its_fd_and_timeout() {
 /// timer for the reactor's next timeout, one non-blocking turn per wakeup.
 #[test]
 fn a_tokio_task_drives_a_reactor_through_async_fd() {
-    use std::os::fd::{AsFd, AsRawFd, RawFd};
+    use std::os::fd::AsFd;
     use tokio::io::unix::AsyncFd;
-
-    /// The reactor's fd, borrowed by tokio (which never closes it).
-    struct Fd(RawFd);
-    impl AsRawFd for Fd {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0
-        }
-    }
 
     let mut reactor = util::reactor(Backend::Epoll);
     let (ours, mut theirs) = pair();
@@ -107,7 +99,12 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let fd = AsyncFd::new(Fd(reactor.as_fd().as_raw_fd())).unwrap();
+        // tokio gets its own descriptor of the reactor's epoll instance (a
+        // dup: the same instance, the same readiness).
+        let dup = reactor.as_fd().try_clone_to_owned().unwrap();
+        // SAFETY: `dup` is an OwnedFd, valid until the AsyncFd that owns it
+        // drops it, and nothing else closes or replaces it.
+        let fd = unsafe { AsyncFd::register(dup) }.unwrap();
         while got.borrow().len() < 3 {
             // With no timer left, only the fd can wake this in time.
             let wait = reactor.next_timeout().unwrap_or(Duration::from_secs(30));
