@@ -12,9 +12,17 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use clap::Parser;
 use edgeloop::{Interest, PostAction, Reactor, Trigger};
 
+/// The smallest edgeloop program: one socket pair, one edge-triggered
+/// registration, one timer, one post from another thread.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {}
+
 fn main() -> std::io::Result<()> {
+    Args::parse();
     env_logger::init();
     let mut reactor = Reactor::new()?;
     let (ours, mut theirs) = UnixStream::pair()?;

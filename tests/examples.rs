@@ -383,6 +383,8 @@ fn every_example_help_says_what_it_does() {
         ("threaded", "thread pool"),
         ("udp_echo", "UDP echo"),
         ("unix_echo", "Unix-socket echo"),
+        ("hello", "smallest edgeloop program"),
+        ("kv", "key-value server"),
     ] {
         let out = Command::new(example(name)).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
@@ -391,5 +393,38 @@ fn every_example_help_says_what_it_does() {
             !help.contains("hand-rolled"),
             "{name} --help is the crate's description"
         );
+    }
+}
+
+/// `hello | head -1`: once stdout is closed, hello's next `println!`
+/// panics (EPIPE) inside a posted closure or the stop timer; the loop must
+/// still end, and the process exit.
+#[test]
+fn hello_exits_when_its_stdout_is_closed() {
+    let hello = example("hello");
+    assert!(
+        !Command::new(&hello)
+            .arg("--bogus")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut child = Command::new(&hello)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap(); // and the pipe's read end is closed here
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hello still runs 10 s after its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -85,20 +85,56 @@ fn propagate_resumes_the_panic_after_the_turn_and_the_reactor_stays_usable() {
 }
 
 #[test]
-fn a_panicking_timer_or_posted_closure_is_counted_and_the_loop_goes_on() {
+fn a_panicking_timer_or_posted_closure_is_counted_removed_and_reported_and_the_loop_can_go_on() {
     let mut reactor = Reactor::new().unwrap();
     reactor.call_every(Duration::from_millis(1), |_| panic!("periodic"));
     reactor.handle().post(|_| panic!("posted"));
     let fired = std::rc::Rc::new(std::cell::Cell::new(false));
     let f = fired.clone();
     reactor.call_later(Duration::from_millis(3), move |_| f.set(true));
+    let mut errors = 0;
     while !fired.get() {
-        reactor.run_once(None).unwrap();
+        errors += reactor.run_once(None).is_err() as usize;
     }
+    assert!(
+        (1..=2).contains(&errors),
+        "a turn with a panic ends in an error"
+    );
     assert_eq!(
         reactor.stats().panics,
         2,
         "the periodic timer was removed after one panic"
     );
     assert_eq!(reactor.timers(), 0);
+}
+
+/// Under Isolate, a panicking stop timer or posted closure ends `run` with
+/// an error naming it, instead of leaving a loop that nothing stops.
+#[test]
+fn a_panicking_timer_or_posted_closure_stops_run_with_an_error() {
+    let mut reactor = Reactor::new().unwrap();
+    reactor.call_later(Duration::from_millis(10), |r| {
+        panic!("stdout is closed");
+        #[allow(unreachable_code)]
+        r.stop();
+    });
+    // A backstop, so that a broken guarantee fails the test, not hangs it.
+    let backstop = reactor.call_later(Duration::from_secs(10), |r| r.stop());
+    let e = reactor.run().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a timer callback panicked: stdout is closed"),
+        "{e}"
+    );
+    assert_eq!(reactor.stats().panics, 1);
+
+    reactor.handle().post(|_| panic!("posted"));
+    let e = reactor.run().unwrap_err();
+    assert!(
+        e.to_string().contains("a posted closure panicked: posted"),
+        "{e}"
+    );
+    // Nothing left that panics: the reactor runs and stops as usual.
+    reactor.handle().post(|r| r.stop());
+    reactor.run().unwrap();
 }

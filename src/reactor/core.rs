@@ -36,6 +36,10 @@ pub struct Core<D = ()> {
     pub(super) stopped: bool,
     pub(super) panic_policy: PanicPolicy,
     pub(super) first_panic: Option<Box<dyn Any + Send>>,
+    /// Under `Isolate`: a timer callback or posted closure panicked, and
+    /// `run_once` reports it as an error (what panicked might have been
+    /// what would have stopped the loop).
+    pub(super) loop_panic: Option<String>,
     /// The fork generation this reactor was built in (see `sys`).
     pub(super) forks: u64,
     data: D,
@@ -54,6 +58,7 @@ impl<D: 'static> Core<D> {
             stopped: false,
             panic_policy: PanicPolicy::default(),
             first_panic: None,
+            loop_panic: None,
             forks: crate::sys::fork_generation(),
             data,
         })
@@ -491,16 +496,38 @@ impl<D: 'static> Core<D> {
         self.timers.cancel(timer)
     }
 
-    pub(super) fn record_panic(&mut self, what: fmt::Arguments<'_>, payload: Box<dyn Any + Send>) {
+    /// Counts and logs a caught panic; under `Propagate` keeps the first
+    /// payload for `run_once` to re-raise. Returns the log line.
+    pub(super) fn record_panic(
+        &mut self,
+        what: fmt::Arguments<'_>,
+        payload: Box<dyn Any + Send>,
+    ) -> String {
         self.stats.panics += 1;
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic".to_string());
-        log::error!("edgeloop: {what} panicked: {message}; it was removed");
+        let line = format!("{what} panicked: {message}");
+        log::error!("edgeloop: {line}; it was removed");
         if self.panic_policy == PanicPolicy::Propagate && self.first_panic.is_none() {
             self.first_panic = Some(payload);
+        }
+        line
+    }
+
+    /// Like `record_panic`, for a timer callback or a posted closure: under
+    /// `Isolate` the turn ends in an error from `run_once`, so `run` cannot
+    /// go on forever when what panicked was what would have stopped it.
+    pub(super) fn record_loop_panic(
+        &mut self,
+        what: fmt::Arguments<'_>,
+        payload: Box<dyn Any + Send>,
+    ) {
+        let line = self.record_panic(what, payload);
+        if self.panic_policy == PanicPolicy::Isolate && self.loop_panic.is_none() {
+            self.loop_panic = Some(line);
         }
     }
 }

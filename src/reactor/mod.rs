@@ -57,6 +57,14 @@ pub enum PanicPolicy {
     /// Keep running: one misbehaving connection does not take the server
     /// down. The default, as in tokio (a panicking task) and asyncio (a
     /// failing callback).
+    ///
+    /// One exception: when a plain timer callback ([`Core::call_later`],
+    /// [`Core::call_every`]) or a posted closure ([`Handle::post`]) panics,
+    /// the turn ends and [`Reactor::run_once`] (so [`Reactor::run`])
+    /// returns an error naming it and its payload. Such a closure is often
+    /// the one that would have stopped the loop (a stop timer whose
+    /// `println!` met a closed pipe), and a loop that can no longer stop is
+    /// worse than one that stops with an error. Call `run` again to go on.
     #[default]
     Isolate,
     /// After the turn completes, re-raise the first panic out of
@@ -226,6 +234,12 @@ impl<D: 'static> Reactor<D> {
         if let Some(payload) = self.core.first_panic.take() {
             panic::resume_unwind(payload);
         }
+        if let Some(line) = self.core.loop_panic.take() {
+            return Err(io::Error::other(format!(
+                "edgeloop: {line}; the loop stops here, as what panicked may have been what \
+                 would have stopped it"
+            )));
+        }
         result
     }
 
@@ -390,7 +404,7 @@ impl<D: 'static> Reactor<D> {
             Ok(action) => action,
             Err(payload) => {
                 let what = format_args!("the callback of {token:?}");
-                self.core.record_panic(what, payload);
+                let _ = self.core.record_panic(what, payload);
                 PostAction::Remove
             }
         };
@@ -432,8 +446,15 @@ impl<D: 'static> Reactor<D> {
                             source.on_panic(&mut self.core, token);
                         }
                     }
-                    self.core
-                        .record_panic(format_args!("a timer callback"), payload);
+                    match token {
+                        Some(token) => {
+                            let what = format_args!("the timer of {token:?}");
+                            let _ = self.core.record_panic(what, payload);
+                        }
+                        None => self
+                            .core
+                            .record_loop_panic(format_args!("a timer callback"), payload),
+                    };
                 }
             }
         }
@@ -448,7 +469,7 @@ impl<D: 'static> Reactor<D> {
             self.core.stats.posted += 1;
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
                 self.core
-                    .record_panic(format_args!("a posted closure"), payload);
+                    .record_loop_panic(format_args!("a posted closure"), payload);
             }
         }
         self.posted = posted;
