@@ -24,7 +24,7 @@ use edgeloop::Backend;
 #[command(version)]
 struct Cli {
     /// Watched fds per cell.
-    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     watched: Vec<usize>,
     /// Ready fds per cell.
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
@@ -79,7 +79,7 @@ fn main() -> io::Result<()> {
     )?;
     println!(
         "\nwrote {}/backends.csv and backends.svg",
-        cli.out.display()
+        std::path::absolute(&cli.out)?.display()
     );
     Ok(())
 }

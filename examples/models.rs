@@ -33,7 +33,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
     /// Connection counts for the throughput columns.
-    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: Vec<usize>,
     /// Idle connections for the idle columns.
     #[arg(long, default_value_t = 1000)]

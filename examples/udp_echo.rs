@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:7003")]
     addr: SocketAddr,
     /// Receive buffer in bytes: longer datagrams are reported truncated.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = 65_536, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_packet: usize,
     /// Selector backend: epoll, poll or select.
     #[arg(long, default_value = "epoll")]

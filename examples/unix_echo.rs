@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo run --example unix_echo -- --path /tmp/echo.sock`, then
 //! `nc -U /tmp/echo.sock`. `--path @name` binds in the abstract namespace
-//! (no file); `--mode 600` sets the socket file's permissions.
+//! (no file); `--socket-mode 600` sets the socket file's permissions;
+//! `--mode lt|et` is the readiness mode, as in every example.
 //!
 //! What to look for: it prints `listening on PATH`. Started over a stale
 //! socket file (left by a server that was killed), it takes the path over;
@@ -30,10 +31,10 @@ struct Cli {
     path: String,
     /// Permissions of the socket file, in octal (e.g. 600).
     #[arg(long, value_parser = |s: &str| u32::from_str_radix(s, 8))]
-    mode: Option<u32>,
-    /// Readiness mode [default: et; lt on poll and select].
+    socket_mode: Option<u32>,
+    /// Readiness mode of the connections [default: et].
     #[arg(long, value_enum)]
-    trigger: Option<common::Mode>,
+    mode: Option<common::Mode>,
     /// Close a connection that has sent nothing for this many seconds
     /// (0: never).
     #[arg(long, default_value_t = 60)]
@@ -57,13 +58,13 @@ fn main() {
 
 fn run(cli: &Cli) -> io::Result<()> {
     let mut options = edgeloop::server::ServerOptions::default();
-    if let Some(common::Mode::Lt) = cli.trigger {
+    if let Some(common::Mode::Lt) = cli.mode {
         options.conn.trigger = edgeloop::Trigger::Level;
     }
     options.conn.idle_timeout =
         (cli.idle_timeout > 0).then(|| std::time::Duration::from_secs(cli.idle_timeout));
     let mut server =
-        UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.mode, Echo, options)?;
+        UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.socket_mode, Echo, options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()

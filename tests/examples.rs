@@ -238,12 +238,12 @@ fn threaded_exits_0_on_sigterm_and_sigint_after_delivering_replies_in_flight() {
             ],
         );
         let mut c = connect(&server.addr);
-        c.write_all(b"in flight").unwrap();
+        c.write_all(b"slow in flight\n").unwrap();
         std::thread::sleep(Duration::from_millis(100)); // running on the pool now
         kill(Pid::from_raw(server.child.id() as i32), signal).unwrap();
         let mut back = Vec::new();
         c.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"IN FLIGHT", "{signal}: the reply in flight");
+        assert_eq!(back, b"SLOW IN FLIGHT\n", "{signal}: the reply in flight");
         drop(c); // our EOF ends the server's lingering close
         let status = server.child.wait().unwrap();
         assert_eq!(status.code(), Some(0), "{signal}: {status}");
@@ -294,16 +294,36 @@ fn the_examples_close_idle_clients_and_chat_closes_a_line_that_never_ends() {
 }
 
 #[test]
-fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_workers() {
-    for (name, args) in [
-        ("chat", &["--addr", "127.0.0.1:0", "--workers", "2"][..]),
-        ("threaded", &["--addr", "127.0.0.1:0", "--workers", "2"][..]),
-        ("echo", &["--addr", "127.0.0.1:0", "--workers", "0"][..]),
+fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_counts() {
+    for (name, args, says) in [
+        (
+            "chat",
+            &["--addr", "127.0.0.1:0", "--workers", "2"][..],
+            "workers",
+        ),
+        (
+            "threaded",
+            &["--addr", "127.0.0.1:0", "--workers", "2"][..],
+            "workers",
+        ),
+        (
+            "echo",
+            &["--addr", "127.0.0.1:0", "--workers", "0"][..],
+            "workers",
+        ),
+        ("threaded", &["--threads", "0"][..], "threads"),
+        ("kv", &["--stats-every", "0"][..], "stats-every"),
+        ("udp_echo", &["--max-packet", "0"][..], "max-packet"),
+        ("bench", &["--connections", "100,0"][..], "connections"),
+        ("bench", &["--duration", "0"][..], "duration"),
+        ("models", &["--connections", "0"][..], "connections"),
+        ("lt_vs_et", &["--messages", "0"][..], "messages"),
+        ("backends", &["--watched", "0"][..], "watched"),
     ] {
         let out = Command::new(example(name)).args(args).output().unwrap();
         assert!(!out.status.success(), "{name} {args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("workers"), "{name}: {stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
     }
 }
 
@@ -427,4 +447,45 @@ fn hello_exits_when_its_stdout_is_closed() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The threaded contract: `slow` lines run on the pool and come back
+/// upper-cased; other lines are echoed at once from the loop, so another
+/// client is not kept waiting; one connection's replies keep its order.
+#[test]
+fn threaded_answers_quick_lines_at_once_and_keeps_order_per_connection() {
+    let server = spawn_example(
+        "threaded",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--delay-ms",
+            "3000",
+        ],
+    );
+    let mut busy = connect(&server.addr);
+    busy.write_all(b"slow one\nquick after\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // on the pool now
+    // Another client's quick lines come back while the pool sleeps.
+    let mut other = connect(&server.addr);
+    other.write_all(b"hello\nworld\n").unwrap();
+    let mut reply = [0; 12];
+    other.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"hello\nworld\n");
+    // Nothing for the busy client yet: its quick line waits behind its
+    // slow one.
+    busy.set_nonblocking(true).unwrap();
+    let mut buf = [0; 64];
+    let early = busy.read(&mut buf).map_err(|e| e.kind());
+    assert_eq!(
+        early,
+        Err(std::io::ErrorKind::WouldBlock),
+        "a reply out of order"
+    );
+    busy.set_nonblocking(false).unwrap();
+    let mut reply = [0; 21];
+    busy.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"SLOW ONE\nquick after\n");
 }

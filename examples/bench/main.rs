@@ -39,22 +39,22 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
     /// Connections per cell [default: 10,100,1000; --full: 10,100,1000,4000,8000].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: Vec<usize>,
     /// Message sizes in bytes [default: 64; --full: 64,1024,16384].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     sizes: Vec<usize>,
     /// Seconds measured per cell (after the warm-up) [default: 2; --full: 5].
-    #[arg(long)]
+    #[arg(long, value_parser = positive_seconds)]
     duration: Option<f64>,
     /// Seconds of warm-up per cell.
     #[arg(long, default_value_t = 0.5)]
     warmup: f64,
     /// Messages in flight per connection.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pipeline: usize,
     /// Load generator threads; connections are split among them.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     client_threads: usize,
     /// Pin each server thread to this CPU (and keep the load threads off
     /// it), for a server-bound run on a machine with more cores.
@@ -92,14 +92,14 @@ enum Sub {
     Load {
         #[arg(long)]
         addr: SocketAddr,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         connections: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         size: usize,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         pipeline: usize,
         /// Messages per connection.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
         messages: u64,
     },
 }
@@ -144,6 +144,14 @@ impl Row {
             || [missing; 6].join(sep),
             |f| f.map(|v| format!("{v:.decimals$}")).join(sep),
         )
+    }
+}
+
+/// A duration in seconds that is a positive, finite number.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
     }
 }
 
@@ -268,7 +276,7 @@ fn main() -> io::Result<()> {
     plots(&cli.out, &rows)?;
     println!(
         "\nwrote {}/results.csv, report.md, throughput.svg, cpu_per_message.svg",
-        cli.out.display()
+        std::path::absolute(&cli.out)?.display()
     );
     Ok(())
 }

@@ -51,6 +51,8 @@ pub fn lines(
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
+            .x_label_formatter(&|x| human(*x))
+            .y_label_formatter(&|y| human(*y))
             .draw()?;
         for (i, (name, points)) in series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
@@ -75,4 +77,22 @@ pub fn lines(
         Ok(())
     };
     draw().map_err(|e| io::Error::other(format!("plotting {}: {e}", path.display())))
+}
+
+/// An axis label a reader takes in at a glance: 100000 → "100k",
+/// 2500000 → "2.5M", 0.25 → "0.25", 12 → "12".
+pub fn human(v: f64) -> String {
+    let (scaled, suffix) = match v.abs() {
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = if scaled.abs() >= 10.0 || scaled.fract() == 0.0 {
+        0
+    } else if scaled.abs() >= 1.0 {
+        1
+    } else {
+        2
+    };
+    format!("{scaled:.digits$}{suffix}")
 }

@@ -38,10 +38,10 @@ struct Cli {
     #[arg(long)]
     trace_only: bool,
     /// Connections for scenario 2.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: usize,
     /// Round trips per connection for scenario 2.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     messages: usize,
 }
 

@@ -41,8 +41,17 @@ use crate::{Core, Interest, PostAction, Reactor, SourceId, Token, Trigger};
 
 /// The slow part of a request: runs on a pool thread.
 pub trait Blocking: Send + Sync + 'static {
-    /// Turns one request into its reply.
+    /// Turns one request into its reply, on a pool thread.
     fn handle(&self, request: &[u8]) -> Vec<u8>;
+
+    /// The reply to a request that needs no pool: called on the loop
+    /// first, for every request; `Some` is the reply (written in request
+    /// order, behind any slow reply still owed on the connection), `None`
+    /// sends the request to the pool. The default sends every request.
+    fn quick(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let _ = request;
+        None
+    }
 }
 
 impl<F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static> Blocking for F {
@@ -50,6 +59,10 @@ impl<F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static> Blocking for F {
         self(request)
     }
 }
+
+/// The longest request line with [`Pooled::lines`]: a longer one is
+/// handed over in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
 
 struct Job {
     conn: ConnId,
@@ -89,6 +102,8 @@ pub struct PooledSession {
     early: BTreeMap<u64, Vec<u8>>,
     /// Requests waiting for a worker, oldest first.
     waiting: VecDeque<(u64, Vec<u8>)>,
+    /// With line framing: the line read so far.
+    partial: Vec<u8>,
 }
 
 impl PooledSession {
@@ -100,6 +115,9 @@ impl PooledSession {
 
 /// A connection handler that runs `B` on a bounded pool of threads.
 pub struct Pooled<B: Blocking> {
+    blocking: Arc<B>,
+    /// Requests are lines, not reads.
+    lines: bool,
     jobs: Option<Sender<Job>>,
     finished: Arc<Finished>,
     threads: Vec<JoinHandle<()>>,
@@ -148,7 +166,7 @@ impl<B: Blocking> Pooled<B> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let blocking = Arc::new(blocking);
-        let threads = (0..threads.max(1))
+        let workers = (0..threads.max(1))
             .map(|i| {
                 let (rx, finished, blocking) = (rx.clone(), finished.clone(), blocking.clone());
                 spawn_with_signals_blocked(format!("edgeloop-pool-{i}"), move || {
@@ -157,9 +175,11 @@ impl<B: Blocking> Pooled<B> {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Pooled {
+            blocking,
+            lines: false,
             jobs: Some(tx),
             finished,
-            threads,
+            threads: workers,
             capacity: capacity.max(1),
             held: 0,
             running: 0,
@@ -170,6 +190,15 @@ impl<B: Blocking> Pooled<B> {
         })
     }
 
+    /// Requests are lines (each ending in `\n`, at most 64 KiB; a longer
+    /// one is cut there, and an unfinished one at EOF is a request too)
+    /// rather than whatever one read returns.
+    #[must_use]
+    pub fn lines(mut self) -> Pooled<B> {
+        self.lines = true;
+        self
+    }
+
     /// Requests held: waiting for a worker or running.
     pub fn outstanding(&self) -> usize {
         self.held
@@ -178,6 +207,36 @@ impl<B: Blocking> Pooled<B> {
     /// Jobs that panicked (their connections were closed).
     pub fn panics(&self) -> u64 {
         self.panics
+    }
+
+    /// One request: answered at once if [`Blocking::quick`] can, else to
+    /// an idle worker, else waiting its turn.
+    fn request(&mut self, conn: &mut Conn<'_, Self>, request: Vec<u8>) {
+        let id = conn.id();
+        let session = conn.session();
+        let seq = session.next_seq;
+        session.next_seq += 1;
+        if let Some(reply) = self.blocking.quick(&request) {
+            return Pooled::complete(conn, seq, reply);
+        }
+        let session = conn.session();
+        self.held += 1;
+        if self.running < self.threads.len() {
+            // A worker is idle, so nobody is waiting: straight to it.
+            self.start(id, seq, request);
+        } else {
+            if session.waiting.is_empty() {
+                self.turn.push_back(id);
+            }
+            session.waiting.push_back((seq, request));
+        }
+        if self.held >= self.capacity {
+            // Full: this connection is not read until a slot frees.
+            conn.pause_reading();
+            if !self.paused.contains(&id) {
+                self.paused.push_back(id);
+            }
+        }
     }
 
     /// Sends a job to an idle worker.
@@ -231,30 +290,24 @@ impl<B: Blocking> Handler for Pooled<B> {
     type Session = PooledSession;
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        let id = conn.id();
-        let session = conn.session();
-        let seq = session.next_seq;
-        session.next_seq += 1;
-        self.held += 1;
-        if self.running < self.threads.len() {
-            // A worker is idle, so nobody is waiting: straight to it.
-            self.start(id, seq, data.to_vec());
-        } else {
-            if session.waiting.is_empty() {
-                self.turn.push_back(id);
-            }
-            session.waiting.push_back((seq, data.to_vec()));
+        if !self.lines {
+            return self.request(conn, data.to_vec());
         }
-        if self.held >= self.capacity {
-            // Full: this connection is not read until a slot frees.
-            conn.pause_reading();
-            if !self.paused.contains(&id) {
-                self.paused.push_back(id);
+        let mut line = std::mem::take(&mut conn.session().partial);
+        for chunk in data.split_inclusive(|&b| b == b'\n') {
+            line.extend_from_slice(chunk);
+            if line.ends_with(b"\n") || line.len() >= MAX_LINE {
+                self.request(conn, std::mem::take(&mut line));
             }
         }
+        conn.session().partial = line;
     }
 
     fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
+        let rest = std::mem::take(&mut conn.session().partial);
+        if !rest.is_empty() {
+            self.request(conn, rest);
+        }
         // Replies still owed are written before the close (close() waits for
         // the queue; a reply still running is written when it comes back).
         if conn.session().settled() {
