@@ -20,7 +20,7 @@ fn wait(c: &mut Criterion) {
     group
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         for n in [10usize, 100, 1_000, 10_000] {
             for k in [1usize, 100] {
                 if k > n {
@@ -41,7 +41,7 @@ fn wait(c: &mut Criterion) {
 
 fn register(c: &mut Criterion) {
     let mut group = c.benchmark_group("register+deregister");
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         let mut fixture = Fixture::new(backend, 100, 0).unwrap();
         // Shared, so each registration owns a handle to the same socket.
         let probe = Rc::new(UdpSocket::bind("127.0.0.1:0").unwrap());

@@ -44,7 +44,7 @@ struct Cell {
 fn main() -> io::Result<()> {
     let cli = Cli::parse();
     let mut cells = Vec::new();
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         for &k in &cli.ready {
             for &n in &cli.watched {
                 if k > n {
@@ -59,7 +59,7 @@ fn main() -> io::Result<()> {
     }
     print_table(&cli, &cells);
     println!("\n| backend | register + deregister (ns), 100 others registered |\n|---|---:|");
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         let ns = ns_per_register_deregister(backend, 100)?;
         println!("| {} | {ns:.0} |", backend.name());
     }
@@ -107,7 +107,7 @@ fn print_table(cli: &Cli, cells: &[Cell]) {
         print!("---:|");
     }
     println!();
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         for &k in &cli.ready {
             print!("| {} | {k} |", backend.name());
             for &n in &cli.watched {

@@ -284,11 +284,9 @@ fn serve(model: &str) -> io::Result<()> {
                 "epoll-et" => (Backend::Epoll, Trigger::Edge),
                 _ => return Err(io::Error::other(format!("unknown model {other}"))),
             };
-            let options = ServerOptions {
-                backend,
-                conn: ConnOptions::with_trigger(trigger),
-                ..ServerOptions::default()
-            };
+            let options = ServerOptions::default()
+                .with_backend(backend)
+                .with_conn(ConnOptions::with_trigger(trigger));
             TcpServer::from_tcp(
                 edgeloop::Reactor::with_backend(backend)?,
                 listener,

@@ -97,11 +97,9 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> io::Result<()> {
-    let options = DatagramOptions {
-        backend: cli.backend,
-        max_packet_size: cli.max_packet,
-        ..DatagramOptions::default()
-    };
+    let options = DatagramOptions::default()
+        .with_backend(cli.backend)
+        .with_max_packet_size(cli.max_packet);
     let mut server = UdpServer::bind(cli.addr, Echo::default(), options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;

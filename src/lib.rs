@@ -114,6 +114,7 @@
 pub mod conn;
 mod reactor;
 pub mod selector;
+#[cfg(feature = "server")]
 pub mod server;
 mod sys;
 

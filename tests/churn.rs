@@ -51,10 +51,7 @@ fn connect_from(source: u8, to: SocketAddr) -> TcpStream {
 fn churn(cycles: usize) {
     let baseline = fd_count();
     for trigger in [Trigger::Level, Trigger::Edge] {
-        let options = ServerOptions {
-            conn: ConnOptions::with_trigger(trigger),
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default().with_conn(ConnOptions::with_trigger(trigger));
         let server = start(|| EchoOnce, options);
         for i in 0..cycles {
             let mut c = connect_from(2 + (i % 250) as u8, server.addr);

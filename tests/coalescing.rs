@@ -36,11 +36,9 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
 }
 
 fn on(backend: Backend, trigger: Trigger) -> ServerOptions {
-    ServerOptions {
-        backend,
-        conn: ConnOptions::with_trigger(trigger),
-        ..ServerOptions::default()
-    }
+    ServerOptions::default()
+        .with_backend(backend)
+        .with_conn(ConnOptions::with_trigger(trigger))
 }
 
 #[test]

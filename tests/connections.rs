@@ -19,10 +19,10 @@ use util::stream::{Rng, fill, verify};
 /// Every mode a connection can run in: epoll Level, Edge with the
 /// short-read rule, Edge draining to EAGAIN, and Level on poll and select.
 fn modes() -> Vec<(&'static str, ServerOptions)> {
-    let on = |backend, conn| ServerOptions {
-        backend,
-        conn,
-        ..ServerOptions::default()
+    let on = |backend, conn| {
+        ServerOptions::default()
+            .with_backend(backend)
+            .with_conn(conn)
     };
     vec![
         (
@@ -37,10 +37,7 @@ fn modes() -> Vec<(&'static str, ServerOptions)> {
             "et-drain",
             on(
                 Backend::Epoll,
-                ConnOptions {
-                    short_read: false,
-                    ..ConnOptions::with_trigger(Trigger::Edge)
-                },
+                ConnOptions::with_trigger(Trigger::Edge).with_short_read(false),
             ),
         ),
         (
@@ -55,10 +52,7 @@ fn modes() -> Vec<(&'static str, ServerOptions)> {
 }
 
 fn options(conn: ConnOptions) -> ServerOptions {
-    ServerOptions {
-        conn,
-        ..ServerOptions::default()
-    }
+    ServerOptions::default().with_conn(conn)
 }
 
 /// `options` with the connections' water marks set.
@@ -139,12 +133,10 @@ fn edge_with_a_tiny_read_chunk_and_budget_1_loses_no_wakeup() {
     // failure modes 12 and 13 in docs/failure-modes.md (ET variant with budget 1): the peer
     // sends 1 MiB once and goes quiet; requeueing keeps reading it.
     for short_read in [true, false] {
-        let conn = ConnOptions {
-            read_chunk: 64,
-            read_budget: 1,
-            short_read,
-            ..ConnOptions::with_trigger(Trigger::Edge)
-        };
+        let conn = ConnOptions::with_trigger(Trigger::Edge)
+            .with_read_chunk(64)
+            .with_read_budget(1)
+            .with_short_read(short_read);
         let server = start(|| Echo, options(conn));
         echo_stream(server.addr, 42, 1 << 20, 1 << 20);
         let (stats, _) = server.stop();
@@ -344,10 +336,7 @@ fn a_lingering_close_gives_up_after_linger_when_the_peer_never_closes() {
     // but not forever: after `linger` the connection is aborted.
     for trigger in [Trigger::Level, Trigger::Edge] {
         let mut reactor = util::reactor(Backend::Epoll);
-        let options = ConnOptions {
-            linger: Duration::from_millis(200),
-            ..ConnOptions::with_trigger(trigger)
-        };
+        let options = ConnOptions::with_trigger(trigger).with_linger(Duration::from_millis(200));
         let set = edgeloop::conn::Connections::new(CloseAtOnce, options).unwrap();
         let set = reactor.install(set).unwrap();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();

@@ -22,15 +22,13 @@ use util::server::{Echo, start};
 /// connection is accepted and served, and the streams keep flowing.
 #[test]
 fn a_connect_storm_is_accepted_in_full_while_streams_keep_flowing() {
-    let options = ServerOptions {
-        conn: ConnOptions::with_trigger(Trigger::Edge),
-        accept: AcceptOptions {
-            trigger: Trigger::Edge,
-            batch: 16,
-            ..AcceptOptions::default()
-        },
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions::default()
+        .with_conn(ConnOptions::with_trigger(Trigger::Edge))
+        .with_accept(
+            AcceptOptions::default()
+                .with_trigger(Trigger::Edge)
+                .with_batch(16),
+        );
     let server = start(|| Echo, options);
     let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,10 +119,7 @@ fn the_backlog_reaches_listen_and_a_burst_past_it_strands_no_client() {
         ),
     }
     drop((listener, default));
-    let options = ServerOptions {
-        backlog: Some(8),
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions::default().with_backlog(Some(8));
     let server = start(|| Echo, options);
     let addr = server.addr;
     let clients: Vec<_> = (0..200u32)
@@ -173,12 +168,10 @@ fn a_reset_with_output_pending_closes_exactly_once() {
     for backend in [Backend::Epoll, Backend::Poll] {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let options = ServerOptions {
-                backend,
-                conn: ConnOptions::with_trigger(Trigger::Level),
-                panic_policy: edgeloop::PanicPolicy::Propagate,
-                ..ServerOptions::default()
-            };
+            let options = ServerOptions::default()
+                .with_backend(backend)
+                .with_conn(ConnOptions::with_trigger(Trigger::Level))
+                .with_panic_policy(edgeloop::PanicPolicy::Propagate);
             let mut server = edgeloop::server::TcpServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
                 CloseCounter::default(),

@@ -97,11 +97,9 @@ fn connections_survive_spurious_duplicate_stale_and_reordered_events() {
             edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
                 .unwrap();
         let addr = listener.local_addr().unwrap();
-        let options = ServerOptions {
-            conn: ConnOptions::with_trigger(trigger),
-            panic_policy: PanicPolicy::Propagate,
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default()
+            .with_conn(ConnOptions::with_trigger(trigger))
+            .with_panic_policy(PanicPolicy::Propagate);
         let (tx, rx) = std::sync::mpsc::channel();
         let server = std::thread::spawn(move || {
             let liar = Liar {

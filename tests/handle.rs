@@ -8,7 +8,7 @@ use edgeloop::{Backend, Reactor};
 
 #[test]
 fn stop_from_another_thread_returns_a_blocked_run_promptly() {
-    for backend in Backend::ALL {
+    for backend in Backend::ALL.iter().copied() {
         let mut reactor = Reactor::with_backend(backend).unwrap();
         let handle = reactor.handle();
         let stopped_at = Arc::new(std::sync::Mutex::new(None));

@@ -18,10 +18,7 @@ const CONNECTIONS: usize = 8_000;
 #[test]
 fn eight_thousand_concurrent_connections_each_echo() {
     for trigger in [Trigger::Level, Trigger::Edge] {
-        let options = ServerOptions {
-            conn: ConnOptions::with_trigger(trigger),
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default().with_conn(ConnOptions::with_trigger(trigger));
         let server = start(|| Echo, options);
         let mut clients: Vec<TcpStream> = (0..CONNECTIONS)
             .map(|_| TcpStream::connect(server.addr).unwrap())

@@ -210,6 +210,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                         Some(Trigger::Level) => m.readable(),
                         Some(Trigger::Edge) => m.edge && m.readable(),
                         Some(Trigger::Oneshot) => m.armed && m.readable(),
+                        Some(other) => unreachable!("the model knows no {other:?}"),
                         None => false,
                     };
                     if report {

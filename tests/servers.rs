@@ -332,10 +332,7 @@ impl DatagramHandler for DatagramEcho {
 #[test]
 fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
     // failure mode 33 in docs/failure-modes.md.
-    let options = DatagramOptions {
-        max_packet_size: 8192,
-        ..DatagramOptions::default()
-    };
+    let options = DatagramOptions::default().with_max_packet_size(8192);
     let mut server = UdpServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         DatagramEcho::default(),
@@ -707,10 +704,7 @@ fn idle_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
 #[test]
 fn connections_over_the_cap_are_accepted_closed_and_counted() {
     watchdog(Duration::from_secs(20), || {
-        let options = ServerOptions {
-            max_connections: 2,
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default().with_max_connections(2);
         let server = start(|| Echo, options);
         let mut kept: Vec<TcpStream> = (0..2)
             .map(|_| TcpStream::connect(server.addr).unwrap())
@@ -747,10 +741,7 @@ fn connections_over_the_cap_are_accepted_closed_and_counted() {
 #[test]
 fn at_the_cap_evict_idle_closes_the_longest_idle_connection_for_a_new_one() {
     watchdog(Duration::from_secs(20), || {
-        let mut options = ServerOptions {
-            max_connections: 2,
-            ..ServerOptions::default()
-        };
+        let mut options = ServerOptions::default().with_max_connections(2);
         options.accept.evict_idle = true;
         let server = start(|| Echo, options);
         let mut quiet = TcpStream::connect(server.addr).unwrap();
@@ -787,10 +778,7 @@ fn at_the_cap_evict_idle_closes_the_longest_idle_connection_for_a_new_one() {
 #[test]
 fn a_trigger_the_backend_cannot_deliver_is_refused_at_bind_naming_the_option() {
     for backend in [edgeloop::Backend::Poll, edgeloop::Backend::Select] {
-        let options = ServerOptions {
-            backend,
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default().with_backend(backend);
         let err = TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)
             .err()
             .expect("Edge on poll/select must be refused");
@@ -802,10 +790,7 @@ fn a_trigger_the_backend_cannot_deliver_is_refused_at_bind_naming_the_option() {
         );
         assert!(message.contains("Trigger::Level"), "{message}");
         // With Level it binds and serves.
-        let mut options = ServerOptions {
-            backend,
-            ..ServerOptions::default()
-        };
+        let mut options = ServerOptions::default().with_backend(backend);
         options.conn.trigger = edgeloop::Trigger::Level;
         TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options).unwrap();
     }

@@ -61,10 +61,8 @@ fn writing_to_a_closed_unix_peer_is_a_counted_reset_not_a_signal() {
 fn a_tcp_server_survives_peers_that_reset_with_output_pending() {
     sigpipe_kills();
     for trigger in [Trigger::Level, Trigger::Edge] {
-        let options = ServerOptions {
-            conn: ConnOptions::with_trigger(trigger).water_marks(1 << 30),
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions::default()
+            .with_conn(ConnOptions::with_trigger(trigger).water_marks(1 << 30));
         let server = start(|| Echo, options);
         for _ in 0..20 {
             let mut c = TcpStream::connect(server.addr).unwrap();

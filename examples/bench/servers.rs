@@ -80,20 +80,17 @@ impl Kind {
             Kind::EdgeloopEt => (Backend::Epoll, ConnOptions::with_trigger(Trigger::Edge)),
             Kind::EdgeloopEtDrain => (
                 Backend::Epoll,
-                ConnOptions {
-                    short_read: false,
-                    ..ConnOptions::with_trigger(Trigger::Edge)
-                },
+                ConnOptions::with_trigger(Trigger::Edge).with_short_read(false),
             ),
             Kind::EdgeloopPoll => (Backend::Poll, ConnOptions::with_trigger(Trigger::Level)),
             Kind::EdgeloopSelect => (Backend::Select, ConnOptions::with_trigger(Trigger::Level)),
             _ => return None,
         };
-        Some(ServerOptions {
-            backend,
-            conn,
-            ..ServerOptions::default()
-        })
+        Some(
+            ServerOptions::default()
+                .with_backend(backend)
+                .with_conn(conn),
+        )
     }
 }
 

@@ -100,10 +100,7 @@ fn main() -> io::Result<()> {
         ),
         (
             "ET, drain to EAGAIN",
-            ConnOptions {
-                short_read: false,
-                ..ConnOptions::with_trigger(Trigger::Edge)
-            },
+            ConnOptions::with_trigger(Trigger::Edge).with_short_read(false),
         ),
     ] {
         let (stats, io, messages) = echo_workload(conn, cli.connections, cli.messages)?;
@@ -145,10 +142,7 @@ fn echo_workload(
     connections: usize,
     messages: usize,
 ) -> io::Result<(Stats, ConnStats, u64)> {
-    let options = ServerOptions {
-        conn,
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions::default().with_conn(conn);
     let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)?;
     let addr = server.local_addr().to_string();
     let shutdown = server.shutdown_handle();

@@ -37,8 +37,10 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// limit.
 static FD_SLOTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Options for [`Connections::listen`].
+/// Options for [`Connections::listen`]: start from the default and assign
+/// fields, or chain the `with_*` setters.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct AcceptOptions {
     /// Level or Edge for the listener.
     pub trigger: Trigger,
@@ -65,6 +67,36 @@ impl Default for AcceptOptions {
             max_connections: usize::MAX,
             evict_idle: false,
         }
+    }
+}
+
+impl AcceptOptions {
+    /// Sets [`trigger`](AcceptOptions::trigger).
+    #[must_use]
+    pub fn with_trigger(mut self, trigger: Trigger) -> AcceptOptions {
+        self.trigger = trigger;
+        self
+    }
+
+    /// Sets [`batch`](AcceptOptions::batch).
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> AcceptOptions {
+        self.batch = batch;
+        self
+    }
+
+    /// Sets [`max_connections`](AcceptOptions::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max: usize) -> AcceptOptions {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`evict_idle`](AcceptOptions::evict_idle).
+    #[must_use]
+    pub fn with_evict_idle(mut self, on: bool) -> AcceptOptions {
+        self.evict_idle = on;
+        self
     }
 }
 

@@ -214,6 +214,7 @@ impl ConnStats {
 
 /// Why a connection closed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Closed by us, after everything queued was sent (or by the peer, after
     /// its EOF and our flush).
@@ -227,8 +228,23 @@ pub enum CloseReason {
     Error(io::Error),
 }
 
-/// Tuning for the connections of one [`Connections`] set.
+/// Tuning for the connections of one [`Connections`] set. Start from
+/// [`ConnOptions::default`] or [`ConnOptions::with_trigger`] and chain the
+/// `with_*` setters (or assign fields):
+///
+/// ```
+/// use edgeloop::conn::ConnOptions;
+/// use edgeloop::Trigger;
+/// use std::time::Duration;
+///
+/// let options = ConnOptions::with_trigger(Trigger::Level)
+///     .with_read_budget(4)
+///     .with_idle_timeout(Some(Duration::from_secs(30)))
+///     .water_marks(256 * 1024);
+/// assert_eq!(options.low_water, 64 * 1024);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ConnOptions {
     /// Level or Edge (Oneshot is refused: a connection needs every event).
     pub trigger: Trigger,
@@ -297,9 +313,52 @@ impl ConnOptions {
     }
 
     /// Sets `high_water` and `low_water` (a quarter of it).
+    #[must_use]
     pub fn water_marks(mut self, high: usize) -> ConnOptions {
         self.high_water = high;
         self.low_water = high / 4;
+        self
+    }
+
+    /// Sets [`read_chunk`](ConnOptions::read_chunk).
+    #[must_use]
+    pub fn with_read_chunk(mut self, bytes: usize) -> ConnOptions {
+        self.read_chunk = bytes;
+        self
+    }
+
+    /// Sets [`read_budget`](ConnOptions::read_budget).
+    #[must_use]
+    pub fn with_read_budget(mut self, reads: usize) -> ConnOptions {
+        self.read_budget = reads;
+        self
+    }
+
+    /// Sets [`short_read`](ConnOptions::short_read).
+    #[must_use]
+    pub fn with_short_read(mut self, on: bool) -> ConnOptions {
+        self.short_read = on;
+        self
+    }
+
+    /// Sets [`max_queued_total`](ConnOptions::max_queued_total).
+    #[must_use]
+    pub fn with_max_queued_total(mut self, bytes: usize) -> ConnOptions {
+        self.max_queued_total = bytes;
+        self
+    }
+
+    /// Sets [`linger`](ConnOptions::linger).
+    #[must_use]
+    pub fn with_linger(mut self, linger: std::time::Duration) -> ConnOptions {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets [`idle_timeout`](ConnOptions::idle_timeout).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Option<std::time::Duration>) -> ConnOptions {
+        self.idle_timeout = timeout;
         self
     }
 

@@ -53,6 +53,7 @@ const INITIAL_EVENTS: usize = 64;
 /// payload, and the rest of the turn runs. (Compiled with
 /// `panic = "abort"`, there is nothing to catch and the process aborts.)
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PanicPolicy {
     /// Keep running: one misbehaving connection does not take the server
     /// down. The default, as in tokio (a panicking task) and asyncio (a

@@ -24,6 +24,7 @@ use crate::{Event, Interest, Ready, Token, Trigger};
 /// changes the registration it is running for under its own feet.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[must_use = "a PostAction decides whether the registration stays"]
+#[non_exhaustive]
 pub enum PostAction {
     /// Keep the registration as it is.
     Continue,

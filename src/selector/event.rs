@@ -145,6 +145,7 @@ impl fmt::Debug for Interest {
 
 /// How readiness is reported for one registration.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+#[non_exhaustive]
 pub enum Trigger {
     /// Level-triggered: reported on every wait while the condition holds. A
     /// callback may read once and return; it will be told again.

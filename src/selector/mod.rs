@@ -28,6 +28,7 @@ pub type DefaultSelector = Epoll;
 /// The three classic backends, by name: what a command line's `--backend`
 /// picks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// [`Epoll`]: cost follows the ready fds; every trigger.
     Epoll,
@@ -39,7 +40,7 @@ pub enum Backend {
 
 impl Backend {
     /// All three, in the classic texts' order of appearance reversed.
-    pub const ALL: [Backend; 3] = [Backend::Epoll, Backend::Poll, Backend::Select];
+    pub const ALL: &'static [Backend] = &[Backend::Epoll, Backend::Poll, Backend::Select];
 
     /// A fresh selector of this kind.
     ///
@@ -67,7 +68,8 @@ impl std::str::FromStr for Backend {
     type Err = io::Error;
     fn from_str(s: &str) -> io::Result<Backend> {
         Backend::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|b| b.name() == s)
             .ok_or_else(|| {
                 io::Error::new(

@@ -138,8 +138,10 @@ impl Datagram<'_> {
     }
 }
 
-/// Options of a datagram server.
+/// Options of a datagram server: start from the default and assign fields,
+/// or chain the `with_*` setters.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DatagramOptions {
     /// The selector backend.
     pub backend: Backend,
@@ -160,6 +162,29 @@ impl Default for DatagramOptions {
             max_packet_size: 65_536,
             read_budget: 64,
         }
+    }
+}
+
+impl DatagramOptions {
+    /// Sets [`backend`](DatagramOptions::backend).
+    #[must_use]
+    pub fn with_backend(mut self, backend: Backend) -> DatagramOptions {
+        self.backend = backend;
+        self
+    }
+
+    /// Sets [`trigger`](DatagramOptions::trigger).
+    #[must_use]
+    pub fn with_trigger(mut self, trigger: Trigger) -> DatagramOptions {
+        self.trigger = trigger;
+        self
+    }
+
+    /// Sets [`max_packet_size`](DatagramOptions::max_packet_size).
+    #[must_use]
+    pub fn with_max_packet_size(mut self, bytes: usize) -> DatagramOptions {
+        self.max_packet_size = bytes;
+        self
     }
 }
 

@@ -88,8 +88,22 @@ fn run_until<D: 'static>(
     Ok(true)
 }
 
-/// What a server is built with.
+/// What a server is built with: start from the default and chain the
+/// `with_*` setters (or assign fields).
+///
+/// ```
+/// use edgeloop::server::ServerOptions;
+/// use edgeloop::conn::ConnOptions;
+/// use edgeloop::{Backend, Trigger};
+///
+/// let options = ServerOptions::default()
+///     .with_backend(Backend::Poll)
+///     .with_conn(ConnOptions::with_trigger(Trigger::Level))
+///     .with_max_connections(10_000);
+/// assert_eq!(options.backend, Backend::Poll);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// The selector backend of the server's reactor.
     pub backend: Backend,
@@ -120,6 +134,57 @@ impl Default for ServerOptions {
             shutdown_grace: Duration::from_secs(5),
             panic_policy: PanicPolicy::Isolate,
         }
+    }
+}
+
+impl ServerOptions {
+    /// Sets [`backend`](ServerOptions::backend).
+    #[must_use]
+    pub fn with_backend(mut self, backend: Backend) -> ServerOptions {
+        self.backend = backend;
+        self
+    }
+
+    /// Sets [`backlog`](ServerOptions::backlog).
+    #[must_use]
+    pub fn with_backlog(mut self, backlog: Option<i32>) -> ServerOptions {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Sets [`conn`](ServerOptions::conn).
+    #[must_use]
+    pub fn with_conn(mut self, conn: ConnOptions) -> ServerOptions {
+        self.conn = conn;
+        self
+    }
+
+    /// Sets [`accept`](ServerOptions::accept).
+    #[must_use]
+    pub fn with_accept(mut self, accept: AcceptOptions) -> ServerOptions {
+        self.accept = accept;
+        self
+    }
+
+    /// Sets [`max_connections`](ServerOptions::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max: usize) -> ServerOptions {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](ServerOptions::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> ServerOptions {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`panic_policy`](ServerOptions::panic_policy).
+    #[must_use]
+    pub fn with_panic_policy(mut self, policy: PanicPolicy) -> ServerOptions {
+        self.panic_policy = policy;
+        self
     }
 }
 

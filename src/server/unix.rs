@@ -25,6 +25,7 @@ use nix::sys::socket::{
 /// Where a Unix socket lives: a filesystem path, or (a name starting with
 /// `@`) the abstract namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UnixPath {
     /// A socket file.
     File(PathBuf),

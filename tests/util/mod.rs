@@ -12,7 +12,7 @@ use edgeloop::{Backend, Event, PanicPolicy, PostAction, Reactor, Ready};
 
 /// Every backend: the conformance tests run one body against each, as
 /// CPython's BaseSelectorTestCase does.
-pub const BACKENDS: [Backend; 3] = Backend::ALL;
+pub const BACKENDS: [Backend; 3] = [Backend::Epoll, Backend::Poll, Backend::Select];
 
 /// A reactor on `backend` that re-raises a callback's panic after the turn:
 /// a failed assert inside a callback fails the test instead of quietly
