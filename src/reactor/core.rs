@@ -134,6 +134,16 @@ impl<D: 'static> Core<D> {
     /// How long a host loop may sleep before this reactor needs a turn:
     /// zero if work was carried over or a stop is pending, the time to the
     /// nearest timer, or `None` (until its fd is readable).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::new()?;
+    /// assert_eq!(reactor.next_timeout(), None); // nothing to wake up for
+    /// reactor.call_later(Duration::from_secs(60), |_| {});
+    /// assert!(reactor.next_timeout().unwrap() <= Duration::from_secs(60));
+    /// assert!(reactor.pollable_fd().is_some()); // epoll: nestable
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn next_timeout(&mut self) -> Option<Duration> {
         if !self.carried.is_empty() || self.stopped || self.shared.stop_requested() {
             return Some(Duration::ZERO);
@@ -233,6 +243,20 @@ impl<D: 'static> Core<D> {
     /// `NotFound` for a token that is not (or no longer) registered, or
     /// belongs to a source; `Unsupported` for a trigger the backend cannot
     /// deliver; what the selector reports.
+    ///
+    /// ```
+    /// use edgeloop::{Interest, PostAction, Reactor, Trigger};
+    /// let mut reactor = Reactor::new()?;
+    /// let (ours, _theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// let token = reactor.register(ours, Interest::READABLE, Trigger::Level, |_, _, _| {
+    ///     PostAction::Continue
+    /// })?;
+    /// reactor.modify(token, Interest::BOTH, Trigger::Edge)?;
+    /// assert_eq!(reactor.interest(token)?, Interest::BOTH);
+    /// reactor.deregister(token)?; // out of the kernel's list, then closed
+    /// assert!(reactor.modify(token, Interest::READABLE, Trigger::Level).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn modify(&mut self, token: Token, interest: Interest, trigger: Trigger) -> io::Result<()> {
         self.check_not_forked()?;
         self.check_trigger(trigger)?;
@@ -370,6 +394,30 @@ impl<D: 'static> Core<D> {
     /// keeps its place: no new edge will come for data already queued, so it
     /// carries itself over (netty does the same). A token that is gone by
     /// then is dropped as stale.
+    ///
+    /// ```
+    /// use edgeloop::{Interest, PostAction, Reactor, Ready, Trigger};
+    /// use std::io::{Read, Write};
+    /// // An edge-triggered reader that reads one byte per turn and requeues
+    /// // itself: the rest raises no new edge.
+    /// let mut reactor = Reactor::with_data(Vec::new())?;
+    /// let (ours, mut theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// ours.set_nonblocking(true)?;
+    /// reactor.register(ours, Interest::READABLE, Trigger::Edge, |r, s, event| {
+    ///     let mut byte = [0; 1];
+    ///     if let Ok(1) = s.read(&mut byte) {
+    ///         r.data_mut().push(byte[0]);
+    ///         r.requeue(event.token, Ready::READABLE);
+    ///     }
+    ///     PostAction::Continue
+    /// })?;
+    /// theirs.write_all(b"abc")?;
+    /// for _ in 0..4 {
+    ///     reactor.run_once(Some(std::time::Duration::from_secs(1)))?;
+    /// }
+    /// assert_eq!(reactor.data(), b"abc");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn requeue(&mut self, token: Token, ready: Ready) {
         self.carried.push(Event { token, ready });
     }
@@ -468,6 +516,18 @@ impl<D: 'static> Core<D> {
 
     /// Calls `f` once, `delay` from now. `Duration::ZERO` means "on the next
     /// turn, after I/O"; `Duration::MAX` means never (no overflow).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::with_data(0)?;
+    /// reactor.call_later(Duration::from_millis(5), |r| {
+    ///     *r.data_mut() += 1;
+    ///     r.stop();
+    /// });
+    /// reactor.run()?;
+    /// assert_eq!(*reactor.data(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn call_later(
         &mut self,
         delay: Duration,
@@ -479,6 +539,21 @@ impl<D: 'static> Core<D> {
     /// Calls `f` every `period`, first `period` from now, until cancelled.
     /// Ticks stay on the grid `start + k * period` (no drift); ticks missed
     /// while the loop was busy are skipped, not fired in a burst.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::with_data(0)?;
+    /// let tick = reactor.call_every(Duration::from_millis(1), |r| {
+    ///     *r.data_mut() += 1;
+    ///     if *r.data() == 3 {
+    ///         r.stop();
+    ///     }
+    /// });
+    /// reactor.run()?;
+    /// assert!(reactor.cancel(tick));
+    /// assert_eq!((*reactor.data(), reactor.timers()), (3, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn call_every(
         &mut self,
         period: Duration,

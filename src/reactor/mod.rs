@@ -106,6 +106,15 @@ impl Reactor<()> {
     ///
     /// # Errors
     /// As [`Reactor::new`].
+    ///
+    /// ```
+    /// use edgeloop::{Backend, Reactor};
+    /// for backend in Backend::ALL.iter().copied() {
+    ///     let reactor = Reactor::with_backend(backend)?;
+    ///     assert_eq!(reactor.backend(), backend.name());
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn with_backend(backend: Backend) -> io::Result<Reactor> {
         Reactor::with_selector(backend.selector()?, ())
     }
@@ -158,6 +167,19 @@ impl<D: 'static> Reactor<D> {
     ///
     /// # Errors
     /// `Other` once 254 sources are installed.
+    ///
+    /// ```
+    /// use edgeloop::conn::{ConnOptions, Connections, Handler, Conn};
+    /// struct Nothing;
+    /// impl Handler for Nothing {
+    ///     type Session = ();
+    ///     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+    /// }
+    /// let mut reactor = edgeloop::Reactor::new()?;
+    /// let set = reactor.install(Connections::new(Nothing, ConnOptions::default())?)?;
+    /// assert!(reactor.source(set).is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn install<S: Source<D>>(&mut self, mut source: S) -> io::Result<SourceId<S>> {
         let owner = u8::try_from(self.sources.len())
             .map_err(|_| io::Error::other("edgeloop: at most 254 sources per reactor"))?;
@@ -227,6 +249,16 @@ impl<D: 'static> Reactor<D> {
     /// `Other` if called from inside a callback; what the selector's wait
     /// reports. Under [`PanicPolicy::Propagate`] a callback's panic resumes
     /// here, after the turn completed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::new()?;
+    /// // Nothing registered: waits the timeout out and ran nothing.
+    /// assert_eq!(reactor.run_once(Some(Duration::from_millis(1)))?, 0);
+    /// reactor.handle().post(|_| println!("posted"));
+    /// assert_eq!(reactor.run_once(Some(Duration::ZERO))?, 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         self.refuse_recursion()?;
         self.in_turn = true;

@@ -19,6 +19,19 @@ use crate::{Interest, Token, Trigger};
 /// threads. Deregister the returned token to stop listening (the signals
 /// stay blocked).
 ///
+/// ```
+/// use edgeloop::{Reactor, Signal, on_signals};
+/// let mut reactor = Reactor::with_data(None)?;
+/// on_signals(&mut reactor, &[Signal::SIGUSR1], |r, signal| {
+///     *r.data_mut() = Some(signal);
+///     r.stop();
+/// })?;
+/// nix::sys::signal::raise(Signal::SIGUSR1)?; // queued on the signalfd
+/// reactor.run()?;
+/// assert_eq!(*reactor.data(), Some(Signal::SIGUSR1));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Errors
 /// If the signals cannot be blocked or the signalfd created.
 pub fn on_signals<D: 'static, F>(

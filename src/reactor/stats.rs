@@ -33,6 +33,16 @@ pub struct Stats {
 
 impl Stats {
     /// The counts accumulated since `earlier` was taken.
+    ///
+    /// ```
+    /// let mut reactor = edgeloop::Reactor::new()?;
+    /// let before = *reactor.stats();
+    /// reactor.run_once(Some(std::time::Duration::ZERO))?;
+    /// let turn = reactor.stats().since(&before);
+    /// assert_eq!((turn.waits, turn.dispatched), (1, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
     pub fn since(&self, earlier: &Stats) -> Stats {
         Stats {
             waits: self.waits - earlier.waits,

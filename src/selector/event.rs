@@ -18,6 +18,14 @@ use nix::libc;
 /// callback removes another registration and a new one reuses the slot in
 /// the same batch, a later event for the old one still carries the old
 /// generation (nginx's "instance" bit and libev's `egen` do the same).
+///
+/// ```
+/// use edgeloop::Token;
+/// let token = Token::new(3, 42, 7);
+/// assert_eq!((token.owner(), token.key(), token.generation()), (3, 42, 7));
+/// // The same slot, reused: another generation, so another token.
+/// assert_ne!(token, Token::new(3, 42, 8));
+/// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(pub u64);
 
@@ -64,6 +72,15 @@ impl fmt::Debug for Token {
 /// the registration and its token stay). The kernel reports HUP and ERR even
 /// for a registration with an empty event mask, so a loop that registered one
 /// would spin (docs/kernel-facts.md K12).
+///
+/// ```
+/// use edgeloop::Interest;
+/// let both = Interest::READABLE | Interest::WRITABLE;
+/// assert_eq!(both, Interest::BOTH);
+/// assert_eq!(both.without(Interest::WRITABLE), Interest::READABLE);
+/// assert_eq!(format!("{:?}", Interest::READABLE | Interest::PRIORITY), "READABLE|PRIORITY");
+/// assert!(Interest::NONE.is_empty());
+/// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Interest(u8);
 
@@ -143,6 +160,15 @@ impl fmt::Debug for Interest {
     }
 }
 
+/// ```
+/// use edgeloop::{Backend, Reactor, Trigger};
+/// // Edge and oneshot need epoll; poll and select are level-triggered.
+/// assert!(Reactor::new()?.check_trigger(Trigger::Edge).is_ok());
+/// let poll = Reactor::with_backend(Backend::Poll)?;
+/// assert!(poll.check_trigger(Trigger::Edge).is_err());
+/// assert!(poll.check_trigger(Trigger::Level).is_ok());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 /// How readiness is reported for one registration.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
 #[non_exhaustive]
@@ -169,6 +195,17 @@ pub enum Trigger {
 ///
 /// HUP and ERROR are always reported, whatever the interest (epoll does the
 /// same). READ_CLOSED (`EPOLLRDHUP`) comes only with read interest.
+///
+/// ```
+/// use edgeloop::{Interest, Ready};
+/// // A peer that sent its last bytes and shut down its write side:
+/// let ready = Ready::READABLE | Ready::READ_CLOSED;
+/// assert!(ready.is_readable() && ready.is_read_closed() && !ready.is_hup());
+/// // What a write-only registration may be told: WRITABLE, HUP, ERROR.
+/// let allowed = Ready::allowed_by(Interest::WRITABLE);
+/// assert!((ready & allowed).is_empty());
+/// assert_eq!(Ready::from_kernel(ready.bits()), ready);
+/// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Ready(u32);
 

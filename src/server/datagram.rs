@@ -268,6 +268,26 @@ pub type UdpServer<H> = DatagramServer<H>;
 /// A Unix datagram server: [`DatagramServer`] on a Unix datagram socket.
 pub type UnixDatagramServer<H> = DatagramServer<H>;
 
+/// ```
+/// use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, UdpServer};
+/// use std::time::Duration;
+///
+/// struct Echo;
+/// impl DatagramHandler for Echo {
+///     fn on_datagram(&mut self, datagram: &mut Datagram<'_>, data: &[u8]) {
+///         let _ = datagram.reply(data);
+///     }
+/// }
+///
+/// let mut server = UdpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, DatagramOptions::default())?;
+/// let client = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// client.send_to(b"ping", server.local_addr())?;
+/// assert!(server.handle_request(Duration::from_secs(5))?);
+/// let mut reply = [0; 4];
+/// client.recv(&mut reply)?;
+/// assert_eq!(&reply, b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 impl<H: DatagramHandler> DatagramServer<H> {
     /// Binds a UDP socket on `addr` (port 0 picks one).
     ///

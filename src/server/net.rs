@@ -29,6 +29,12 @@ pub fn somaxconn() -> i32 {
 ///
 /// # Errors
 /// `AddrInUse` and friends, with the address in the message.
+///
+/// ```
+/// let listener = edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
+/// assert_ne!(listener.local_addr()?.port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn tcp_listener(
     addr: SocketAddr,
     backlog: Option<i32>,

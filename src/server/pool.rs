@@ -114,6 +114,29 @@ impl PooledSession {
 }
 
 /// A connection handler that runs `B` on a bounded pool of threads.
+///
+/// ```
+/// use edgeloop::server::{Pooled, ServerOptions, TcpServer, attach_pool};
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+///
+/// // The slow part: runs on one of 2 threads, at most 16 requests held.
+/// let slow = |request: &[u8]| request.to_ascii_uppercase();
+/// let pooled = Pooled::new(slow, 2, 16)?;
+/// let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), pooled, ServerOptions::default())?;
+/// let set = server.connections_id();
+/// attach_pool(server.reactor(), set)?;
+/// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+/// client.write_all(b"shout")?;
+/// while server.connections().stats().bytes_out < 5 {
+///     server.reactor().run_once(Some(Duration::from_millis(100)))?;
+/// }
+/// let mut reply = [0; 5];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"SHOUT");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+/// A connection handler that runs `B` on a bounded pool of threads.
 pub struct Pooled<B: Blocking> {
     blocking: Arc<B>,
     /// Requests are lines, not reads.

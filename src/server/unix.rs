@@ -35,6 +35,12 @@ pub enum UnixPath {
 
 impl UnixPath {
     /// `@name` is abstract; anything else is a path.
+    ///
+    /// ```
+    /// use edgeloop::server::UnixPath;
+    /// assert!(matches!(UnixPath::parse("@edgeloop"), UnixPath::Abstract(_)));
+    /// assert!(matches!(UnixPath::parse("/tmp/echo.sock"), UnixPath::File(_)));
+    /// ```
     pub fn parse(s: &str) -> UnixPath {
         match s.strip_prefix('@') {
             Some(name) => UnixPath::Abstract(name.as_bytes().to_vec()),

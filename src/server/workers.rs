@@ -18,6 +18,33 @@ use crate::Reactor;
 use crate::conn::{ConnStats, Handler};
 
 /// N TCP servers on N threads sharing one address through `SO_REUSEPORT`.
+///
+/// ```
+/// use edgeloop::conn::{Conn, Handler};
+/// use edgeloop::server::{ServerOptions, Workers};
+/// use std::io::{Read, Write};
+///
+/// #[derive(Clone)]
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Session = ();
+///     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(data);
+///     }
+/// }
+///
+/// let workers = Workers::bind("127.0.0.1:0".parse().unwrap(), 2, || Echo, ServerOptions::default())?;
+/// let mut client = std::net::TcpStream::connect(workers.local_addr())?;
+/// client.write_all(b"hi")?;
+/// let mut reply = [0; 2];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"hi");
+/// drop(client);
+/// workers.shutdown();
+/// assert_eq!(workers.join()?.len(), 2); // each worker's ConnStats
+/// # Ok::<(), std::io::Error>(())
+/// ```
+/// N TCP servers on N threads sharing one address through `SO_REUSEPORT`.
 #[derive(Debug)]
 pub struct Workers {
     local_addr: SocketAddr,
