@@ -18,7 +18,7 @@ use edgeloop::{Interest, PostAction, Reactor, Trigger};
 /// The smallest edgeloop program: one socket pair, one edge-triggered
 /// registration, one timer, one post from another thread.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {}
 
 fn main() -> std::io::Result<()> {

@@ -105,7 +105,7 @@ fn execute(store: &mut Store, line: &[u8]) -> String {
 
 /// A line-based key-value server on edgeloop.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {
     #[command(flatten)]
     server: common::ServerArgs,
