@@ -9,12 +9,21 @@
 //! first to leave. Thread per connection: a thread (and its stack) per
 //! client. Busy polling: a whole core burned while nothing happens.
 //! select: the 1024-fd wall. poll: cost that follows the watched fds.
-//! epoll: none of these. Signal-driven IO (SIGIO) and POSIX AIO are rows
-//! that say why they are out of scope.
+//! epoll: none of these. Signal-driven IO: a real-time signal per
+//! readiness report, until its queue overflows. io_uring: completions, not
+//! readiness, and well under one syscall per message. POSIX AIO: helper
+//! threads, counted.
+//!
+//! The syscalls-per-message column comes from `strace -f -c` attached to
+//! each server for a separate run of 100 connections × 100 messages (it is
+//! skipped, with a dash, where strace cannot attach).
 
-#[path = "bench/load.rs"]
+mod aio;
+#[path = "../bench/load.rs"]
 #[allow(dead_code)]
 mod load;
+mod sigio;
+mod uring;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,10 +55,19 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Run one model's server (used by the table; prints `listening on ADDR`).
-    Serve { model: String },
+    Serve {
+        model: String,
+        /// sigio: lower RLIMIT_SIGPENDING to this, so the real-time signal
+        /// queue overflows and the fallback path runs.
+        #[arg(long)]
+        sigpending: Option<u64>,
+    },
+    /// Print this process's thread count before and while one aio_read
+    /// waits on a socket (the POSIX AIO row's probe).
+    AioThreads,
 }
 
-const MODELS: [&str; 7] = [
+const MODELS: [&str; 9] = [
     "blocking",
     "thread-per-conn",
     "busy-poll",
@@ -57,12 +75,20 @@ const MODELS: [&str; 7] = [
     "poll",
     "epoll-lt",
     "epoll-et",
+    "sigio",
+    "io_uring",
 ];
 
 fn main() -> io::Result<()> {
     let cli = Cli::parse();
-    if let Some(Sub::Serve { model }) = cli.command {
-        return serve(&model);
+    match cli.command {
+        Some(Sub::Serve { model, sigpending }) => return serve(&model, sigpending),
+        Some(Sub::AioThreads) => {
+            let (before, during) = aio::threads_during_aio_read()?;
+            println!("{before} {during}");
+            return Ok(());
+        }
+        None => {}
     }
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
@@ -73,43 +99,78 @@ fn main() -> io::Result<()> {
         print!(" msgs/s at {n} |");
     }
     println!(
-        " server CPU µs/msg (100 conns) | CPU with {} idle | bytes per idle conn | threads | what fails first |",
+        " server CPU µs/msg (100 conns) | syscalls/msg (strace, 100 conns) | CPU with {} idle | bytes per idle conn | threads | what fails first |",
         cli.idle
     );
     print!("|---|");
     for _ in &cli.connections {
         print!("---:|");
     }
-    println!("---:|---:|---:|---:|---|");
+    println!("---:|---:|---:|---:|---:|---|");
+    let mut maps = Vec::new();
     for model in MODELS {
-        let mut row = format!("| {model} |");
-        let mut cpu_per_msg = String::from("-");
-        for &n in &cli.connections {
-            let mut server = Server::start(model)?;
-            let (rate, cpu) = server.throughput(n, Duration::from_secs_f64(cli.duration))?;
-            row.push_str(&format!(" {rate:.0} |"));
-            if n == 100 {
-                cpu_per_msg = cpu.map_or("-".into(), |c| format!("{c:.2}"));
+        match row(model, &cli) {
+            Ok((line, mapped)) => {
+                println!("{line}");
+                maps.push((model, mapped));
+            }
+            Err(e) => {
+                let dashes = "- | ".repeat(cli.connections.len() + 5);
+                println!("| {model} | {dashes}refused here: {e} |");
             }
         }
-        let mut server = Server::start(model)?;
-        let idle = server.idle(cli.idle)?;
-        println!(
-            "{row} {cpu_per_msg} | {:.0} % | {} | {} | {} |",
-            idle.cpu_percent,
-            idle.bytes_per_conn
-                .map_or("-".into(), |b| format!("{b:.0}")),
-            idle.threads,
-            fails_first(model, &idle)
-        );
     }
-    println!(
-        "| signal-driven (SIGIO) | - | - | - | - | - | - | - | out of scope: one signal per readiness change carries no fd with plain SIGIO (F_SETSIG + siginfo is Linux-only and queues overflow to SIGIO), so a server still has to poll; not built |"
-    );
-    println!(
-        "| POSIX AIO | - | - | - | - | - | - | - | out of scope: glibc implements aio_read with threads, not kernel async IO for sockets; io_uring would be the honest row, and it is another project |"
-    );
+    let aio = match aio::threads_during_aio_read() {
+        Ok((before, during)) => format!(
+            "glibc serves aio_read with helper threads, not kernel async IO: this process had {before} thread(s), {during} while one aio_read waited on a socket"
+        ),
+        Err(e) => format!("aio_read failed: {e}"),
+    };
+    let dashes = "- | ".repeat(cli.connections.len() + 5);
+    println!("| POSIX AIO (probe) | {dashes}{aio} |");
+    println!();
+    for (model, mapped) in maps {
+        if !mapped.is_empty() {
+            println!(
+                "{model}: shared mappings in /proc/PID/maps: {}",
+                mapped.join("; ")
+            );
+        }
+    }
     Ok(())
+}
+
+/// One model's row, and its `/proc/PID/maps` lines that name an
+/// io_uring or eventpoll mapping.
+fn row(model: &str, cli: &Cli) -> io::Result<(String, Vec<String>)> {
+    let mut row = format!("| {model} |");
+    let mut cpu_per_msg = String::from("-");
+    for &n in &cli.connections {
+        let mut server = Server::start(model)?;
+        let (rate, cpu) = server.throughput(n, Duration::from_secs_f64(cli.duration))?;
+        row.push_str(&format!(" {rate:.0} |"));
+        if n == 100 {
+            cpu_per_msg = cpu.map_or("-".into(), |c| format!("{c:.2}"));
+        }
+    }
+    // The blocking server serves one connection until it closes, and the
+    // load generator closes none before all are done: it gets one.
+    let connections = if model == "blocking" { 1 } else { 100 };
+    let syscalls = Server::start(model)?
+        .syscalls_per_message(connections, 100)
+        .map_or("-".into(), |s| format!("{s:.2}"));
+    let mut server = Server::start(model)?;
+    let idle = server.idle(cli.idle)?;
+    let mapped = server.shared_mappings();
+    let line = format!(
+        "{row} {cpu_per_msg} | {syscalls} | {:.0} % | {} | {} | {} |",
+        idle.cpu_percent,
+        idle.bytes_per_conn
+            .map_or("-".into(), |b| format!("{b:.0}")),
+        idle.threads,
+        fails_first(model, &idle)
+    );
+    Ok((line, mapped))
 }
 
 fn fails_first(model: &str, idle: &Idle) -> String {
@@ -129,6 +190,11 @@ fn fails_first(model: &str, idle: &Idle) -> String {
         ),
         "select" => "fd 1024: clients past FD_SETSIZE are closed (see tests/examples.rs)".into(),
         "poll" => "cost per wait grows with the watched fds (examples/backends.rs)".into(),
+        "sigio" => "the real-time signal queue (RLIMIT_SIGPENDING): past it the kernel raises plain SIGIO, which names no fd, and every socket must be tried (`models serve sigio --sigpending 8`; tests/models.rs)".into(),
+        "io_uring" => format!(
+            "memory: a {} B receive buffer stays posted per idle connection (a provided-buffer ring would lend buffers only to connections with data)",
+            uring::BUFFER
+        ),
         _ => "nothing up to these counts".into(),
     }
 }
@@ -178,14 +244,22 @@ impl Server {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", model])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-        let addr = line
+        let Some(addr) = line
             .trim()
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("{model}: {line:?}")))?;
+        else {
+            // It did not start (io_uring refused, say): its error is the
+            // row's cell.
+            let mut stderr = String::new();
+            let _ = child.wait();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            return Err(io::Error::other(stderr.trim().replace('\n', " ")));
+        };
         std::thread::sleep(Duration::from_millis(100));
         Ok(Server { child, addr })
     }
@@ -219,6 +293,60 @@ impl Server {
         let cpu = (outcome.messages > 0)
             .then(|| (m[1] - m[0]).as_secs_f64() * 1e6 / outcome.messages as f64);
         Ok((rate, cpu))
+    }
+
+    /// Syscalls per echoed message: `strace -f -c` attached to the server
+    /// while `connections` × `messages` messages go through. None if strace
+    /// cannot attach.
+    fn syscalls_per_message(&mut self, connections: usize, messages: u64) -> Option<f64> {
+        let out = std::env::temp_dir().join(format!("edgeloop-models-{}.strace", self.child.id()));
+        let mut strace = Command::new("strace")
+            .args(["-f", "-c", "-o"])
+            .arg(&out)
+            .args(["-p", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        std::thread::sleep(Duration::from_millis(500)); // attached by now
+        let outcome = load::run(self.addr, connections, 64, 1, messages, None);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(strace.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = strace.wait();
+        let summary = std::fs::read_to_string(&out).ok()?;
+        let _ = std::fs::remove_file(&out);
+        let outcome = outcome.ok()?;
+        // The last line: "100.00  secs  usecs/call  calls  [errors]  total".
+        let calls: f64 = summary
+            .lines()
+            .rev()
+            .find(|l| l.trim_end().ends_with("total"))?
+            .split_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()?;
+        (outcome.messages > 0).then(|| calls / outcome.messages as f64)
+    }
+
+    /// Lines of `/proc/PID/maps` that map an io_uring or an eventpoll
+    /// instance (study claim 6: which interface shares memory with the
+    /// kernel).
+    fn shared_mappings(&self) -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("io_uring") || l.contains("eventpoll"))
+            .map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let (range, perms, name) = (fields[0], fields[1], fields[fields.len() - 1]);
+                let (a, b) = range.split_once('-').unwrap_or(("0", "0"));
+                let size = u64::from_str_radix(b, 16)
+                    .unwrap_or(0)
+                    .saturating_sub(u64::from_str_radix(a, 16).unwrap_or(0));
+                format!("{name} {perms} {} KiB", size / 1024)
+            })
+            .collect()
     }
 
     fn idle(&mut self, n: usize) -> io::Result<Idle> {
@@ -267,7 +395,7 @@ impl Server {
 
 // ---- the servers -------------------------------------------------------------------
 
-fn serve(model: &str) -> io::Result<()> {
+fn serve(model: &str, sigpending: Option<u64>) -> io::Result<()> {
     let listener =
         edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
     println!("listening on {}", listener.local_addr()?);
@@ -276,6 +404,8 @@ fn serve(model: &str) -> io::Result<()> {
         "blocking" => blocking(listener),
         "thread-per-conn" => thread_per_connection(listener),
         "busy-poll" => busy_poll(listener),
+        "sigio" => sigio::serve(listener, sigpending),
+        "io_uring" => uring::serve(listener),
         other => {
             let (backend, trigger) = match other {
                 "select" => (Backend::Select, Trigger::Level),

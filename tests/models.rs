@@ -1,0 +1,146 @@
+//! The study's two newest IO models, as servers: signal-driven IO (its
+//! overflow path included) and io_uring each echo correctly under a short
+//! bounded load; POSIX AIO is served by helper threads; io_uring's rings
+//! are shared memory.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use util::process::{Server, example, spawn_example_with};
+
+/// Starts `models serve MODEL ARGS`, its stderr captured.
+fn start(model: &str, args: &[&str]) -> Option<Server> {
+    let mut all = vec!["serve", model];
+    all.extend_from_slice(args);
+    let mut command = Command::new(example("models"));
+    command.stderr(Stdio::piped());
+    // A server that cannot start (io_uring refused) prints no listening
+    // line: spawn_example_with panics on that, so look first.
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spawn_example_with("models", &all, &mut command)
+    }));
+    probe.ok()
+}
+
+/// `clients` connections, each sending `messages` distinct messages
+/// (`pipeline` in flight at once) and checking every echoed byte.
+fn load(addr: &str, clients: usize, messages: usize, pipeline: usize) {
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                for batch in (0..messages).collect::<Vec<_>>().chunks(pipeline) {
+                    let sent: Vec<u8> = batch
+                        .iter()
+                        .flat_map(|i| format!("<{c}:{i}:{}>", "x".repeat(40)).into_bytes())
+                        .collect();
+                    s.write_all(&sent).unwrap();
+                    let mut back = vec![0; sent.len()];
+                    s.read_exact(&mut back).unwrap();
+                    assert_eq!(back, sent, "client {c}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// SIGTERM, exit 0, and the server's counts line from stderr.
+fn stop(mut server: Server) -> String {
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut stderr = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+/// `name=<n>` in a counts line.
+fn count(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
+
+#[test]
+fn the_signal_driven_server_echoes_every_byte() {
+    let server = start("sigio", &[]).expect("the sigio server starts");
+    load(&server.addr, 20, 200, 1);
+    let counts = stop(server);
+    assert!(count(&counts, "rt_signals") > 0, "{counts}");
+}
+
+/// RLIMIT_SIGPENDING at 4: the real-time signal queue overflows, the
+/// kernel raises plain SIGIO, and the server's fall back to trying every
+/// socket loses no readiness: every byte still comes back.
+#[test]
+fn the_signal_queue_overflows_and_the_fallback_loses_nothing() {
+    let server = start("sigio", &["--sigpending", "4"]).expect("the sigio server starts");
+    load(&server.addr, 40, 100, 4);
+    let counts = stop(server);
+    assert!(
+        count(&counts, "overflows") > 0,
+        "the overflow path never ran: {counts}"
+    );
+}
+
+#[test]
+fn the_io_uring_server_echoes_every_byte_with_few_syscalls() {
+    let Some(server) = start("io_uring", &[]) else {
+        return util::skip(
+            "the_io_uring_server_echoes_every_byte",
+            "the kernel refused io_uring (see the models table for the errno)",
+        );
+    };
+    load(&server.addr, 20, 200, 1);
+    // io_uring's rings are mapped into the process: shared memory with the
+    // kernel, which an epoll fd never is (tests/study.rs).
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.child.id())).unwrap();
+    let rings = maps
+        .lines()
+        .filter(|l| l.contains("io_uring") && l.split_whitespace().nth(1) == Some("rw-s"))
+        .count();
+    assert!(rings >= 2, "no shared io_uring mapping:\n{maps}");
+    let counts = stop(server);
+    // 4,000 messages, each a recv and a send completion.
+    assert!(count(&counts, "completions") >= 8_000, "{counts}");
+    assert!(
+        count(&counts, "enters") < count(&counts, "completions"),
+        "one io_uring_enter per completion or worse: {counts}"
+    );
+}
+
+/// In a process of its own (this one's thread count moves with the other
+/// tests).
+#[test]
+fn posix_aio_on_a_socket_runs_on_a_helper_thread() {
+    let out = Command::new(example("models"))
+        .arg("aio-threads")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (before, during) = out.trim().split_once(' ').unwrap();
+    let (before, during): (u64, u64) = (before.parse().unwrap(), during.parse().unwrap());
+    assert!(
+        during > before,
+        "threads {before} -> {during}: no helper thread while aio_read waited"
+    );
+}
