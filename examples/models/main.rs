@@ -2,7 +2,7 @@
 //! child process, measured by the benchmark's load generator and printed as
 //! one table.
 //!
-//! Run: `cargo run --release --example models` (about a minute).
+//! Run: `cargo run --release --example models` (about 4 minutes).
 //!
 //! What to look for: what each model costs, and what fails first as
 //! connections grow. Blocking one-at-a-time: a second client waits for the
