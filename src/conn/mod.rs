@@ -40,12 +40,14 @@ use std::io;
 use crate::{Core, Token, Trigger};
 
 mod accept;
+mod connect;
 mod connection;
 mod queue;
 mod set;
 mod table;
 
 pub use accept::AcceptOptions;
+pub use connect::ConnectOptions;
 pub use connection::Conn;
 pub use set::Connections;
 
@@ -106,6 +108,15 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
         reason: CloseReason,
     ) {
         let _ = (core, id, session, reason);
+    }
+
+    /// An outbound connection ([`Connections::connect`]) failed after it
+    /// was started: refused, unreachable, timed out (`TimedOut`). Called
+    /// once, instead of [`on_open`](Handler::on_open); no
+    /// [`on_close`](Handler::on_close) follows. The default logs it.
+    fn on_connect_failed(&mut self, core: &mut Core<D>, id: ConnId, error: io::Error) {
+        let _ = core;
+        log::warn!("connect {id:?}: {error}");
     }
 
     /// True while the handler still owes replies it is working on elsewhere
@@ -181,6 +192,11 @@ pub struct ConnStats {
     /// Connections closed at the cap to admit a new one
     /// ([`AcceptOptions::evict_idle`]).
     pub evicted: u64,
+    /// Outbound connections established.
+    pub connects: u64,
+    /// Outbound connections that failed after they were started (reported
+    /// through [`Handler::on_connect_failed`]).
+    pub connect_failures: u64,
 }
 
 impl ConnStats {
@@ -202,6 +218,8 @@ impl ConnStats {
             budget_pauses: self.budget_pauses - earlier.budget_pauses,
             peak_queued: self.peak_queued,
             evicted: self.evicted - earlier.evicted,
+            connects: self.connects - earlier.connects,
+            connect_failures: self.connect_failures - earlier.connect_failures,
         }
     }
 

@@ -11,8 +11,8 @@ use slab::Slab;
 
 use super::accept::{AcceptOptions, Listener};
 use super::table::{
-    CLOSE_AFTER_FLUSH, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_IDLE, TIMER_LINGER,
-    Table,
+    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED,
+    TIMER_CONNECT, TIMER_IDLE, TIMER_LINGER, Table,
 };
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::sys;
@@ -114,6 +114,12 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         if self.table.options.idle_timeout.is_some() {
             self.table.check_idle(core, key);
         }
+        self.opened(core, key);
+        Ok(id)
+    }
+
+    /// Tells the handler that connection `key` is open.
+    pub(super) fn opened(&mut self, core: &mut Core<D>, key: usize) {
         self.table.cork(key);
         self.handler.on_open(&mut Conn {
             core,
@@ -123,7 +129,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         });
         self.table.uncork(core);
         self.finish_closes(core);
-        Ok(id)
     }
 
     /// Connections open (closing ones included, until they are gone).
@@ -230,8 +235,20 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 self.table.stats.resets += 1;
             }
             let id = ConnId(token);
-            log::debug!("close {id:?}: {reason:?}");
             drop(state.fd);
+            if state.flags & CONNECTING != 0 {
+                // Never opened: the handler hears of the failure instead.
+                self.table.stats.connect_failures += 1;
+                let error = match reason {
+                    CloseReason::Error(e) => e,
+                    CloseReason::Reset => io::Error::from(io::ErrorKind::ConnectionReset),
+                    _ => io::Error::from(io::ErrorKind::ConnectionAborted),
+                };
+                log::debug!("connect {id:?} failed: {error}");
+                self.handler.on_connect_failed(core, id, error);
+                continue;
+            }
+            log::debug!("close {id:?}: {reason:?}");
             self.handler.on_close(core, id, state.session, reason);
         }
     }
@@ -251,8 +268,16 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let Some(c) = self.table.slots.get_mut(key) else {
             return false;
         };
-        if c.generation != token.generation() || c.flags & DOOMED != 0 {
+        if c.generation != token.generation() {
             return false;
+        }
+        if c.flags & (DOOMED | CONNECTING) != 0 {
+            if c.flags & DOOMED != 0 {
+                return false;
+            }
+            self.finish_connect(core, key, ready);
+            self.finish_closes(core);
+            return true;
         }
         if ready.is_read_closed() {
             c.flags |= PEER_CLOSE_SEEN;
@@ -405,6 +430,7 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
                 self.table.doom(key, CloseReason::Aborted);
             }
             TIMER_IDLE => self.table.check_idle(core, key),
+            TIMER_CONNECT => self.connect_timed_out(key),
             _ => {}
         }
         self.finish_closes(core);

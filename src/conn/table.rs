@@ -33,17 +33,24 @@ pub(super) const PEER_CLOSE_SEEN: u16 = 128;
 /// mark, or (a broadcaster, whose own queue is empty) when the set's total
 /// is back under half the cap.
 pub(super) const PAUSED_BUDGET: u16 = 256;
+/// An outbound connection whose `connect` has not completed: not read,
+/// writes queued, registered for WRITABLE (the completion).
+pub(super) const CONNECTING: u16 = 512;
 
 /// Flags under which the connection does not read.
 /// (A closing connection keeps reading, and discards: see `Table::close`.)
 pub(super) const NOT_READING: u16 =
-    PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET | READ_CLOSED | DOOMED;
+    PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET | READ_CLOSED | DOOMED | CONNECTING;
 /// Flags under which writes are dropped.
 pub(super) const NOT_WRITING: u16 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
+/// Flags under which a write cannot go out at once (it is queued, or
+/// dropped if writing is over).
+const NOT_SENDING_NOW: u16 = NOT_WRITING | CONNECTING;
 
 /// What a connection's timer does when it fires (the timer's tag).
 pub(super) const TIMER_LINGER: u32 = 0;
 pub(super) const TIMER_IDLE: u32 = 1;
+pub(super) const TIMER_CONNECT: u32 = 2;
 
 /// One connection: 24 bytes while idle (no queue, no buffer).
 pub(super) struct State<S> {
@@ -435,7 +442,7 @@ impl<S: Default + 'static> Table<S> {
     #[inline(always)]
     fn send<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8], sender: usize) {
         let c = &self.slots[key];
-        if c.flags & NOT_WRITING == 0 && c.queue.is_none() && !data.is_empty() {
+        if c.flags & NOT_SENDING_NOW == 0 && c.queue.is_none() && !data.is_empty() {
             let sent = sys::send(c.fd.as_fd(), data);
             self.stats.writes += 1;
             if let Ok(n) = sent {
@@ -686,7 +693,7 @@ impl<S: Default + 'static> Table<S> {
         if c.reading() {
             want |= Interest::READABLE;
         }
-        if c.queue.is_some() {
+        if c.queue.is_some() || c.flags & CONNECTING != 0 {
             want |= Interest::WRITABLE;
         }
         if want != c.interest {

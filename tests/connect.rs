@@ -1,0 +1,204 @@
+//! Outbound connections: established ones open like accepted ones; a
+//! refused or timed-out one is reported once, with its error, and costs no
+//! spin; thousands go out from several source addresses.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use edgeloop::conn::{
+    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler,
+};
+use edgeloop::server::ServerOptions;
+use edgeloop::{Backend, Core, Reactor, SourceId, Trigger};
+use util::server::{Echo, start};
+
+/// Sends a message naming its connection on open; keeps what comes back.
+#[derive(Default)]
+struct Client {
+    opened: usize,
+    failed: Vec<io::ErrorKind>,
+    closed: usize,
+    /// Echoes complete, by source address.
+    echoed_from: HashMap<IpAddr, usize>,
+}
+
+fn message(id: ConnId) -> Vec<u8> {
+    format!("<{}>", id.index()).into_bytes()
+}
+
+impl Handler for Client {
+    type Session = Vec<u8>;
+
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        self.opened += 1;
+        let m = message(conn.id());
+        conn.write(&m);
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.session().extend_from_slice(data);
+        let want = message(conn.id());
+        if conn.session().len() >= want.len() {
+            assert_eq!(
+                *conn.session(),
+                want,
+                "an echo of another connection's message"
+            );
+            let local = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(
+                std::os::fd::AsRawFd::as_raw_fd(&conn.fd()),
+            )
+            .unwrap();
+            let ip = local.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).unwrap();
+            *self.echoed_from.entry(ip).or_default() += 1;
+        }
+    }
+
+    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, error: io::Error) {
+        self.failed.push(error.kind());
+    }
+
+    fn on_close(&mut self, _: &mut Core, _: ConnId, _: Vec<u8>, _: CloseReason) {
+        self.closed += 1;
+    }
+}
+
+fn client(trigger: Trigger) -> (Reactor, SourceId<Connections<Client>>) {
+    let mut reactor = util::reactor(Backend::Epoll);
+    let set = Connections::new(Client::default(), ConnOptions::with_trigger(trigger)).unwrap();
+    let set = reactor.install(set).unwrap();
+    (reactor, set)
+}
+
+/// Runs until `done` or 20 s.
+fn run_until(reactor: &mut Reactor, mut done: impl FnMut(&Reactor) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(reactor) {
+        assert!(Instant::now() < deadline, "not done in 20 s");
+        reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+    }
+}
+
+#[test]
+fn an_outbound_connection_opens_like_an_accepted_one_and_echoes() {
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let server = start(|| Echo, ServerOptions::default());
+        let (mut reactor, set) = client(trigger);
+        let (connections, core) = reactor.source_mut(set);
+        connections
+            .connect(core, server.addr, ConnectOptions::default())
+            .unwrap();
+        run_until(&mut reactor, |r| {
+            r.source(set).handler().echoed_from.values().sum::<usize>() == 1
+        });
+        let client = reactor.source(set).handler();
+        assert_eq!((client.opened, client.failed.len()), (1, 0), "{trigger:?}");
+        assert_eq!(reactor.source(set).stats().connects, 1);
+    }
+}
+
+#[test]
+fn a_refused_connect_is_reported_once_and_does_not_spin() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // closed again: nobody listens there now
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let (mut reactor, set) = client(trigger);
+        let (connections, core) = reactor.source_mut(set);
+        match connections.connect(core, addr, ConnectOptions::default()) {
+            // Refused before it started: the result says so, no callback.
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            Ok(_) => run_until(&mut reactor, |r| !r.source(set).handler().failed.is_empty()),
+        }
+        let before = *reactor.stats();
+        for _ in 0..5 {
+            reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+        }
+        let after = reactor.stats().since(&before);
+        let client = reactor.source(set).handler();
+        assert!(client.failed.len() <= 1 && client.opened == 0 && client.closed == 0);
+        if let Some(kind) = client.failed.first() {
+            assert_eq!(*kind, io::ErrorKind::ConnectionRefused);
+        }
+        assert_eq!(
+            after.dispatched, 0,
+            "{trigger:?}: events after the failure: a spin"
+        );
+        assert!(reactor.source(set).is_empty());
+    }
+}
+
+#[test]
+fn a_connect_to_a_full_backlog_times_out_once() {
+    // Backlog 1 and nobody accepting: the accept queue fills, and the
+    // kernel drops further SYNs, so those connects hang until our timeout.
+    let listener =
+        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false)
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut reactor, set) = client(Trigger::Edge);
+    const TRIES: usize = 6;
+    let options = ConnectOptions::default().with_timeout(Some(Duration::from_millis(300)));
+    for _ in 0..TRIES {
+        let (connections, core) = reactor.source_mut(set);
+        connections.connect(core, addr, options).unwrap();
+    }
+    run_until(&mut reactor, |r| {
+        let c = r.source(set).handler();
+        c.opened + c.failed.len() == TRIES
+    });
+    let client = reactor.source(set).handler();
+    assert!(
+        client.failed.iter().all(|k| *k == io::ErrorKind::TimedOut) && !client.failed.is_empty(),
+        "{:?} (opened {})",
+        client.failed,
+        client.opened
+    );
+    assert_eq!(
+        reactor.source(set).stats().connect_failures,
+        client.failed.len() as u64
+    );
+    drop(listener);
+}
+
+#[test]
+fn thousands_of_outbound_connections_from_three_source_addresses_each_echo() {
+    const PER_SOURCE: usize = 1000;
+    let sources: [IpAddr; 3] = [
+        "127.0.0.2".parse().unwrap(),
+        "127.0.0.3".parse().unwrap(),
+        "127.0.0.4".parse().unwrap(),
+    ];
+    let server = start(|| Echo, ServerOptions::default());
+    let (mut reactor, set) = client(Trigger::Edge);
+    for ip in sources {
+        for _ in 0..PER_SOURCE {
+            let (connections, core) = reactor.source_mut(set);
+            connections
+                .connect(
+                    core,
+                    server.addr,
+                    ConnectOptions::default().with_local_ip(Some(ip)),
+                )
+                .unwrap();
+        }
+    }
+    run_until(&mut reactor, |r| {
+        r.source(set).handler().echoed_from.values().sum::<usize>() == 3 * PER_SOURCE
+    });
+    let client = reactor.source(set).handler();
+    assert!(client.failed.is_empty(), "{:?}", client.failed);
+    for ip in sources {
+        assert_eq!(client.echoed_from.get(&ip), Some(&PER_SOURCE), "{ip}");
+    }
+    assert_eq!(
+        reactor.source(set).len(),
+        3 * PER_SOURCE,
+        "all open at once"
+    );
+}
