@@ -268,16 +268,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let Some(c) = self.table.slots.get_mut(key) else {
             return false;
         };
-        if c.generation != token.generation() {
-            return false;
-        }
-        if c.flags & (DOOMED | CONNECTING) != 0 {
-            if c.flags & DOOMED != 0 {
-                return false;
-            }
-            self.finish_connect(core, key, ready);
-            self.finish_closes(core);
-            return true;
+        if c.generation != token.generation() || c.flags & (DOOMED | CONNECTING) != 0 {
+            return self.stale_or_connecting(core, token, ready);
         }
         if ready.is_read_closed() {
             c.flags |= PEER_CLOSE_SEEN;
@@ -301,6 +293,21 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             let reason = self.table.socket_error(key);
             self.table.doom(key, reason);
         }
+        self.finish_closes(core);
+        true
+    }
+
+    /// An event the fast path does not take: stale (another generation, or
+    /// closing by abort: false), or the completion of a connect.
+    #[cold]
+    #[inline(never)]
+    fn stale_or_connecting(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
+        let key = token.key();
+        let c = &self.table.slots[key];
+        if c.generation != token.generation() || c.flags & DOOMED != 0 {
+            return false;
+        }
+        self.finish_connect(core, key, ready);
         self.finish_closes(core);
         true
     }
