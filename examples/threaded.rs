@@ -69,10 +69,10 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> io::Result<()> {
-    if cli.server.workers > 1 {
+    if cli.server.workers > 1 || cli.server.processes > 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "--workers: threaded runs one reactor and scales with --threads",
+            "--workers/--processes: threaded runs one reactor and scales with --threads",
         ));
     }
     let slow = SlowUpper {

@@ -58,6 +58,11 @@ pub struct ServerArgs {
     /// Reactors, one per thread, each with its own SO_REUSEPORT listener.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: u32,
+    /// Server processes, each with its own reactor, SO_REUSEPORT listener
+    /// and fd limit (past one process's open-file cap). Not combined with
+    /// --workers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "workers")]
+    pub processes: u32,
     /// Close a connection that has sent nothing for this many seconds
     /// (0: never).
     #[arg(long, default_value_t = 60)]
@@ -157,6 +162,9 @@ pub fn serve_workers<H: Handler>(
     args: &ServerArgs,
     make: impl Fn() -> H + Send + Sync + Clone + 'static,
 ) -> io::Result<()> {
+    if args.processes > 1 {
+        return serve_processes(args, make);
+    }
     if args.workers <= 1 {
         return serve(args, make());
     }
@@ -189,17 +197,43 @@ pub fn serve_workers<H: Handler>(
     Ok(())
 }
 
+/// `--processes N`: N child processes, each one reactor on its own
+/// SO_REUSEPORT listener; the parent prints `listening on HOST:PORT` once
+/// all listen, relays SIGINT/SIGTERM, restarts a child that dies, and
+/// returns when all have exited.
+fn serve_processes<H: Handler>(args: &ServerArgs, make: impl Fn() -> H) -> io::Result<()> {
+    args.reactor()?; // the same checks as one reactor, before forking
+    let processes = edgeloop::server::Processes::bind(args.addr, args.processes as usize)?;
+    let stats = processes.run(
+        |_, listener| {
+            let mut server =
+                TcpServer::from_tcp(args.reactor()?, listener, make(), args.options())?;
+            let shutdown = server.shutdown_handle();
+            stop_on_signals(server.reactor(), shutdown)?;
+            server.serve_forever()
+        },
+        |addr| {
+            let mut stdout = io::stdout().lock();
+            let _ = writeln!(stdout, "listening on {addr}");
+            let _ = stdout.flush();
+        },
+    )?;
+    log::info!("processes: {stats:?}");
+    Ok(())
+}
+
 /// Binds, prints `listening on HOST:PORT`, serves until SIGINT or SIGTERM,
 /// then shuts down gracefully (stop accepting, flush, close) and returns.
 /// One reactor: `--workers` above 1 is refused, naming `what` (a server
 /// whose state is shared by all its connections, like a chat room).
 pub fn serve_one<H: Handler>(args: &ServerArgs, what: &str, handler: H) -> io::Result<()> {
-    if args.workers > 1 {
+    if args.workers > 1 || args.processes > 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "--workers {}: {what} keeps its state in one reactor; run it with --workers 1",
-                args.workers
+                "--workers {} --processes {}: {what} keeps its state in one reactor; run it \
+                 with --workers 1 --processes 1",
+                args.workers, args.processes
             ),
         ));
     }
@@ -238,6 +272,17 @@ pub fn announce<D: 'static>(
     shutdown: edgeloop::server::ShutdownHandle,
     local_addr: &str,
 ) -> io::Result<()> {
+    stop_on_signals(reactor, shutdown)?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {local_addr}")?;
+    stdout.flush()
+}
+
+/// SIGINT and SIGTERM on `reactor` ask `shutdown` for a graceful stop.
+pub fn stop_on_signals<D: 'static>(
+    reactor: &mut Reactor<D>,
+    shutdown: edgeloop::server::ShutdownHandle,
+) -> io::Result<()> {
     edgeloop::on_signals(
         reactor,
         &[Signal::SIGINT, Signal::SIGTERM],
@@ -246,9 +291,7 @@ pub fn announce<D: 'static>(
             shutdown.shutdown();
         },
     )?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening on {local_addr}")?;
-    stdout.flush()
+    Ok(())
 }
 
 /// Runs `serve` and turns an error into a message and exit status 1.

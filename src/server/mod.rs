@@ -23,6 +23,7 @@ use crate::{Handle, PanicPolicy, Reactor};
 mod datagram;
 pub mod net;
 mod pool;
+mod processes;
 mod stream;
 mod unix;
 mod workers;
@@ -31,6 +32,7 @@ pub use datagram::{
     Datagram, DatagramHandler, DatagramOptions, DatagramServer, UdpServer, UnixDatagramServer,
 };
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
+pub use processes::{ProcessOptions, ProcessStats, Processes};
 pub use stream::{StreamServer, TcpServer, UnixStreamServer, shut_down};
 pub use unix::UnixPath;
 pub use workers::Workers;
