@@ -13,6 +13,8 @@
 //! throughput and CPU per message against connections.
 
 mod load;
+mod scale;
+mod scale_client;
 mod servers;
 
 #[path = "../common/plot.rs"]
@@ -87,6 +89,50 @@ enum Sub {
         /// Exit after this many connections have closed.
         #[arg(long)]
         exit_after: Option<u64>,
+        /// Server processes (edgeloop servers only), each with its own
+        /// SO_REUSEPORT listener and fd limit.
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        processes: usize,
+    },
+    /// The scale sweep: concurrent connections up to 100,000 (`--max`)
+    /// against edgeloop (LT and ET, in worker processes) and mio; writes
+    /// scale.csv and scale.svg.
+    Scale {
+        /// The largest step; steps are 1k, 10k, 50k, 100k, then doubling.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max: usize,
+        /// Servers to sweep.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "edgeloop-lt,edgeloop-et,mio"
+        )]
+        servers: Vec<String>,
+        /// Seconds the connections are held idle (server CPU is measured).
+        #[arg(long, default_value_t = 3.0, value_parser = positive_seconds)]
+        hold: f64,
+        /// Seconds of the trickle phase.
+        #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+        trickle: f64,
+        /// Seconds between two messages of one connection in the trickle.
+        #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+        trickle_interval: f64,
+        /// Where scale.csv and scale.svg go.
+        #[arg(long, default_value = "target/edgeloop-report")]
+        out: PathBuf,
+    },
+    /// One load process of the scale sweep (driven through stdin).
+    ScaleClient {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        connections: usize,
+        /// Source addresses, used in turn.
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<std::net::IpAddr>,
+        /// Marks this client's messages.
+        #[arg(long, default_value_t = 0)]
+        tag: u64,
     },
     /// Run the load generator against a server for a fixed message count.
     Load {
@@ -162,7 +208,37 @@ fn main() -> io::Result<()> {
             server,
             addr,
             exit_after,
-        }) => return serve(server, addr, exit_after),
+            processes,
+        }) => return serve(server, addr, exit_after, processes),
+        Some(Sub::Scale {
+            max,
+            servers,
+            hold,
+            trickle,
+            trickle_interval,
+            out,
+        }) => {
+            let mut steps: Vec<usize> = vec![1_000, 10_000, 50_000, 100_000];
+            while steps.last().is_some_and(|&s| s < max) {
+                steps.push(steps.last().unwrap() * 2);
+            }
+            steps.retain(|&s| s < max);
+            steps.push(max);
+            return scale::sweep(&scale::Plan {
+                steps,
+                servers,
+                hold: Duration::from_secs_f64(hold),
+                trickle: Duration::from_secs_f64(trickle),
+                trickle_interval: Duration::from_secs_f64(trickle_interval),
+                out,
+            });
+        }
+        Some(Sub::ScaleClient {
+            addr,
+            connections,
+            sources,
+            tag,
+        }) => return scale_client::run(addr, connections, &sources, tag),
         Some(Sub::Load {
             addr,
             connections,
@@ -412,7 +488,25 @@ fn run_cell(server: Kind, load: &Load) -> io::Result<Row> {
 
 /// `bench serve`: one server on this (only) thread, its listening line,
 /// until killed (or until `exit_after` connections closed).
-fn serve(server: Kind, addr: SocketAddr, exit_after: Option<u64>) -> io::Result<()> {
+fn serve(
+    server: Kind,
+    addr: SocketAddr,
+    exit_after: Option<u64>,
+    processes: usize,
+) -> io::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    if processes > 1 && server.edgeloop_options().is_some() {
+        edgeloop::server::Processes::bind(addr, processes)?.run(
+            |_, listener| servers::run_here(server, listener, exit_after),
+            |local| {
+                println!("listening on {local}");
+                let _ = io::stdout().flush();
+            },
+        )?;
+        return Ok(());
+    }
     let listener = edgeloop::server::net::tcp_listener(addr, None, false)?;
     let local = listener.local_addr()?;
     println!("listening on {local}");

@@ -74,7 +74,7 @@ impl Kind {
         }
     }
 
-    fn edgeloop_options(self) -> Option<ServerOptions> {
+    pub fn edgeloop_options(self) -> Option<ServerOptions> {
         let (backend, conn) = match self {
             Kind::EdgeloopLt => (Backend::Epoll, ConnOptions::with_trigger(Trigger::Level)),
             Kind::EdgeloopEt => (Backend::Epoll, ConnOptions::with_trigger(Trigger::Edge)),
