@@ -1,0 +1,230 @@
+//! Process workers (`server::Processes`, `echo --processes N`): more
+//! connections than one process may hold, a killed worker restarted,
+//! SIGTERM leaving no process behind, and workers holding none of the
+//! supervisor's fds. The load comes from `bench scale-client` processes
+//! (edgeloop's outbound connections), each under the fd cap.
+
+mod util;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use util::process::{Server, example, spawn_example};
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// SIGTERM to the supervisor: it exits 0, and none of `workers` is left.
+fn stop(mut server: Server, workers: &[u32]) {
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "the supervisor exited with {status}");
+    for &w in workers {
+        assert!(!alive(w), "worker {w} outlived the supervisor");
+    }
+}
+
+fn echo_processes(n: &str) -> (Server, Vec<u32>) {
+    let server = spawn_example(
+        "echo",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--processes",
+            n,
+            "--idle-timeout",
+            "0",
+        ],
+    );
+    let workers = children(server.child.id());
+    assert_eq!(workers.len().to_string(), n, "workers: {workers:?}");
+    (server, workers)
+}
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Client {
+    fn start(addr: &str, connections: usize, source: &str, tag: usize) -> Client {
+        let mut child = Command::new(example("bench"))
+            .args(["scale-client", "--addr", addr, "--sources", source])
+            .args(["--connections", &connections.to_string()])
+            .args(["--tag", &tag.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Client {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn line(&mut self) -> Vec<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn command(&mut self, command: &str) -> Vec<String> {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+
+    fn quit(mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        drop(self.stdin);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// 20,500 connections open at once: more than one process may hold (the
+/// fd cap is 20,000, and each would be one fd). Each echoes a distinct
+/// message while all are open.
+#[test]
+fn more_connections_than_one_process_can_hold_each_echo() {
+    const PER_CLIENT: usize = 10_250;
+    let (server, workers) = echo_processes("2");
+    let mut clients: Vec<Client> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .enumerate()
+        .map(|(i, source)| Client::start(&server.addr, PER_CLIENT, source, i))
+        .collect();
+    for c in &mut clients {
+        let connected = c.line();
+        assert_eq!(connected[..3], ["connected", &PER_CLIENT.to_string(), "0"]);
+    }
+    for c in &mut clients {
+        let echoed = c.command("echo");
+        assert_eq!(
+            echoed[..3],
+            ["echoed", &PER_CLIENT.to_string(), "0"],
+            "{echoed:?}"
+        );
+    }
+    // Both workers hold a share: neither could have held them all.
+    let sockets: Vec<usize> = workers
+        .iter()
+        .map(|w| {
+            std::fs::read_dir(format!("/proc/{w}/fd"))
+                .unwrap()
+                .filter(|e| {
+                    std::fs::read_link(e.as_ref().unwrap().path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .collect();
+    assert!(
+        sockets.iter().all(|&s| s > 1_000) && sockets.iter().sum::<usize>() > 20_000,
+        "sockets per worker: {sockets:?}"
+    );
+    for c in clients {
+        c.quit();
+    }
+    stop(server, &workers);
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_the_server_keeps_serving() {
+    let (server, workers) = echo_processes("2");
+    kill(Pid::from_raw(workers[0] as i32), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let replaced = loop {
+        let now = children(server.child.id());
+        if now.len() == 2 && !now.contains(&workers[0]) {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for i in 0..50 {
+        let mut c = TcpStream::connect(&server.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let message = format!("message {i}");
+        c.write_all(message.as_bytes()).unwrap();
+        let mut back = vec![0; message.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, message.as_bytes());
+    }
+    stop(server, &replaced);
+}
+
+/// What a process's fds point at, from fd 3 on (0-2 are shared on
+/// purpose): sockets and pipes carry unique inode numbers.
+fn fd_targets(pid: u32) -> HashSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: u32 = e.file_name().to_str()?.parse().ok()?;
+            (fd > 2).then(|| std::fs::read_link(e.path()).ok())?
+        })
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn workers_hold_none_of_the_supervisors_fds() {
+    let (server, workers) = echo_processes("2");
+    // Only what the supervisor opened: not what it inherited from this
+    // test process (cargo's jobserver pipe, say), which every child shares.
+    let inherited = fd_targets(std::process::id());
+    let supervisor: HashSet<String> = fd_targets(server.child.id())
+        .into_iter()
+        .filter(|t| t.starts_with("socket:") || t.starts_with("pipe:"))
+        .filter(|t| !inherited.contains(t))
+        .collect();
+    assert!(
+        !supervisor.is_empty(),
+        "the supervisor holds its reserved socket"
+    );
+    for &w in &workers {
+        let theirs = fd_targets(w);
+        let shared: Vec<_> = theirs.intersection(&supervisor).collect();
+        assert!(
+            shared.is_empty(),
+            "worker {w} holds the supervisor's {shared:?}"
+        );
+        let reactors = theirs.iter().filter(|t| t.contains("eventpoll")).count();
+        assert_eq!(reactors, 1, "worker {w}: {theirs:?}");
+    }
+    stop(server, &workers);
+}
+
+/// The test harness runs tests on threads: `run` must refuse to fork it.
+#[test]
+fn processes_refuse_to_fork_a_multi_threaded_process() {
+    let helper = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(500)));
+    let processes = edgeloop::server::Processes::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let e = processes
+        .run(|_, _| Ok(()), |_| panic!("no child may start"))
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("threads"), "{e}");
+    helper.join().unwrap();
+}
