@@ -57,6 +57,12 @@ pub struct AcceptOptions {
     /// idle keep-alive connections the same way). Counted in
     /// [`ConnStats::evicted`](super::ConnStats::evicted). Off by default.
     pub evict_idle: bool,
+    /// Register the listener with `EPOLLEXCLUSIVE`: for one listening
+    /// socket shared by several reactors (each on its own thread), so a new
+    /// connection wakes one of them, not all (see
+    /// [`Interest::EXCLUSIVE`]). Epoll only. Off by default; a listener per
+    /// reactor with `SO_REUSEPORT` needs no such thing.
+    pub exclusive: bool,
 }
 
 impl Default for AcceptOptions {
@@ -66,6 +72,7 @@ impl Default for AcceptOptions {
             batch: 64,
             max_connections: usize::MAX,
             evict_idle: false,
+            exclusive: false,
         }
     }
 }
@@ -90,6 +97,22 @@ impl AcceptOptions {
     pub fn with_max_connections(mut self, max: usize) -> AcceptOptions {
         self.max_connections = max;
         self
+    }
+
+    /// Sets [`exclusive`](AcceptOptions::exclusive).
+    #[must_use]
+    pub fn with_exclusive(mut self, on: bool) -> AcceptOptions {
+        self.exclusive = on;
+        self
+    }
+
+    /// The listener's interest: readable, exclusively if asked.
+    pub(super) fn interest(&self) -> Interest {
+        if self.exclusive {
+            Interest::READABLE | Interest::EXCLUSIVE
+        } else {
+            Interest::READABLE
+        }
     }
 
     /// Sets [`evict_idle`](AcceptOptions::evict_idle).
@@ -223,10 +246,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// The reserve could not be reopened: stop accepting for a while.
     fn pause_accepting(&mut self, core: &mut Core<D>, token: Token) {
         let listener = &mut self.listeners[token.key() - LISTENER_BIT];
-        let trigger = listener.options.trigger;
+        let (trigger, options) = (listener.options.trigger, listener.options);
         let fd = listener.fd.as_fd();
         if core
-            .set_interest(fd, token, Interest::READABLE, Interest::NONE, trigger)
+            .set_interest(fd, token, options.interest(), Interest::NONE, trigger)
             .is_ok()
         {
             listener.paused = true;
@@ -241,10 +264,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             return;
         };
         if listener.paused {
-            let trigger = listener.options.trigger;
+            let (trigger, options) = (listener.options.trigger, listener.options);
             let fd = listener.fd.as_fd();
             if core
-                .set_interest(fd, token, Interest::NONE, Interest::READABLE, trigger)
+                .set_interest(fd, token, Interest::NONE, options.interest(), trigger)
                 .is_ok()
             {
                 listener.paused = false;

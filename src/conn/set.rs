@@ -519,7 +519,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             entry.fd.as_fd(),
             token,
             Interest::NONE,
-            Interest::READABLE,
+            options.interest(),
             options.trigger,
         )?;
         self.listeners.insert(entry);
@@ -536,7 +536,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let interest = if listener.paused {
             Interest::NONE
         } else {
-            Interest::READABLE
+            listener.options.interest()
         };
         let trigger = listener.options.trigger;
         if let Err(e) = core.set_interest(

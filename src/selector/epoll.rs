@@ -43,14 +43,22 @@ impl Epoll {
     fn flags(interest: Interest, trigger: Trigger) -> u32 {
         let mut flags = 0;
         if interest.is_readable() {
-            // RDHUP tells a half-close apart from "more data" without a read.
-            flags |= libc::EPOLLIN | libc::EPOLLRDHUP;
+            // RDHUP tells a half-close apart from "more data" without a read
+            // (not with EXCLUSIVE, which the kernel accepts only with IN,
+            // OUT, WAKEUP and ET).
+            flags |= libc::EPOLLIN;
+            if !interest.is_exclusive() {
+                flags |= libc::EPOLLRDHUP;
+            }
         }
         if interest.is_writable() {
             flags |= libc::EPOLLOUT;
         }
-        if interest.is_priority() {
+        if interest.is_priority() && !interest.is_exclusive() {
             flags |= libc::EPOLLPRI;
+        }
+        if interest.is_exclusive() {
+            flags |= libc::EPOLLEXCLUSIVE;
         }
         match trigger {
             Trigger::Level => {}

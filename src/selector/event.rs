@@ -98,6 +98,14 @@ impl Interest {
     /// `cgroup.events` change, a PSI trigger. Combine with `|`. The select
     /// backend refuses it (`Unsupported`).
     pub const PRIORITY: Interest = Interest(4);
+    /// Not a direction but a way of waking (`EPOLLEXCLUSIVE`, epoll only):
+    /// when several epoll instances (one per reactor thread) watch one fd,
+    /// an event wakes one of them, not all. For a listener shared by
+    /// several reactors, so one connection does not wake every thread (the
+    /// thundering herd). Only at registration: epoll refuses to modify such
+    /// a registration (`EINVAL`); remove and register again instead. Poll
+    /// and select refuse it (`Unsupported`).
+    pub const EXCLUSIVE: Interest = Interest(8);
 
     /// True if readable is in the set.
     pub const fn is_readable(self) -> bool {
@@ -112,6 +120,11 @@ impl Interest {
     /// True if priority data is in the set.
     pub const fn is_priority(self) -> bool {
         self.0 & 4 != 0
+    }
+
+    /// True if the registration wakes exclusively ([`Interest::EXCLUSIVE`]).
+    pub const fn is_exclusive(self) -> bool {
+        self.0 & 8 != 0
     }
 
     /// True for [`Interest::NONE`].
@@ -144,6 +157,7 @@ impl fmt::Debug for Interest {
             (self.is_readable(), "READABLE"),
             (self.is_writable(), "WRITABLE"),
             (self.is_priority(), "PRIORITY"),
+            (self.is_exclusive(), "EXCLUSIVE"),
         ];
         let mut any = false;
         for (_, name) in names.iter().filter(|(set, _)| *set) {

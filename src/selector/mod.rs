@@ -295,3 +295,14 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::MAX)), i32::MAX);
     }
 }
+
+/// Poll and select have no exclusive wakeup: refused rather than ignored.
+fn refuse_exclusive(backend: &str, interest: Interest) -> io::Result<()> {
+    if interest.is_exclusive() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{backend}: Interest::EXCLUSIVE (EPOLLEXCLUSIVE) needs the epoll backend"),
+        ));
+    }
+    Ok(())
+}

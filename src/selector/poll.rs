@@ -106,6 +106,7 @@ impl Selector for Poll {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        super::refuse_exclusive("poll", interest)?;
         let fd = fd.as_raw_fd();
         let slot = Slot::armed(token, interest, trigger);
         self.table.insert("poll", fd, slot)?;
@@ -120,6 +121,7 @@ impl Selector for Poll {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        super::refuse_exclusive("poll", interest)?;
         let fd = fd.as_raw_fd();
         let slot = self
             .table

@@ -39,6 +39,7 @@ impl Select {
 /// Select's third set (exceptional conditions) is not watched, so a
 /// priority interest would never be reported: refused rather than ignored.
 fn refuse_priority(interest: Interest) -> io::Result<()> {
+    super::refuse_exclusive("select", interest)?;
     if interest.is_priority() {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
