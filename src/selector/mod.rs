@@ -281,6 +281,17 @@ pub(crate) fn retry_eintr<T>(
     }
 }
 
+/// Poll and select have no exclusive wakeup: refused rather than ignored.
+fn refuse_exclusive(backend: &str, interest: Interest) -> io::Result<()> {
+    if interest.is_exclusive() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{backend}: Interest::EXCLUSIVE (EPOLLEXCLUSIVE) needs the epoll backend"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,15 +305,4 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_millis(7))), 7);
         assert_eq!(timeout_ms(Some(Duration::MAX)), i32::MAX);
     }
-}
-
-/// Poll and select have no exclusive wakeup: refused rather than ignored.
-fn refuse_exclusive(backend: &str, interest: Interest) -> io::Result<()> {
-    if interest.is_exclusive() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{backend}: Interest::EXCLUSIVE (EPOLLEXCLUSIVE) needs the epoll backend"),
-        ));
-    }
-    Ok(())
 }
