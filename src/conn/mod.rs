@@ -45,6 +45,7 @@ mod connection;
 mod queue;
 mod set;
 mod table;
+mod write;
 
 pub use accept::AcceptOptions;
 pub use connect::ConnectOptions;

@@ -1,41 +1,4 @@
-//! Process workers, the nginx way: a supervisor forks N children, each with
-//! its own `SO_REUSEPORT` listener on one address, its own reactor and its
-//! own fd limit. Past one process's open-file cap (20,000 here), this is
-//! how one host serves 100,000 connections.
-//!
-//! - **The address is reserved once.** [`Processes::bind`] binds (and never
-//!   listens on) a socket with `SO_REUSEPORT`, so `127.0.0.1:0` picks a port
-//!   every child then binds; the kernel spreads new connections over the
-//!   children's listeners.
-//! - **Ready means listening.** [`Processes::run`] calls its `ready`
-//!   callback (where a server prints `listening on HOST:PORT`) only once
-//!   every child has its listener.
-//! - **Signals.** SIGTERM and SIGINT to the supervisor are relayed to every
-//!   child as SIGTERM; the supervisor reaps them and returns when all have
-//!   exited (no zombie, no orphan). Children still running after
-//!   [`ProcessOptions::stop_grace`] are killed.
-//! - **Restarts.** A child that exits while the supervisor is not stopping
-//!   is restarted after a backoff (doubling from
-//!   [`ProcessOptions::restart_backoff`] up to 5 s, reset once a child has
-//!   lived 10 s), and counted.
-//! - **Orphans.** Each child asks for SIGTERM when the supervisor dies
-//!   (`PR_SET_PDEATHSIG`), so a supervisor killed with SIGKILL leaves no
-//!   server behind.
-//! - **fd limit.** Each child raises its soft `RLIMIT_NOFILE` to the hard
-//!   limit.
-//!
-//! ## Fork safety
-//!
-//! `run` forks, so it must be called while the process has one thread: a
-//! child of a multi-threaded process inherits locks other threads held (the
-//! allocator's, the logger's) and must not allocate. `run` checks and
-//! refuses otherwise. Build reactors, pools and worker threads inside the
-//! `serve` closure, in the child. A child inherits the supervisor's memory
-//! and fds; the supervisor's own fds (the reserved socket, its signalfd, the
-//! ready pipes) are closed in the child before `serve` runs, and every fd
-//! edgeloop opens is close-on-exec. A reactor built before `run` would be
-//! shared with the children: don't (a reactor refuses to run in a forked
-//! child).
+//! Process workers: see [`Processes`].
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -94,7 +57,44 @@ pub struct ProcessStats {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
-/// N server processes on one address. See the [module docs](self).
+/// Process workers, the nginx way: a supervisor forks N children, each with
+/// its own `SO_REUSEPORT` listener on one address, its own reactor and its
+/// own fd limit. Past one process's open-file cap (20,000 here), this is
+/// how one host serves 100,000 connections.
+///
+/// - **The address is reserved once.** [`Processes::bind`] binds (and never
+///   listens on) a socket with `SO_REUSEPORT`, so `127.0.0.1:0` picks a port
+///   every child then binds; the kernel spreads new connections over the
+///   children's listeners.
+/// - **Ready means listening.** [`Processes::run`] calls its `ready`
+///   callback (where a server prints `listening on HOST:PORT`) only once
+///   every child has its listener.
+/// - **Signals.** SIGTERM and SIGINT to the supervisor are relayed to every
+///   child as SIGTERM; the supervisor reaps them and returns when all have
+///   exited (no zombie, no orphan). Children still running after
+///   [`ProcessOptions::stop_grace`] are killed.
+/// - **Restarts.** A child that exits while the supervisor is not stopping
+///   is restarted after a backoff (doubling from
+///   [`ProcessOptions::restart_backoff`] up to 5 s, reset once a child has
+///   lived 10 s), and counted.
+/// - **Orphans.** Each child asks for SIGTERM when the supervisor dies
+///   (`PR_SET_PDEATHSIG`), so a supervisor killed with SIGKILL leaves no
+///   server behind.
+/// - **fd limit.** Each child raises its soft `RLIMIT_NOFILE` to the hard
+///   limit.
+///
+/// ## Fork safety
+///
+/// `run` forks, so it must be called while the process has one thread: a
+/// child of a multi-threaded process inherits locks other threads held (the
+/// allocator's, the logger's) and must not allocate. `run` checks and
+/// refuses otherwise. Build reactors, pools and worker threads inside the
+/// `serve` closure, in the child. A child inherits the supervisor's memory
+/// and fds; the supervisor's own fds (the reserved socket, its signalfd, the
+/// ready pipes) are closed in the child before `serve` runs, and every fd
+/// edgeloop opens is close-on-exec. A reactor built before `run` would be
+/// shared with the children: don't (a reactor refuses to run in a forked
+/// child).
 ///
 /// ```no_run
 /// use edgeloop::server::{Processes, ServerOptions, TcpServer};
@@ -194,7 +194,7 @@ impl Processes {
     ///
     /// # Errors
     /// `Unsupported` if this process has more than one thread (see fork
-    /// safety in the [module docs](self)); a child that exits before it
+    /// safety in the [`Processes`] docs); a child that exits before it
     /// listens; signal setup errors.
     pub fn run<S, R>(self, serve: S, ready: R) -> io::Result<ProcessStats>
     where

@@ -1,0 +1,338 @@
+//! The write path of a connection table: coalescing a handler call's
+//! writes (the cork and the hold), sending at once when the socket takes
+//! it, queueing the rest, flushing the queue, and the set's output budget.
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+
+use nix::libc;
+
+use super::CloseReason;
+use super::queue::MAX_IOVECS;
+use super::table::{
+    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NONE, NOT_WRITING, PAUSED_BUDGET, Table,
+};
+use crate::Core;
+use crate::sys;
+
+/// Flags under which a write cannot go out at once (it is queued, or
+/// dropped if writing is over).
+const NOT_SENDING_NOW: u16 = NOT_WRITING | CONNECTING;
+
+impl<S: Default + 'static> Table<S> {
+    /// Writes `data` on `key` for `sender`'s handler.
+    ///
+    /// The first write a handler call makes to its own connection is sent
+    /// at once (a lone reply leaves with no delay and no copy); later ones
+    /// are held and go out together when the call returns, so a thousand
+    /// replies to a thousand pipelined requests read at once cost two
+    /// `send`s, not a thousand. Writes to other connections are sent at
+    /// once.
+    #[inline(always)]
+    pub(super) fn write<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        sender: usize,
+    ) {
+        if key == self.corked {
+            if self.holding {
+                let end = self.held + data.len();
+                if let Some(room) = self.hold.get_mut(self.held..end) {
+                    room.copy_from_slice(data);
+                    self.held = end;
+                    return;
+                }
+                return self.write_past_hold(core, key, data);
+            }
+            self.holding = true;
+        }
+        self.send(core, key, data, sender);
+    }
+
+    /// A write to the corked connection that does not fit in the hold:
+    /// what is held goes first, then this; later writes are held again.
+    #[cold]
+    #[inline(never)]
+    fn write_past_hold<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8]) {
+        self.release(core, key);
+        self.send(core, key, data, key);
+        self.recork(key);
+    }
+
+    /// A handler call on `key` begins: its first write to itself is sent
+    /// at once, later ones are held.
+    ///
+    /// The invariant: while `holding`, the corked connection may write and
+    /// nothing is queued on it (its first write was sent whole). Whatever
+    /// ends that (a close, a shutdown, an abort, a send that queues) sends
+    /// or drops what is held first and uncorks.
+    #[inline(always)]
+    pub(super) fn cork(&mut self, key: usize) {
+        self.corked = key;
+        self.holding = false;
+    }
+
+    /// The handler call ended: what it held goes out.
+    #[inline(always)]
+    pub(super) fn uncork<D: 'static>(&mut self, core: &mut Core<D>) {
+        if self.held != 0 {
+            self.send_held(core, self.corked);
+        }
+        self.corked = NONE;
+    }
+
+    /// Sends what `key`'s running handler call holds and ends its cork:
+    /// what it writes from now on is sent (or dropped) at once. Before a
+    /// close or a shutdown changes what writing means.
+    pub(super) fn release<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if key == self.corked {
+            if self.held != 0 {
+                self.send_held(core, key);
+            }
+            self.corked = NONE;
+        }
+    }
+
+    /// After an early send: hold `key`'s later writes again if it may
+    /// write and nothing got queued.
+    fn recork(&mut self, key: usize) {
+        if let Some(c) = self.slots.get(key) {
+            if c.flags & NOT_WRITING == 0 && c.queue.is_none() {
+                self.corked = key;
+                self.holding = true;
+            }
+        }
+    }
+
+    /// Sends what `key`'s running handler call wrote so far, now (on
+    /// [`Conn::flush`](super::Conn::flush)); its later writes are held
+    /// again.
+    #[cold]
+    pub(super) fn send_pending<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if key == self.corked && self.holding {
+            self.release(core, key);
+            self.recork(key);
+        }
+    }
+
+    /// One `send` of what is held (by the cork's invariant nothing is
+    /// queued); what the socket does not take is queued.
+    #[inline(always)]
+    fn send_held<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let held = std::mem::take(&mut self.held);
+        let sent = sys::send(self.slots[key].fd.as_fd(), &self.hold[..held]);
+        self.stats.writes += 1;
+        if let Ok(n) = sent {
+            self.stats.bytes_out += n as u64;
+            if n == held {
+                return;
+            }
+        }
+        self.held_rest(core, key, held, sent);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn held_rest<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        held: usize,
+        sent: sys::SysResult<usize>,
+    ) {
+        let data = self.hold[..held].to_vec();
+        self.write_rest(core, key, &data, sent, key);
+    }
+
+    /// Bytes the running handler call on `key` wrote and still holds.
+    pub(super) fn held(&self, key: usize) -> usize {
+        if key == self.corked { self.held } else { 0 }
+    }
+
+    /// A handler call ended by a panic: what it held is dropped.
+    #[cold]
+    pub(super) fn drop_held(&mut self) {
+        self.corked = NONE;
+        self.held = 0;
+    }
+
+    /// Sends `data` on `key`: at once if nothing is queued and the socket
+    /// takes it, else queued, counting against `sender` (the connection
+    /// whose handler is writing; `key` itself, or another for a broadcast)
+    /// if the set is over its output cap. The fast path (one `send` that
+    /// takes everything) is small enough to inline into a handler; the rest
+    /// is out of line.
+    #[inline(always)]
+    fn send<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8], sender: usize) {
+        let c = &self.slots[key];
+        if c.flags & NOT_SENDING_NOW == 0 && c.queue.is_none() && !data.is_empty() {
+            let sent = sys::send(c.fd.as_fd(), data);
+            self.stats.writes += 1;
+            if let Ok(n) = sent {
+                self.stats.bytes_out += n as u64;
+                if n == data.len() {
+                    return;
+                }
+            }
+            self.write_rest(core, key, data, sent, sender);
+        } else {
+            self.write_queued(core, key, data, sender);
+        }
+    }
+
+    /// What the first `send` of `data` (which returned `sent`) left over.
+    #[cold]
+    #[inline(never)]
+    fn write_rest<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        mut sent: sys::SysResult<usize>,
+        sender: usize,
+    ) {
+        let mut rest = data;
+        loop {
+            match sent {
+                Ok(n) if n == rest.len() => return,
+                Ok(n) => {
+                    self.stats.partial_writes += 1;
+                    rest = &rest[n..];
+                    break;
+                }
+                Err(libc::EAGAIN) => {
+                    self.stats.partial_writes += 1;
+                    break;
+                }
+                Err(libc::EINTR) => {
+                    sent = sys::send(self.slots[key].fd.as_fd(), rest);
+                    self.stats.writes += 1;
+                    if let Ok(n) = sent {
+                        self.stats.bytes_out += n as u64;
+                    }
+                }
+                Err(e) => return self.write_failed(key, e),
+            }
+        }
+        self.write_queued(core, key, rest, sender);
+    }
+
+    /// Queues `data` behind what is queued already (or drops it after a
+    /// close or shutdown). Past the set's output cap, `sender` stops
+    /// reading.
+    #[cold]
+    #[inline(never)]
+    fn write_queued<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        data: &[u8],
+        sender: usize,
+    ) {
+        if key == self.corked {
+            // Queued (or dropped): what the call writes next must queue
+            // behind it, not be held.
+            self.corked = NONE;
+        }
+        let c = &mut self.slots[key];
+        if c.flags & NOT_WRITING != 0 || data.is_empty() {
+            return;
+        }
+        c.queue.get_or_insert_with(Default::default).push(data);
+        self.queued_total += data.len();
+        if self.queued_total > self.stats.peak_queued {
+            self.stats.peak_queued = self.queued_total;
+        }
+        self.queue_changed(core, key);
+        if self.queued_total > self.options.max_queued_total {
+            self.pause_for_budget(core, sender);
+        }
+    }
+
+    #[cold]
+    fn write_failed(&mut self, key: usize, errno: i32) {
+        let reason = match errno {
+            libc::EPIPE | libc::ECONNRESET => CloseReason::Reset,
+            e => CloseReason::Error(io::Error::from_raw_os_error(e)),
+        };
+        self.doom(key, reason);
+    }
+
+    /// Sends what is queued, as far as the socket takes it.
+    #[inline(never)]
+    pub(super) fn flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = &mut self.slots[key];
+        let Some(queue) = c.queue.as_mut() else {
+            return;
+        };
+        let fd = c.fd.as_fd();
+        while !queue.is_empty() {
+            let (result, offered) = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = queue.slices(&mut slices);
+                let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+                (sys::send_vectored(fd, &slices[..n]), offered)
+            };
+            self.stats.writes += 1;
+            match result {
+                Ok(n) => {
+                    self.stats.bytes_out += n as u64;
+                    queue.advance(n);
+                    self.queued_total -= n;
+                    if n < offered {
+                        self.stats.partial_writes += 1;
+                        break;
+                    }
+                }
+                Err(libc::EAGAIN) => {
+                    self.stats.partial_writes += 1;
+                    break;
+                }
+                Err(libc::EINTR) => {}
+                Err(e) => return self.write_failed(key, e),
+            }
+        }
+        if queue.is_empty() {
+            c.queue = None;
+            self.after_flush(core, key);
+        }
+        if self.budget_paused > 0 && self.queued_total <= self.options.max_queued_total / 2 {
+            self.resume_budget_paused(core);
+        }
+        self.queue_changed(core, key);
+    }
+
+    /// The set is over its output budget while `key`'s handler adds to it
+    /// (to its own queue, or to others': a broadcast): stop reading `key`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = &mut self.slots[key];
+        if c.flags & (PAUSED_BUDGET | DOOMED | CLOSE_AFTER_FLUSH) == 0 {
+            c.flags |= PAUSED_BUDGET;
+            self.budget_paused += 1;
+            self.stats.budget_pauses += 1;
+            self.update_interest(core, key);
+        }
+    }
+
+    /// The total is back under half the cap: every connection the budget
+    /// paused reads again.
+    #[cold]
+    #[inline(never)]
+    fn resume_budget_paused<D: 'static>(&mut self, core: &mut Core<D>) {
+        let keys: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, c)| c.flags & PAUSED_BUDGET != 0)
+            .map(|(k, _)| k)
+            .collect();
+        self.budget_paused = 0;
+        for key in keys {
+            self.slots[key].flags &= !PAUSED_BUDGET;
+            self.resumed(core, key);
+        }
+    }
+}
