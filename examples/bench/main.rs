@@ -20,6 +20,8 @@ mod servers;
 
 #[path = "../common/plot.rs"]
 mod plot;
+#[path = "../common/procfs.rs"]
+mod procfs;
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::plot;
+use super::{plot, procfs};
 
 /// Connections one process holds at most: the fd cap (20,000 here) less
 /// room for the process's own fds.
@@ -105,27 +105,6 @@ fn kernel_bytes() -> u64 {
         })
         .unwrap_or(0);
     slab + tcp_pages * 4096
-}
-
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
 }
 
 /// The server's pids: the process and its children (the worker processes).
@@ -285,7 +264,10 @@ fn step(
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("{server}: {line:?}")))?;
     let pids = server_pids(srv.id());
-    let rss0: u64 = pids.iter().map(|&p| status_kb(p, "VmRSS:")).sum();
+    let rss0: u64 = pids
+        .iter()
+        .map(|&p| procfs::status_field(p, "VmRSS:"))
+        .sum();
     let kernel0 = kernel_bytes();
 
     let clients_n = n.div_ceil(per_proc);
@@ -331,16 +313,16 @@ fn step(
     }
     let rss1: u64 = server_pids(srv.id())
         .iter()
-        .map(|&p| status_kb(p, "VmRSS:"))
+        .map(|&p| procfs::status_field(p, "VmRSS:"))
         .sum();
     let kernel1 = kernel_bytes();
 
     bar.set_message(format!("holding {opened} idle for {:?}", plan.hold));
     let pids = server_pids(srv.id());
-    let cpu0: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
+    let cpu0: u64 = pids.iter().map(|&p| procfs::cpu_ticks(p)).sum();
     let t0 = Instant::now();
     std::thread::sleep(plan.hold);
-    let cpu1: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
+    let cpu1: u64 = pids.iter().map(|&p| procfs::cpu_ticks(p)).sum();
     let idle_cpu_pct = (cpu1 - cpu0) as f64 * 10.0 / t0.elapsed().as_millis() as f64 * 100.0;
 
     bar.set_message(format!(

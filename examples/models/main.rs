@@ -22,6 +22,8 @@ mod aio;
 #[path = "../bench/load.rs"]
 #[allow(dead_code)]
 mod load;
+#[path = "../common/procfs.rs"]
+mod procfs;
 mod sigio;
 mod uring;
 
@@ -219,24 +221,11 @@ impl Drop for Server {
 }
 
 fn proc_field(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    procfs::status_field(pid, key)
 }
 
 fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
+    Duration::from_millis(procfs::cpu_ticks(pid) * 10)
 }
 
 impl Server {

@@ -1,0 +1,28 @@
+//! What /proc says about a process: a `status` field, CPU time.
+
+/// A `kB` (or count) field of /proc/PID/status (`VmRSS:`, `Threads:`); 0
+/// if the process or the field is gone.
+pub fn status_field(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of a process, in clock ticks (10 ms: USER_HZ is
+/// 100 on every Linux ABI).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that ends the command name: utime is the 12th,
+    // stime the 13th.
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
+}
