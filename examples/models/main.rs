@@ -37,7 +37,7 @@ use edgeloop::conn::{Conn, ConnOptions, Handler};
 use edgeloop::server::{ServerOptions, TcpServer};
 use edgeloop::{Backend, Trigger};
 
-/// The classic IO models, measured side by side.
+/// The five IO models, measured side by side.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
