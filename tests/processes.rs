@@ -228,3 +228,27 @@ fn processes_refuse_to_fork_a_multi_threaded_process() {
     assert!(e.to_string().contains("threads"), "{e}");
     helper.join().unwrap();
 }
+
+/// The supervisor killed with SIGKILL (no chance to relay anything): its
+/// workers get SIGTERM from the kernel (PR_SET_PDEATHSIG) and exit, so no
+/// orphan keeps the port.
+#[test]
+fn workers_exit_when_the_supervisor_is_killed() {
+    let (mut server, workers) = echo_processes("2");
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
+    server.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while workers.iter().any(|&w| alive(w)) {
+        if Instant::now() > deadline {
+            for &w in &workers {
+                let _ = kill(Pid::from_raw(w as i32), Signal::SIGKILL);
+            }
+            panic!("orphaned workers still ran 10 s after the supervisor died: {workers:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        TcpStream::connect(&server.addr).is_err(),
+        "something still listens on the port"
+    );
+}
