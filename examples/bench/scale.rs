@@ -6,8 +6,9 @@
 //!
 //! Each step: connect all (setup rate), echo one verified message on every
 //! connection while all are open, hold them idle (server CPU %), trickle
-//! (each connection sends every few seconds: latency p50/p99), memory
-//! (server RSS growth, and the kernel's: Slab plus TCP buffer pages).
+//! (each connection sends every few seconds: latency p50/p99 over every
+//! round trip of every client), memory (server RSS growth, and the
+//! kernel's: Slab plus TCP buffer pages).
 //! Writes `scale.csv` and `scale.svg` to the output folder.
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -338,14 +339,21 @@ fn step(
         writeln!(c.stdin, "{command}")?;
         c.stdin.flush()?;
     }
-    let (mut p50s, mut p99) = (Vec::new(), 0u64);
+    // Every client's round trips, merged: the percentiles are over all.
+    let mut rtts: Vec<u64> = Vec::new();
     for c in &mut clients {
         let words = c.reply()?;
         errors += field::<u64>(&words, 2);
-        p50s.push(field::<u64>(&words, 3));
-        p99 = p99.max(field::<u64>(&words, 4));
+        if let Some(samples) = words.get(5) {
+            rtts.extend(samples.split(',').filter_map(|v| v.parse::<u64>().ok()));
+        }
     }
-    p50s.sort_unstable();
+    rtts.sort_unstable();
+    let percentile = |p: f64| {
+        rtts.get(((rtts.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     for mut c in clients {
         let _ = writeln!(c.stdin, "quit");
         drop(c.stdin);
@@ -374,8 +382,8 @@ fn step(
         errors: errors + (n - opened.min(n)) as u64,
         setup_per_s,
         idle_cpu_pct,
-        p50_us: p50s.get(p50s.len() / 2).copied().unwrap_or(0),
-        p99_us: p99,
+        p50_us: percentile(0.5),
+        p99_us: percentile(0.99),
         user_bytes_per_conn: rss1.saturating_sub(rss0) as f64 * 1024.0 / shown,
         kernel_bytes_per_conn: kernel1.saturating_sub(kernel0) as f64 / shown,
         note,

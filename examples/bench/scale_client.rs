@@ -7,7 +7,8 @@
 //! - `echo` → every connection sends one distinct message and checks its
 //!   echo → `echoed ECHOED ERRORS SECONDS`
 //! - `trickle SECONDS INTERVAL_MS` → each connection sends a message every
-//!   interval, spread evenly → `trickle MESSAGES ERRORS P50_US P99_US`
+//!   interval, spread evenly → `trickle MESSAGES ERRORS P50_US P99_US
+//!   RTT_US,RTT_US,...` (every round trip, in µs)
 //! - `quit` (or EOF) → exits.
 
 use std::io::{self, BufRead, Write};
@@ -224,10 +225,18 @@ pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -
                 let echoed = probe.echoed - echoed0;
                 writeln!(
                     out,
-                    "trickle {echoed} {} {} {}",
+                    "trickle {echoed} {} {} {} {}",
                     probe.errors - errors0 + sent.saturating_sub(echoed + probe.errors - errors0),
                     percentile(&probe.rtts_us, 0.5),
-                    percentile(&probe.rtts_us, 0.99)
+                    percentile(&probe.rtts_us, 0.99),
+                    // Every sample, so the sweep takes percentiles over all
+                    // the clients at once.
+                    probe
+                        .rtts_us
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )?;
             }
             ["quit"] => break,
