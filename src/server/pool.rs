@@ -104,6 +104,8 @@ pub struct PooledSession {
     waiting: VecDeque<(u64, Vec<u8>)>,
     /// With line framing: the line read so far.
     partial: Vec<u8>,
+    /// Not read because too many quick replies wait behind a slow one.
+    paused_for_order: bool,
 }
 
 impl PooledSession {
@@ -240,7 +242,16 @@ impl<B: Blocking> Pooled<B> {
         let seq = session.next_seq;
         session.next_seq += 1;
         if let Some(reply) = self.blocking.quick(&request) {
-            return Pooled::complete(conn, seq, reply);
+            Pooled::complete(conn, seq, reply);
+            // Quick replies that must wait behind a slow one are held here:
+            // past the pool's capacity of them, stop reading this
+            // connection until its slow reply is written.
+            let session = conn.session();
+            if session.early.len() >= self.capacity && !session.paused_for_order {
+                session.paused_for_order = true;
+                conn.pause_reading();
+            }
+            return;
         }
         let session = conn.session();
         self.held += 1;
@@ -390,9 +401,16 @@ pub fn attach_pool<B: Blocking>(
                     pool.panics += 1;
                 }
                 let gone = connections
-                    .with_conn(core, done.conn, |_, conn| match done.reply {
+                    .with_conn(core, done.conn, |pool, conn| match done.reply {
                         Some(reply) => {
                             Pooled::complete(conn, done.seq, reply);
+                            let session = conn.session();
+                            if session.paused_for_order && session.early.is_empty() {
+                                session.paused_for_order = false;
+                                if !pool.paused.contains(&done.conn) {
+                                    conn.resume_reading();
+                                }
+                            }
                             if conn.session().settled() && conn.is_read_closed() {
                                 conn.close(); // the peer half-closed while its replies ran
                             }
@@ -415,7 +433,11 @@ pub fn attach_pool<B: Blocking>(
                 let Some(id) = pool.paused.pop_front() else {
                     break;
                 };
-                connections.with_conn(core, id, |_, conn| conn.resume_reading());
+                connections.with_conn(core, id, |_, conn| {
+                    if !conn.session().paused_for_order {
+                        conn.resume_reading();
+                    }
+                });
             }
             PostAction::Continue
         },
