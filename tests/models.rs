@@ -144,3 +144,19 @@ fn posix_aio_on_a_socket_runs_on_a_helper_thread() {
         "threads {before} -> {during}: no helper thread while aio_read waited"
     );
 }
+
+/// The provided-buffer-ring variant: one multishot recv per connection,
+/// buffers lent from one shared ring only while data is in hand.
+#[test]
+fn the_io_uring_buffer_ring_server_echoes_every_byte() {
+    let Some(server) = start("io_uring-pbuf", &[]) else {
+        return util::skip(
+            "the_io_uring_buffer_ring_server_echoes_every_byte",
+            "the kernel refused io_uring or its buffer rings",
+        );
+    };
+    load(&server.addr, 20, 200, 2);
+    let counts = stop(server);
+    assert!(count(&counts, "completions") >= 8_000, "{counts}");
+    assert_eq!(count(&counts, "no_buffers"), 0, "{counts}");
+}

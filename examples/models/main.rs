@@ -26,6 +26,7 @@ mod load;
 mod procfs;
 mod sigio;
 mod uring;
+mod uring_pbuf;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -69,7 +70,7 @@ enum Sub {
     AioThreads,
 }
 
-const MODELS: [&str; 9] = [
+const MODELS: [&str; 10] = [
     "blocking",
     "thread-per-conn",
     "busy-poll",
@@ -79,6 +80,7 @@ const MODELS: [&str; 9] = [
     "epoll-et",
     "sigio",
     "io_uring",
+    "io_uring-pbuf",
 ];
 
 fn main() -> io::Result<()> {
@@ -193,6 +195,7 @@ fn fails_first(model: &str, idle: &Idle) -> String {
         "select" => "fd 1024: clients past FD_SETSIZE are closed (see tests/examples.rs)".into(),
         "poll" => "cost per wait grows with the watched fds (examples/backends.rs)".into(),
         "sigio" => "the real-time signal queue (RLIMIT_SIGPENDING): past it the kernel raises plain SIGIO, which names no fd, and every socket must be tried (`models serve sigio --sigpending 8`; tests/models.rs)".into(),
+        "io_uring-pbuf" => "nothing up to these counts: a provided-buffer ring lends a buffer only while data is in hand (4,096 × 2 KiB, shared by all connections)".into(),
         "io_uring" => format!(
             "memory: a {} B receive buffer stays posted per idle connection (a provided-buffer ring would lend buffers only to connections with data)",
             uring::BUFFER
@@ -395,6 +398,7 @@ fn serve(model: &str, sigpending: Option<u64>) -> io::Result<()> {
         "busy-poll" => busy_poll(listener),
         "sigio" => sigio::serve(listener, sigpending),
         "io_uring" => uring::serve(listener),
+        "io_uring-pbuf" => uring_pbuf::serve(listener),
         other => {
             let (backend, trigger) = match other {
                 "select" => (Backend::Select, Trigger::Level),
