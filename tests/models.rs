@@ -157,6 +157,7 @@ fn the_io_uring_buffer_ring_server_echoes_every_byte() {
     };
     load(&server.addr, 20, 200, 2);
     let counts = stop(server);
-    assert!(count(&counts, "completions") >= 8_000, "{counts}");
+    // 2,000 pipelined pairs: at least a recv and a send completion each.
+    assert!(count(&counts, "completions") >= 4_000, "{counts}");
     assert_eq!(count(&counts, "no_buffers"), 0, "{counts}");
 }
