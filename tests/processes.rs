@@ -204,7 +204,14 @@ fn workers_hold_none_of_the_supervisors_fds() {
         "the supervisor holds its reserved socket"
     );
     for &w in &workers {
-        let theirs = fd_targets(w);
+        // A worker reports "listening" before it builds its reactor: give
+        // it a moment to have one.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut theirs = fd_targets(w);
+        while !theirs.iter().any(|t| t.contains("eventpoll")) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            theirs = fd_targets(w);
+        }
         let shared: Vec<_> = theirs.intersection(&supervisor).collect();
         assert!(
             shared.is_empty(),
