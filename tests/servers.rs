@@ -1,6 +1,6 @@
 //! The socketserver-like layer: lifecycle, every server kind end to end,
-//! Unix socket binding rules, datagram edge cases, the worker pool and
-//! Workers (failure modes 31-35 in docs/failure-modes.md). Each test that could deadlock runs
+//! Unix socket binding rules, datagram edge cases and Workers (the worker
+//! pool is in tests/pool.rs) (failure modes 31-35 in docs/failure-modes.md). Each test that could deadlock runs
 //! under a watchdog, as CPython's test_socketserver does.
 
 mod util;
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::{
-    Datagram, DatagramHandler, DatagramOptions, Pooled, ServerOptions, TcpServer, UdpServer,
-    UnixDatagramServer, UnixPath, UnixStreamServer, Workers, attach_pool,
+    Datagram, DatagramHandler, DatagramOptions, ServerOptions, TcpServer, UdpServer,
+    UnixDatagramServer, UnixPath, UnixStreamServer, Workers,
 };
 use util::server::{Echo, start};
 use util::stream::{fill, verify};
@@ -454,179 +454,6 @@ fn unix_datagram_server_replies_to_bound_senders_only() {
     drop(server);
     assert!(!path.exists());
     let _ = std::fs::remove_file(client_path);
-}
-
-fn pooled_server(
-    threads: usize,
-    capacity: usize,
-    delay: Duration,
-) -> (
-    String,
-    std::thread::JoinHandle<()>,
-    edgeloop::server::ShutdownHandle,
-) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let slow = move |request: &[u8]| {
-            // Later requests finish sooner: order must come from the loop.
-            let n = request.first().copied().unwrap_or(0) as u64;
-            std::thread::sleep(delay.saturating_sub(Duration::from_millis(n % 10)));
-            request.to_vec()
-        };
-        let mut server = TcpServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Pooled::new(slow, threads, capacity).unwrap(),
-            ServerOptions::default(),
-        )
-        .unwrap();
-        let conns = server.connections_id();
-        attach_pool(server.reactor(), conns).unwrap();
-        tx.send((server.local_addr().to_string(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
-    });
-    let (addr, shutdown) = rx.recv().unwrap();
-    (addr, t, shutdown)
-}
-
-#[test]
-fn pool_replies_come_back_in_request_order() {
-    watchdog(Duration::from_secs(30), || {
-        let (addr, t, shutdown) = pooled_server(4, 64, Duration::from_millis(50));
-        let mut slow = TcpStream::connect(&addr).unwrap();
-        slow.set_nodelay(true).unwrap();
-        // Separate requests: one write each, spaced so each is its own read.
-        for i in 0..8u8 {
-            slow.write_all(&[i]).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut got = [0u8; 8];
-        slow.read_exact(&mut got).unwrap();
-        assert_eq!(got, [0, 1, 2, 3, 4, 5, 6, 7], "replies in request order");
-        shutdown.shutdown();
-        t.join().unwrap();
-    });
-}
-
-/// F9 of the attack on the examples: the pool was first come, first
-/// served, so a newcomer's request waited behind another client's 160
-/// queued ones. Requests now wait per connection and a free worker takes
-/// the next connection's oldest one, round-robin: with one worker, the
-/// newcomer's reply comes after at most the request running when it
-/// arrived and one more of the busy client's.
-#[test]
-fn a_newcomer_is_served_before_a_busy_clients_backlog() {
-    watchdog(Duration::from_secs(30), || {
-        let (addr, t, shutdown) = pooled_server(1, 64, Duration::from_millis(20));
-        let mut busy = TcpStream::connect(&addr).unwrap();
-        busy.set_nodelay(true).unwrap();
-        for i in 0..30u8 {
-            busy.write_all(&[i]).unwrap();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // Replies out before the newcomer arrives, then during its wait.
-        busy.set_nonblocking(true).unwrap();
-        let drain = |busy: &mut TcpStream| {
-            let (mut n, mut buf) = (0, [0u8; 64]);
-            while let Ok(k @ 1..) = busy.read(&mut buf) {
-                n += k;
-            }
-            n
-        };
-        let early = drain(&mut busy);
-        let mut newcomer = TcpStream::connect(&addr).unwrap();
-        newcomer.write_all(&[200]).unwrap();
-        let mut b = [0u8; 1];
-        newcomer.read_exact(&mut b).unwrap();
-        assert_eq!(b[0], 200);
-        let during = drain(&mut busy);
-        assert!(
-            during <= 2,
-            "the newcomer waited behind {during} of the busy client's replies \
-             (FIFO would make it {} or so)",
-            30 - early
-        );
-        let before = early + during;
-        busy.set_nonblocking(false).unwrap();
-        let mut rest = vec![0u8; 30 - before];
-        busy.read_exact(&mut rest).unwrap();
-        drop((busy, newcomer));
-        shutdown.shutdown();
-        t.join().unwrap();
-    });
-}
-
-/// F3 of the attack on the examples: a panicking pool job killed its worker
-/// for good, its client got neither reply nor close, and after as many
-/// panics as threads every request hung. Now the worker catches it, the
-/// connection is closed and the panic counted, and the pool keeps serving.
-#[test]
-fn a_panicking_pool_job_closes_its_connection_and_the_pool_keeps_serving() {
-    watchdog(Duration::from_secs(30), || {
-        let (tx, rx) = mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let fragile = |request: &[u8]| {
-                assert!(request != b"boom", "boom");
-                request.to_ascii_uppercase()
-            };
-            let mut server = TcpServer::bind(
-                "127.0.0.1:0".parse().unwrap(),
-                Pooled::new(fragile, 2, 16).unwrap(),
-                ServerOptions::default(),
-            )
-            .unwrap();
-            let conns = server.connections_id();
-            attach_pool(server.reactor(), conns).unwrap();
-            tx.send((server.local_addr().to_string(), server.shutdown_handle()))
-                .unwrap();
-            server.serve_forever().unwrap();
-            server.connections().handler().panics()
-        });
-        let (addr, shutdown) = rx.recv().unwrap();
-        // More panics than threads.
-        for _ in 0..5 {
-            let mut c = TcpStream::connect(&addr).unwrap();
-            c.write_all(b"boom").unwrap();
-            let mut buf = [0u8; 8];
-            match c.read(&mut buf) {
-                Ok(0) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-                other => panic!("expected the connection closed, got {other:?}"),
-            }
-        }
-        let mut c = TcpStream::connect(&addr).unwrap();
-        c.write_all(b"still there").unwrap();
-        let mut reply = [0u8; 11];
-        c.read_exact(&mut reply).unwrap();
-        assert_eq!(&reply, b"STILL THERE");
-        drop(c);
-        shutdown.shutdown();
-        assert_eq!(t.join().unwrap(), 5, "every panic counted");
-    });
-}
-
-#[test]
-fn a_full_pool_stops_reading_the_connection_instead_of_queueing() {
-    watchdog(Duration::from_secs(30), || {
-        // One thread, room for 2 requests: the rest wait in the kernel.
-        let (addr, t, shutdown) = pooled_server(1, 2, Duration::from_millis(30));
-        let mut c = TcpStream::connect(&addr).unwrap();
-        c.set_nodelay(true).unwrap();
-        for i in 0..10u8 {
-            c.write_all(&[i]).unwrap();
-            std::thread::sleep(Duration::from_millis(3));
-        }
-        let mut got = Vec::new();
-        let mut b = [0u8; 16];
-        while got.len() < 10 {
-            let n = c.read(&mut b).unwrap();
-            assert!(n > 0);
-            got.extend_from_slice(&b[..n]);
-        }
-        assert_eq!(got, (0..10).collect::<Vec<u8>>(), "every byte, in order");
-        shutdown.shutdown();
-        t.join().unwrap();
-    });
 }
 
 #[test]
