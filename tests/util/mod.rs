@@ -144,3 +144,11 @@ pub fn fd_count() -> usize {
 pub mod process;
 pub mod server;
 pub mod stream;
+
+/// A TCP connection to `addr` whose reads give up after 20 s (a hung test
+/// fails instead of waiting forever).
+pub fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
