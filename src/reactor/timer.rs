@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::Reactor;
+use super::{Core, Reactor};
 use crate::Token;
 
 /// A timer's callback. It gets the reactor, so it can set and cancel timers
@@ -251,6 +251,87 @@ pub(crate) fn deadline_after(now: Instant, delay: Duration) -> Instant {
 fn far_future(now: Instant) -> Instant {
     // About 30 years: later than any wait this process will do.
     now + Duration::from_secs(1 << 30)
+}
+
+/// The timer half of the [`Core`] API.
+impl<D: 'static> Core<D> {
+    /// Sets a timer that tells the source owning `token` (its
+    /// [`on_timer`](super::Source::on_timer), with `tag`) after `delay`:
+    /// a per-entry timer with no closure and no allocation beyond the
+    /// timer's slot.
+    pub fn source_timer(&mut self, delay: Duration, token: Token, tag: u32) -> TimerId {
+        let deadline = deadline_after(Instant::now(), delay);
+        self.timers
+            .insert(deadline, None, TimerAction::Source { token, tag })
+    }
+
+    /// Calls `f` once at `deadline` (monotonic clock), or on the first turn
+    /// after it. Never early.
+    pub fn call_at(
+        &mut self,
+        deadline: Instant,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        self.timers
+            .insert(deadline, None, TimerAction::Callback(Box::new(f)))
+    }
+
+    /// Calls `f` once, `delay` from now. `Duration::ZERO` means "on the next
+    /// turn, after I/O"; `Duration::MAX` means never (no overflow).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::with_data(0)?;
+    /// reactor.call_later(Duration::from_millis(5), |r| {
+    ///     *r.data_mut() += 1;
+    ///     r.stop();
+    /// });
+    /// reactor.run()?;
+    /// assert_eq!(*reactor.data(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_later(
+        &mut self,
+        delay: Duration,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        self.call_at(deadline_after(Instant::now(), delay), f)
+    }
+
+    /// Calls `f` every `period`, first `period` from now, until cancelled.
+    /// Ticks stay on the grid `start + k * period` (no drift); ticks missed
+    /// while the loop was busy are skipped, not fired in a burst.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut reactor = edgeloop::Reactor::with_data(0)?;
+    /// let tick = reactor.call_every(Duration::from_millis(1), |r| {
+    ///     *r.data_mut() += 1;
+    ///     if *r.data() == 3 {
+    ///         r.stop();
+    ///     }
+    /// });
+    /// reactor.run()?;
+    /// assert!(reactor.cancel(tick));
+    /// assert_eq!((*reactor.data(), reactor.timers()), (3, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_every(
+        &mut self,
+        period: Duration,
+        f: impl FnMut(&mut Reactor<D>) + 'static,
+    ) -> TimerId {
+        let deadline = deadline_after(Instant::now(), period);
+        self.timers
+            .insert(deadline, Some(period), TimerAction::Callback(Box::new(f)))
+    }
+
+    /// Cancels a timer. Returns false if it had already fired (one-shot) or
+    /// was cancelled. A timer cancelled by an earlier callback of the same
+    /// turn does not fire, even if it was due.
+    pub fn cancel(&mut self, timer: TimerId) -> bool {
+        self.timers.cancel(timer)
+    }
 }
 
 #[cfg(test)]
