@@ -9,7 +9,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use nix::sys::signal::{SigSet, Signal};
@@ -20,10 +20,12 @@ use slab::Slab;
 /// keeps posted to the kernel.
 pub const BUFFER: usize = 4096;
 
-const ACCEPT: u64 = u64::MAX;
-const SIGNAL: u64 = u64::MAX - 1;
-const RECV: u64 = 0;
-const SEND: u64 = 1;
+/// User data: the accept, the stop signal's read, and (in the low bit of
+/// a connection's key shifted left) a connection's recv or send.
+pub const ACCEPT: u64 = u64::MAX;
+pub const SIGNAL: u64 = u64::MAX - 1;
+pub const RECV: u64 = 0;
+pub const SEND: u64 = 1;
 
 struct Conn {
     fd: OwnedFd,
@@ -33,28 +35,118 @@ struct Conn {
     sent: usize,
 }
 
-/// Counts printed on exit.
-#[derive(Default)]
-struct Counts {
-    enters: u64,
-    completions: u64,
+/// What both io_uring servers (this one and `uring_pbuf.rs`) share: the
+/// ring, SIGTERM/SIGINT read from a signalfd as a completion, the
+/// multishot accept, sends, and the loop's turn.
+pub struct Loop {
+    pub ring: IoUring,
+    accept: squeue::Entry,
+    /// The signalfd and the buffer its read fills: both outlive the read.
+    _signals: SignalFd,
+    _siginfo: Box<[u8]>,
+    pub enters: u64,
+    pub completions: u64,
 }
 
-/// Pushes `entry`, handing the queue to the kernel first if it is full.
-fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
-    loop {
-        // SAFETY: every buffer an entry points to (a connection's boxed
-        // buffer, the signal buffer) stays allocated and unmoved until the
-        // entry's completion is reaped: a connection is removed only on a
-        // completion, when none of its operations is in flight.
-        if unsafe { ring.submission().push(entry) }.is_ok() {
-            return Ok(());
+impl Loop {
+    /// A ring (its error, with the errno, if the kernel refuses io_uring),
+    /// the stop signals' read and the multishot accept on `listener`.
+    pub fn start(listener: &TcpListener) -> io::Result<Loop> {
+        let ring = IoUring::new(1024).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("io_uring_setup: {e} (errno {:?})", e.raw_os_error()),
+            )
+        })?;
+        let stop = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]);
+        stop.thread_block()?;
+        let signals = SignalFd::with_flags(&stop, SfdFlags::SFD_CLOEXEC)?;
+        let mut siginfo =
+            vec![0u8; std::mem::size_of::<nix::libc::signalfd_siginfo>()].into_boxed_slice();
+        let read_signal = opcode::Read::new(
+            types::Fd(signals.as_fd().as_raw_fd()),
+            siginfo.as_mut_ptr(),
+            siginfo.len() as u32,
+        )
+        .build()
+        .user_data(SIGNAL);
+        let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(nix::libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ACCEPT);
+        let mut lp = Loop {
+            ring,
+            accept: accept.clone(),
+            _signals: signals,
+            _siginfo: siginfo,
+            enters: 0,
+            completions: 0,
+        };
+        lp.push(&read_signal)?;
+        lp.push(&accept)?;
+        Ok(lp)
+    }
+
+    /// Pushes `entry`, handing the queue to the kernel first if it is full.
+    pub fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every buffer an entry of these servers points to (a
+            // connection's buffer, a provided buffer, the signal buffer)
+            // stays allocated and unmoved until the entry's completion is
+            // reaped: a connection is removed only on a completion, when
+            // none of its operations is in flight.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
         }
-        ring.submit()?;
+    }
+
+    /// Sends `rest` on `fd` for connection `key`.
+    pub fn send(&mut self, key: usize, fd: RawFd, rest: &[u8]) -> io::Result<()> {
+        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr(), rest.len() as u32)
+            .flags(nix::libc::MSG_NOSIGNAL)
+            .build()
+            .user_data((key as u64) << 1 | SEND);
+        self.push(&entry)
+    }
+
+    /// One turn: what is queued goes to the kernel in the one
+    /// `io_uring_enter` that waits for a completion; the completions land
+    /// in `done` as (user data, result, flags).
+    pub fn turn(&mut self, done: &mut Vec<(u64, i32, u32)>) -> io::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.enters += 1;
+        done.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        self.completions += done.len() as u64;
+        Ok(())
+    }
+
+    /// An accept completion: the new connection, if there is one; the
+    /// multishot accept is armed again if it ended.
+    pub fn accepted(&mut self, result: i32, flags: u32) -> io::Result<Option<OwnedFd>> {
+        if !cqueue::more(flags) {
+            // Ended (an error, or the kernel's choice): arm it again.
+            let accept = self.accept.clone();
+            self.push(&accept)?;
+        }
+        // SAFETY: a successful accept completion's result is a new fd that
+        // nothing else owns.
+        Ok((result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) }))
     }
 }
 
-fn recv(ring: &mut IoUring, key: usize, conn: &mut Conn) -> io::Result<()> {
+fn recv(lp: &mut Loop, key: usize, conn: &mut Conn) -> io::Result<()> {
     let entry = opcode::Recv::new(
         types::Fd(conn.fd.as_raw_fd()),
         conn.buf.as_mut_ptr(),
@@ -62,80 +154,34 @@ fn recv(ring: &mut IoUring, key: usize, conn: &mut Conn) -> io::Result<()> {
     )
     .build()
     .user_data((key as u64) << 1 | RECV);
-    push(ring, &entry)
+    lp.push(&entry)
 }
 
-fn send(ring: &mut IoUring, key: usize, conn: &Conn) -> io::Result<()> {
-    let rest = &conn.buf[conn.sent..conn.len];
-    let entry = opcode::Send::new(
-        types::Fd(conn.fd.as_raw_fd()),
-        rest.as_ptr(),
-        rest.len() as u32,
-    )
-    .flags(nix::libc::MSG_NOSIGNAL)
-    .build()
-    .user_data((key as u64) << 1 | SEND);
-    push(ring, &entry)
+fn send(lp: &mut Loop, key: usize, conn: &Conn) -> io::Result<()> {
+    lp.send(key, conn.fd.as_raw_fd(), &conn.buf[conn.sent..conn.len])
 }
 
 /// Serves echo on `listener` until SIGTERM or SIGINT. If the kernel
 /// refuses io_uring, returns its error (with the errno).
 pub fn serve(listener: TcpListener) -> io::Result<()> {
-    let mut ring = IoUring::new(1024).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("io_uring_setup: {e} (errno {:?})", e.raw_os_error()),
-        )
-    })?;
-    let stop = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]);
-    stop.thread_block()?;
-    let signals = SignalFd::with_flags(&stop, SfdFlags::SFD_CLOEXEC)?;
-    let mut siginfo = vec![0u8; std::mem::size_of::<nix::libc::signalfd_siginfo>()];
-    let read_signal = opcode::Read::new(
-        types::Fd(signals.as_fd().as_raw_fd()),
-        siginfo.as_mut_ptr(),
-        siginfo.len() as u32,
-    )
-    .build()
-    .user_data(SIGNAL);
-    push(&mut ring, &read_signal)?;
-    let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-        .flags(nix::libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(ACCEPT);
-    push(&mut ring, &accept)?;
-
+    let mut lp = Loop::start(&listener)?;
     let mut conns: Slab<Conn> = Slab::new();
-    let mut counts = Counts::default();
     let mut done = Vec::new();
     loop {
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        counts.enters += 1;
-        done.extend(
-            ring.completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
+        lp.turn(&mut done)?;
         for (user_data, result, flags) in done.drain(..) {
-            counts.completions += 1;
             match user_data {
                 SIGNAL => {
                     eprintln!(
                         "uring: enters={} completions={} connections={}",
-                        counts.enters,
-                        counts.completions,
+                        lp.enters,
+                        lp.completions,
                         conns.len()
                     );
                     return Ok(());
                 }
                 ACCEPT => {
-                    if result >= 0 {
-                        // SAFETY: a successful accept completion's result is
-                        // a new fd that nothing else owns.
-                        let fd = unsafe { OwnedFd::from_raw_fd(result) };
+                    if let Some(fd) = lp.accepted(result, flags)? {
                         let entry = conns.vacant_entry();
                         let key = entry.key();
                         let conn = entry.insert(Conn {
@@ -144,12 +190,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             len: 0,
                             sent: 0,
                         });
-                        recv(&mut ring, key, conn)?;
-                    }
-                    if !cqueue::more(flags) {
-                        // The multishot accept ended (an error, or the
-                        // kernel's choice): arm it again.
-                        push(&mut ring, &accept)?;
+                        recv(&mut lp, key, conn)?;
                     }
                 }
                 _ => {
@@ -161,14 +202,14 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                         (RECV, n) if n > 0 => {
                             conn.len = n as usize;
                             conn.sent = 0;
-                            send(&mut ring, key, conn)?;
+                            send(&mut lp, key, conn)?;
                         }
                         (SEND, n) if n > 0 => {
                             conn.sent += n as usize;
                             if conn.sent < conn.len {
-                                send(&mut ring, key, conn)?;
+                                send(&mut lp, key, conn)?;
                             } else {
-                                recv(&mut ring, key, conn)?;
+                                recv(&mut lp, key, conn)?;
                             }
                         }
                         _ => {

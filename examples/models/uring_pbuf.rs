@@ -8,25 +8,20 @@
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use io_uring::{IoUring, cqueue, opcode, types};
 use slab::Slab;
+
+use super::uring::{ACCEPT, Loop, RECV, SIGNAL};
 
 /// Buffers in the ring (a power of two) and the size of each.
 const BUFFERS: u16 = 4096;
 const BUFFER_SIZE: usize = 2048;
 /// The buffer group id.
 const GROUP: u16 = 7;
-
-const ACCEPT: u64 = u64::MAX;
-const SIGNAL: u64 = u64::MAX - 1;
-const RECV: u64 = 0;
-const SEND: u64 = 1;
 
 /// The ring of buffer descriptors (shared with the kernel) and the
 /// buffers themselves.
@@ -110,97 +105,46 @@ struct Conn {
     done: bool,
 }
 
-fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
-    loop {
-        // SAFETY: every buffer an entry points to (the provided buffers, the
-        // signal buffer) stays allocated and unmoved until its completion
-        // is reaped.
-        if unsafe { ring.submission().push(entry) }.is_ok() {
-            return Ok(());
-        }
-        ring.submit()?;
-    }
-}
-
-fn recv(ring: &mut IoUring, key: usize, conn: &Conn) -> io::Result<()> {
+fn recv(lp: &mut Loop, key: usize, conn: &Conn) -> io::Result<()> {
     let entry = opcode::RecvMulti::new(types::Fd(conn.fd.as_raw_fd()), GROUP)
         .build()
         .user_data((key as u64) << 1 | RECV);
-    push(ring, &entry)
+    lp.push(&entry)
 }
 
-fn send(ring: &mut IoUring, key: usize, conn: &Conn, buffers: &Buffers) -> io::Result<()> {
+fn send(lp: &mut Loop, key: usize, conn: &Conn, buffers: &Buffers) -> io::Result<()> {
     let (bid, len) = conn.out[0];
-    let rest = &buffers.buffer(bid)[conn.sent..len];
-    let entry = opcode::Send::new(
-        types::Fd(conn.fd.as_raw_fd()),
-        rest.as_ptr(),
-        rest.len() as u32,
+    lp.send(
+        key,
+        conn.fd.as_raw_fd(),
+        &buffers.buffer(bid)[conn.sent..len],
     )
-    .flags(nix::libc::MSG_NOSIGNAL)
-    .build()
-    .user_data((key as u64) << 1 | SEND);
-    push(ring, &entry)
 }
 
 /// Serves echo on `listener` until SIGTERM or SIGINT.
 pub fn serve(listener: TcpListener) -> io::Result<()> {
-    let mut ring = IoUring::new(1024).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("io_uring_setup: {e} (errno {:?})", e.raw_os_error()),
-        )
-    })?;
-    let mut buffers = Buffers::new(&ring)
+    let mut lp = Loop::start(&listener)?;
+    let mut buffers = Buffers::new(&lp.ring)
         .map_err(|e| io::Error::new(e.kind(), format!("IORING_REGISTER_PBUF_RING: {e}")))?;
-    let stop = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]);
-    stop.thread_block()?;
-    let signals = SignalFd::with_flags(&stop, SfdFlags::SFD_CLOEXEC)?;
-    let mut siginfo = vec![0u8; std::mem::size_of::<nix::libc::signalfd_siginfo>()];
-    let read_signal = opcode::Read::new(
-        types::Fd(signals.as_fd().as_raw_fd()),
-        siginfo.as_mut_ptr(),
-        siginfo.len() as u32,
-    )
-    .build()
-    .user_data(SIGNAL);
-    push(&mut ring, &read_signal)?;
-    let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-        .flags(nix::libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(ACCEPT);
-    push(&mut ring, &accept)?;
-
     let mut conns: Slab<Conn> = Slab::new();
-    let (mut enters, mut completions, mut no_buffers) = (0u64, 0u64, 0u64);
+    let mut no_buffers = 0u64;
     let mut done = Vec::new();
     loop {
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        enters += 1;
-        done.extend(
-            ring.completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
+        lp.turn(&mut done)?;
         for (user_data, result, flags) in done.drain(..) {
-            completions += 1;
             match user_data {
                 SIGNAL => {
                     eprintln!(
-                        "uring-pbuf: enters={enters} completions={completions} \
-                         connections={} no_buffers={no_buffers}",
+                        "uring-pbuf: enters={} completions={} connections={} \
+                         no_buffers={no_buffers}",
+                        lp.enters,
+                        lp.completions,
                         conns.len()
                     );
                     return Ok(());
                 }
                 ACCEPT => {
-                    if result >= 0 {
-                        // SAFETY: a successful accept completion's result is
-                        // a new fd that nothing else owns.
-                        let fd = unsafe { OwnedFd::from_raw_fd(result) };
+                    if let Some(fd) = lp.accepted(result, flags)? {
                         let entry = conns.vacant_entry();
                         let key = entry.key();
                         let conn = entry.insert(Conn {
@@ -209,10 +153,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             sent: 0,
                             done: false,
                         });
-                        recv(&mut ring, key, conn)?;
-                    }
-                    if !cqueue::more(flags) {
-                        push(&mut ring, &accept)?;
+                        recv(&mut lp, key, conn)?;
                     }
                 }
                 _ => {
@@ -226,7 +167,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                                 conn.out.push_back((bid, n as usize));
                                 if conn.out.len() == 1 {
                                     conn.sent = 0;
-                                    send(&mut ring, key, conn, &buffers)?;
+                                    send(&mut lp, key, conn, &buffers)?;
                                 }
                             }
                             (e, _) if e == -nix::libc::ENOBUFS => {
@@ -238,20 +179,20 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             _ => conn.done = true, // EOF or an error
                         }
                         if !cqueue::more(flags) && !conn.done {
-                            recv(&mut ring, key, conn)?;
+                            recv(&mut lp, key, conn)?;
                         }
                     } else if result > 0 {
                         conn.sent += result as usize;
                         let (bid, len) = conn.out[0];
                         if conn.sent < len {
-                            send(&mut ring, key, conn, &buffers)?;
+                            send(&mut lp, key, conn, &buffers)?;
                             continue;
                         }
                         conn.out.pop_front();
                         buffers.give_back(bid);
                         conn.sent = 0;
                         if !conn.out.is_empty() {
-                            send(&mut ring, key, conn, &buffers)?;
+                            send(&mut lp, key, conn, &buffers)?;
                         }
                     } else {
                         // The send failed (the peer is gone): drop what was
