@@ -6,14 +6,13 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use edgeloop::conn::{Conn, ConnOptions, Handler};
 use edgeloop::server::ServerOptions;
 use edgeloop::{Backend, Trigger};
+use util::connect;
 use util::server::start;
 
 /// One reply line per request line: `x` → `x!`.
@@ -27,12 +26,6 @@ impl Handler for Lines {
             conn.write(b"!\n");
         }
     }
-}
-
-fn connect(addr: std::net::SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
 }
 
 fn on(backend: Backend, trigger: Trigger) -> ServerOptions {

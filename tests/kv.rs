@@ -5,18 +5,12 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use util::connect;
 use util::process::spawn_example;
-
-fn connect(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
 
 /// Sends `commands` in one write and reads one reply line per command.
 fn pipeline(addr: &str, commands: &[String]) -> Vec<String> {

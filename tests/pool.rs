@@ -12,16 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use edgeloop::server::{Blocking, Pooled, ServerOptions, TcpServer, attach_pool};
-
-/// Fails the test if `f` does not finish within `limit` (a deadlock).
-fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .expect("deadlock: the watchdog fired")
-}
+use util::watchdog;
 
 fn pooled_server(
     threads: usize,

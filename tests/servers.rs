@@ -8,8 +8,8 @@ mod util;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use edgeloop::conn::{Conn, Handler};
@@ -19,16 +19,7 @@ use edgeloop::server::{
 };
 use util::server::{Echo, start};
 use util::stream::{fill, verify};
-
-/// Fails the test if `f` does not finish within `limit` (a deadlock).
-fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .expect("deadlock: the watchdog fired")
-}
+use util::watchdog;
 
 fn temp_path(name: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("edgeloop-{}-{name}", std::process::id()));

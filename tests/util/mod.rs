@@ -147,8 +147,18 @@ pub mod stream;
 
 /// A TCP connection to `addr` whose reads give up after 20 s (a hung test
 /// fails instead of waiting forever).
-pub fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+pub fn connect(addr: impl std::net::ToSocketAddrs) -> std::net::TcpStream {
     let s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s
+}
+
+/// Fails the test if `f` does not finish within `limit` (a deadlock).
+pub fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("deadlock: the watchdog fired")
 }
