@@ -28,7 +28,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -284,7 +284,7 @@ fn main() -> io::Result<()> {
     if cli.servers.is_empty() {
         cli.servers = Kind::ALL.to_vec();
     }
-    raise_fd_limit();
+    let _ = raise_fd_limit();
 
     let mut cells = Vec::new();
     for &size in &cli.sizes {
@@ -361,11 +361,11 @@ fn main() -> io::Result<()> {
 
 /// Both ends of every connection live in this process: lift the soft fd
 /// limit to the hard one.
-fn raise_fd_limit() {
+fn raise_fd_limit() -> io::Result<()> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(())
 }
 
 fn listener() -> io::Result<std::net::TcpListener> {
@@ -496,9 +496,7 @@ fn serve(
     exit_after: Option<u64>,
     processes: usize,
 ) -> io::Result<()> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    raise_fd_limit()?;
     if processes > 1 && server.edgeloop_options().is_some() {
         edgeloop::server::Processes::bind(addr, processes)?.run(
             |_, listener| servers::run_here(server, listener, exit_after),
@@ -517,30 +515,35 @@ fn serve(
 }
 
 fn rss(pid: u32) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::other("no VmRSS"))?;
-    Ok(kb * 1024)
+    match procfs::status_field(pid, "VmRSS:") {
+        0 => Err(io::Error::other("no VmRSS")),
+        kb => Ok(kb * 1024),
+    }
+}
+
+/// Starts `bench serve ARGS` as a child process (stdout piped, stderr as
+/// given) and reads its `listening on ADDR` line.
+fn spawn_serve(args: &[&str], stderr: Stdio) -> io::Result<(Child, SocketAddr)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("serve {args:?} printed {line:?}")))?;
+    Ok((child, addr))
 }
 
 /// User-space bytes per idle connection: the RSS growth of a server child
 /// process once `n` connections have each echoed one byte and gone quiet.
 fn idle_bytes_per_connection(server: Kind, n: usize) -> io::Result<f64> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", server.name()])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("serve printed {line:?}")))?;
+    let (mut child, addr) = spawn_serve(&[server.name()], Stdio::inherit())?;
     std::thread::sleep(Duration::from_millis(200));
     let before = rss(child.id())?;
     let mut clients = Vec::with_capacity(n);

@@ -12,7 +12,7 @@
 //! Writes `scale.csv` and `scale.svg` to the output folder.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,15 +87,7 @@ pub struct Plan {
 /// Kernel memory now: Slab (socket structures and friends) plus TCP buffer
 /// pages (/proc/net/sockstat `mem`), in bytes.
 fn kernel_bytes() -> u64 {
-    let slab = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("Slab:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024;
+    let slab = procfs::meminfo("Slab:") * 1024;
     let tcp_pages = std::fs::read_to_string("/proc/net/sockstat")
         .ok()
         .and_then(|s| {
@@ -154,14 +146,7 @@ pub fn sweep(plan: &Plan) -> io::Result<()> {
     // Preflight: what the largest step needs, and whether this machine has it.
     let sources = max.div_ceil(per_src);
     let processes = max.div_ceil(per_proc);
-    let available_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let available_kb = procfs::meminfo("MemAvailable:");
     // About 10 KB of kernel and user memory per connection pair, measured.
     let needed_kb = max as u64 * 10;
     println!(
@@ -252,18 +237,10 @@ fn step(
     let edgeloop = server.starts_with("edgeloop");
     let processes = if edgeloop { n.div_ceil(per_proc) } else { 1 };
     bar.set_message(format!("starting the server ({processes} processes)"));
-    let mut srv = Command::new(&exe)
-        .args(["serve", server, "--processes", &processes.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(srv.stdout.take().unwrap()).read_line(&mut line)?;
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("{server}: {line:?}")))?;
+    let (mut srv, addr) = super::spawn_serve(
+        &[server, "--processes", &processes.to_string()],
+        Stdio::piped(),
+    )?;
     let pids = server_pids(srv.id());
     let rss0: u64 = pids
         .iter()

@@ -123,9 +123,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 
 /// The client process's life.
 pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -> io::Result<()> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    super::raise_fd_limit()?;
     let mut reactor = Reactor::new()?;
     let options = ConnOptions::with_trigger(Trigger::Edge);
     let set = reactor.install(Connections::new(Probe::default(), options)?)?;

@@ -1,9 +1,21 @@
-//! What /proc says about a process: a `status` field, CPU time.
+//! What /proc says: a process's `status` fields and CPU time, the
+//! machine's `meminfo`.
 
 /// A `kB` (or count) field of /proc/PID/status (`VmRSS:`, `Threads:`); 0
 /// if the process or the field is gone.
 pub fn status_field(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    field(&format!("/proc/{pid}/status"), key)
+}
+
+/// A field of /proc/meminfo (`Slab:`, `MemAvailable:`), in kB; 0 if absent.
+#[allow(dead_code)] // the bench's scale sweep uses it, the models table does not
+pub fn meminfo(key: &str) -> u64 {
+    field("/proc/meminfo", key)
+}
+
+/// The number after `key` in a `Key: value [kB]` file of /proc.
+fn field(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
