@@ -201,16 +201,8 @@ impl Processes {
         S: Fn(usize, TcpListener) -> io::Result<()>,
         R: FnOnce(SocketAddr),
     {
-        sys::threads().and_then(|n| match n {
-            1 => Ok(()),
-            n => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "edgeloop: Processes::run forks, and this process has {n} threads; \
-                     call it before starting any thread"
-                ),
-            )),
-        })?;
+        // (`sys::fork` refuses a multi-threaded process, at the first fork
+        // and at every restart.)
         // Blocked before the first fork, so none is lost in between; the
         // children get the original mask back.
         let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]);
