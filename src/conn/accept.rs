@@ -19,6 +19,7 @@ use nix::libc;
 
 use super::Handler;
 use super::set::{Connections, LISTENER_BIT};
+use super::table::TIMER_ACCEPT;
 use crate::sys;
 use crate::{Core, Interest, Ready, Token, Trigger};
 
@@ -253,7 +254,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             .is_ok()
         {
             listener.paused = true;
-            core.source_timer(PAUSE_ON_EXHAUSTION, token, 0);
+            core.source_timer(PAUSE_ON_EXHAUSTION, token, TIMER_ACCEPT);
         }
         listener.reserve = open_reserve().ok();
     }

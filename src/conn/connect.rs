@@ -195,9 +195,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         self.table.update_interest(core, key);
         let id = self.table.id(key);
         log::debug!("connected {id:?}");
-        if self.table.options.idle_timeout.is_some() {
-            self.table.check_idle(core, key);
-        }
+        self.table.opened_stamp(core, key);
         self.opened(core, key);
         if let Some(key) = self.table.live(id) {
             if self.table.get(key).queued() > 0 {

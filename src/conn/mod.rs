@@ -42,6 +42,7 @@ use crate::{Core, Token, Trigger};
 mod accept;
 mod connect;
 mod connection;
+mod idle;
 mod queue;
 mod set;
 mod table;
@@ -50,6 +51,7 @@ mod write;
 pub use accept::AcceptOptions;
 pub use connect::ConnectOptions;
 pub use connection::Conn;
+pub use idle::MAX_TIMEOUT;
 pub use set::Connections;
 
 /// What a server calls for each connection: the setup / handle / finish
@@ -292,14 +294,22 @@ pub struct ConnOptions {
     /// bound. A paused connection reads again once its own queue drains to
     /// `low_water`, or once the total is back under half of this.
     pub max_queued_total: usize,
-    /// How long a closing connection waits for the peer's EOF after our
-    /// SHUT_WR before it is aborted (default 5 s, as nginx's
-    /// `lingering_timeout`).
+    /// How long a closing connection may go without progress (bytes of
+    /// its queue sent, or the peer's EOF after our SHUT_WR) before it is
+    /// aborted (default 5 s, as nginx's `lingering_timeout`). A peer that
+    /// never reads cannot hold a closing connection open: its queue makes
+    /// no progress. At most [`MAX_TIMEOUT`].
     pub linger: std::time::Duration,
     /// Close a connection (gracefully) that has sent nothing for this long
-    /// (default: never). One lazily re-armed timer per connection: a busy
-    /// connection only stores a timestamp per read (libev's "be smart about
-    /// timeouts").
+    /// (default: never). At most [`MAX_TIMEOUT`].
+    ///
+    /// The bound: a connection is closed no earlier than this after its
+    /// last read, and on a loop that is not busy no later than this plus
+    /// 1/64 of it (at least 1 ms, at most 1 s) plus 2 ms. The cost: each
+    /// read stores the loop time (cached once per batch of events) in the
+    /// connection's slot, and one timer per set sweeps the connections
+    /// when the earliest deadline may be due. No timer and no memory per
+    /// connection.
     pub idle_timeout: Option<std::time::Duration>,
 }
 
@@ -394,6 +404,12 @@ impl ConnOptions {
         }
         if self.low_water > self.high_water {
             return invalid("edgeloop: low_water must not exceed high_water");
+        }
+        if self.linger > MAX_TIMEOUT || self.idle_timeout.is_some_and(|t| t > MAX_TIMEOUT) {
+            return invalid(
+                "edgeloop: idle_timeout and linger must be at most edgeloop::conn::MAX_TIMEOUT \
+                 (about 12 days); use None for no idle timeout",
+            );
         }
         Ok(())
     }

@@ -11,12 +11,12 @@ use slab::Slab;
 
 use super::accept::{AcceptOptions, Listener};
 use super::table::{
-    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED,
-    TIMER_CONNECT, TIMER_IDLE, TIMER_LINGER, Table,
+    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_ACCEPT,
+    TIMER_CONNECT, TIMER_SWEEP, Table,
 };
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::sys;
-use crate::{Core, Interest, Ready, Source, Token, Trigger};
+use crate::{Batch, Core, Interest, Ready, Source, Token, Trigger};
 
 /// Slot keys at or above this name listeners, below it connections.
 pub(super) const LISTENER_BIT: usize = 1 << 31;
@@ -111,9 +111,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let key = self.table.insert(core, fd, interest)?;
         let id = self.table.id(key);
         log::debug!("open {id:?}");
-        if self.table.options.idle_timeout.is_some() {
-            self.table.check_idle(core, key);
-        }
+        self.table.opened_stamp(core, key);
         self.opened(core, key);
         Ok(id)
     }
@@ -342,8 +340,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     self.table.stats.bytes_in += n as u64;
                     self.table.requests += 1;
                     if plan.track_idle {
-                        let now = self.table.now_ms(core);
-                        self.table.slots[key].last_active = now;
+                        self.table.slots[key].stamp = self.table.now;
                     }
                     self.table.cork(key);
                     self.handler.on_data(
@@ -416,28 +413,30 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
         self.table.owner = owner;
     }
 
-    #[inline]
     fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        if token.key() >= LISTENER_BIT {
-            return self.accept(core, token);
+        self.table.tick(core);
+        self.dispatch_one(core, token, ready)
+    }
+
+    /// The whole run in one call: the loop clock is turned into a stamp
+    /// once for the run, and every event takes the inlined fast path.
+    fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
+        self.table.tick(core);
+        while let Some(event) = batch.next_event() {
+            let fresh = self.dispatch_one(core, event.token, event.ready);
+            batch.record(fresh);
         }
-        self.on_event(core, token, ready)
     }
 
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
-        if token.key() >= LISTENER_BIT {
-            return self.resume_accepting(core, token);
-        }
-        let Some(key) = self.table.live(ConnId(token)) else {
-            return;
-        };
         match tag {
-            TIMER_LINGER => {
-                log::debug!("{token:?}: linger timeout, aborting");
-                self.table.doom(key, CloseReason::Aborted);
+            TIMER_SWEEP => self.table.sweep(core),
+            TIMER_ACCEPT => return self.resume_accepting(core, token),
+            TIMER_CONNECT => {
+                if let Some(key) = self.table.live(ConnId(token)) {
+                    self.connect_timed_out(key);
+                }
             }
-            TIMER_IDLE => self.table.check_idle(core, key),
-            TIMER_CONNECT => self.connect_timed_out(key),
             _ => {}
         }
         self.finish_closes(core);
@@ -456,6 +455,15 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 }
 
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
+    /// One event: a listener's or a connection's.
+    #[inline(always)]
+    fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
+        if token.key() >= LISTENER_BIT {
+            return self.accept(core, token);
+        }
+        self.on_event(core, token, ready)
+    }
+
     /// An accepted connection: attached, turned away at the cap, or let in
     /// in place of the longest-idle one.
     pub(super) fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, options: &AcceptOptions) {
@@ -474,12 +482,13 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Closes the open connection quiet for longest; false if there is none.
     #[cold]
     fn evict_longest_idle(&mut self, core: &mut Core<D>) -> bool {
+        let now = self.table.now;
         let oldest = self
             .table
             .slots
             .iter()
             .filter(|(_, c)| c.flags & DOOMED == 0)
-            .min_by_key(|(_, c)| c.last_active)
+            .max_by_key(|(_, c)| now.since(c.stamp))
             .map(|(key, _)| key);
         let Some(key) = oldest else {
             return false;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use nix::sys::socket;
 use slab::Slab;
 
+use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::queue::WriteQueue;
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
-use crate::{Core, Interest, Ready, Token, Trigger};
+use crate::{Core, Interest, Ready, TimerId, Token, Trigger};
 
 // Connection flags.
 pub(super) const PAUSED_BACKPRESSURE: u16 = 1;
@@ -42,19 +43,23 @@ pub(super) const NOT_READING: u16 =
 /// Flags under which writes are dropped.
 pub(super) const NOT_WRITING: u16 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
 
-/// What a connection's timer does when it fires (the timer's tag).
-pub(super) const TIMER_LINGER: u32 = 0;
-pub(super) const TIMER_IDLE: u32 = 1;
-pub(super) const TIMER_CONNECT: u32 = 2;
+/// What a set's timer does when it fires (the timer's tag).
+/// The set's one deadline sweep (see `idle`).
+pub(super) const TIMER_SWEEP: u32 = 0;
+/// A connection's connect timeout.
+pub(super) const TIMER_CONNECT: u32 = 1;
+/// A listener's pause at the fd limit is over.
+pub(super) const TIMER_ACCEPT: u32 = 2;
 
 /// One connection: 24 bytes while idle (no queue, no buffer).
 pub(super) struct State<S> {
     pub(super) fd: OwnedFd,
     /// The generation of the connection's token.
     pub(super) generation: u32,
-    /// Milliseconds since the table's epoch at the last data read (only
-    /// kept with an idle timeout; it fits in what was padding).
-    pub(super) last_active: u32,
+    /// The last activity: a data read while open (kept when idle time
+    /// matters), progress while closing (see `idle`). It fits in what was
+    /// padding.
+    pub(super) stamp: Stamp,
     pub(super) interest: Interest,
     pub(super) flags: u16,
     pub(super) queue: Option<Box<WriteQueue>>,
@@ -84,8 +89,17 @@ pub(super) struct Table<S> {
     /// `on_data` calls so far.
     pub(super) requests: u64,
     pub(super) stats: ConnStats,
-    /// The origin of `State::last_active`.
-    epoch: Instant,
+    /// Converts the loop clock into stamps.
+    clock: StampClock,
+    /// The loop clock as a stamp, refreshed once per batch of events while
+    /// reads are stamped (`plan.track_idle`).
+    pub(super) now: Stamp,
+    /// The idle timeout's rule, if there is one.
+    idle: Option<Limit>,
+    /// How long a closing connection may go without progress.
+    linger: Limit,
+    /// The set's deadline sweep, if armed, and when it fires.
+    sweep: Option<(TimerId, Instant)>,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it).
     pub(super) doomed: Vec<(usize, CloseReason)>,
@@ -135,6 +149,8 @@ impl<S: Default + 'static> Table<S> {
             stop_at_short_read: !edge || options.short_read,
             track_idle: options.idle_timeout.is_some(),
         };
+        let idle = options.idle_timeout.map(Limit::new);
+        let linger = Limit::new(options.linger);
         Table {
             slots: Slab::new(),
             plan,
@@ -143,7 +159,11 @@ impl<S: Default + 'static> Table<S> {
             next_generation: 0,
             requests: 0,
             stats: ConnStats::default(),
-            epoch: Instant::now(),
+            clock: StampClock::new(Instant::now()),
+            now: Stamp::default(),
+            idle,
+            linger,
+            sweep: None,
             doomed: Vec::new(),
             queued_total: 0,
             budget_paused: 0,
@@ -192,11 +212,11 @@ impl<S: Default + 'static> Table<S> {
             interest,
             self.options.trigger,
         )?;
-        let last_active = self.now_ms(core);
+        let stamp = self.clock.stamp(core.now());
         self.slots.insert(State {
             fd,
             generation: self.next_generation,
-            last_active,
+            stamp,
             interest,
             flags: 0,
             queue: None,
@@ -205,9 +225,13 @@ impl<S: Default + 'static> Table<S> {
         Ok(key)
     }
 
-    pub(super) fn now_ms<D: 'static>(&self, core: &mut Core<D>) -> u32 {
-        let since = core.now().saturating_duration_since(self.epoch);
-        since.as_millis().min(u32::MAX as u128) as u32
+    /// Refreshes the cached stamp of the loop clock, if reads are stamped:
+    /// once per batch of events.
+    #[inline(always)]
+    pub(super) fn tick<D: 'static>(&mut self, core: &mut Core<D>) {
+        if self.plan.track_idle {
+            self.now = self.clock.stamp(core.now());
+        }
     }
 
     #[inline(always)]
@@ -282,9 +306,16 @@ impl<S: Default + 'static> Table<S> {
         if c.flags & PAUSED_BUDGET != 0 {
             self.budget_paused -= 1;
         }
+        let stamp = self.clock.stamp(core.now());
         let c = &mut self.slots[key];
         c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET);
-        if c.queued() == 0 {
+        // The linger clock starts now, and each bit of progress restarts
+        // it: a closing connection whose peer reads nothing is aborted
+        // after `linger`, flushed or not.
+        c.stamp = stamp;
+        let first_check = self.linger.first_check();
+        self.arm_sweep(core, first_check);
+        if self.slots[key].queued() == 0 {
             self.after_flush(core, key);
         }
         self.update_interest(core, key);
@@ -292,8 +323,6 @@ impl<S: Default + 'static> Table<S> {
 
     /// The queue just emptied: carry out a pending shutdown or close.
     pub(super) fn after_flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        let token = self.token(key);
-        let linger = self.options.linger;
         let c = self.get_mut(key);
         let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
         if closing && c.flags & READ_CLOSED != 0 {
@@ -305,11 +334,11 @@ impl<S: Default + 'static> Table<S> {
             if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
                 log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
             }
-            if closing {
-                // Linger until the peer's EOF, but not forever.
-                core.source_timer(linger, token, TIMER_LINGER);
-            }
+            // A closing connection now lingers until the peer's EOF, but
+            // not forever: the sweep aborts it `linger` after its last
+            // progress.
         }
+        let _ = core;
     }
 
     /// Shuts the write side down once everything queued is sent.
@@ -393,26 +422,94 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 
-    /// An idle timer fired: close the connection if it has been quiet for
-    /// the whole timeout, else re-arm for what is left.
-    pub(super) fn check_idle<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        let Some(timeout) = self.options.idle_timeout else {
-            return;
-        };
-        let c = self.get(key);
-        if c.flags & CLOSE_AFTER_FLUSH != 0 {
-            return; // closing already: not idle, and its linger timer rules
+    /// A connection's deadline may come `delay_ms` from now: make sure
+    /// the sweep runs by then (a sweep armed earlier stays).
+    pub(super) fn arm_sweep<D: 'static>(&mut self, core: &mut Core<D>, delay_ms: u32) {
+        let at = core.now() + Duration::from_millis(delay_ms as u64);
+        if let Some((timer, armed)) = self.sweep {
+            if armed <= at {
+                return;
+            }
+            core.cancel(timer);
         }
-        let last_active = c.last_active;
-        let idle = Duration::from_millis(self.now_ms(core).saturating_sub(last_active) as u64);
-        let token = self.token(key);
-        if idle >= timeout {
-            log::debug!("{token:?}: idle for {idle:?}, closing");
+        let timer = core.source_timer(
+            Duration::from_millis(delay_ms as u64),
+            Token::new(self.owner, 0, 0),
+            TIMER_SWEEP,
+        );
+        self.sweep = Some((timer, at));
+    }
+
+    /// Arms the sweep for a connection just opened (or connected), if an
+    /// idle timeout or eviction keeps its stamp.
+    pub(super) fn opened_stamp<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let limit = match self.idle {
+            Some(limit) => limit,
+            None if self.plan.track_idle => Limit::clamp_only(),
+            None => return,
+        };
+        self.slots[key].stamp = self.clock.stamp(core.now());
+        self.arm_sweep(core, limit.first_check());
+    }
+
+    /// The deadline sweep: every open connection quiet past its idle
+    /// timeout is closed (gracefully), every closing one without progress
+    /// for `linger` is aborted, and the sweep re-arms for the earliest
+    /// deadline left.
+    pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>) {
+        self.sweep = None;
+        let now = self.clock.stamp(core.now());
+        self.now = now;
+        let open_limit = match self.idle {
+            Some(limit) => Some(limit),
+            None if self.plan.track_idle => Some(Limit::clamp_only()),
+            None => None,
+        };
+        let mut recheck: Option<u32> = None;
+        let mut idle = Vec::new();
+        let mut lingered = Vec::new();
+        for (key, c) in self.slots.iter_mut() {
+            if c.flags & (DOOMED | CONNECTING) != 0 {
+                continue;
+            }
+            let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+            let limit = if closing {
+                self.linger
+            } else {
+                match open_limit {
+                    Some(limit) => limit,
+                    None => continue,
+                }
+            };
+            c.stamp = clamped(now, c.stamp);
+            match limit.verdict(now, c.stamp) {
+                Verdict::Expired if closing => lingered.push(key),
+                Verdict::Expired if self.idle.is_some() => idle.push(key),
+                Verdict::Expired => {}
+                Verdict::Recheck(ms) => recheck = Some(recheck.map_or(ms, |r| r.min(ms))),
+            }
+        }
+        for key in lingered {
+            log::debug!(
+                "{:?}: no progress for the linger time, aborting",
+                self.id(key)
+            );
+            self.doom(key, CloseReason::Aborted);
+        }
+        for key in idle {
+            log::debug!("{:?}: idle past its timeout, closing", self.id(key));
             self.stats.idle_timeouts += 1;
             self.close(core, key);
-        } else {
-            core.source_timer(timeout - idle, token, TIMER_IDLE);
         }
+        if let Some(ms) = recheck {
+            self.arm_sweep(core, ms);
+        }
+    }
+
+    /// A closing connection's queue moved: its linger clock restarts.
+    #[cold]
+    pub(super) fn progressed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        self.slots[key].stamp = self.clock.stamp(core.now());
     }
 }
 

@@ -268,6 +268,8 @@ impl<S: Default + 'static> Table<S> {
             return;
         };
         let fd = c.fd.as_fd();
+        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+        let mut progressed = false;
         while !queue.is_empty() {
             let (result, offered) = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -279,6 +281,7 @@ impl<S: Default + 'static> Table<S> {
             match result {
                 Ok(n) => {
                     self.stats.bytes_out += n as u64;
+                    progressed |= n > 0;
                     queue.advance(n);
                     self.queued_total -= n;
                     if n < offered {
@@ -296,6 +299,11 @@ impl<S: Default + 'static> Table<S> {
         }
         if queue.is_empty() {
             c.queue = None;
+        }
+        if closing && progressed {
+            self.progressed(core, key);
+        }
+        if self.slots[key].queue.is_none() {
             self.after_flush(core, key);
         }
         if self.budget_paused > 0 && self.queued_total <= self.options.max_queued_total / 2 {
