@@ -254,7 +254,6 @@ pub struct Echo {
 
 impl Handler for Echo {
     type Session = ();
-    #[inline]
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }

@@ -15,8 +15,9 @@ use super::table::{
     TIMER_CONNECT, TIMER_SWEEP, Table,
 };
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
+use crate::selector::Events;
 use crate::sys;
-use crate::{Batch, Core, Interest, Ready, Source, Token, Trigger};
+use crate::{Batch, Core, Event, Interest, Ready, Source, Token, Trigger};
 
 /// Slot keys at or above this name listeners, below it connections.
 pub(super) const LISTENER_BIT: usize = 1 << 31;
@@ -320,8 +321,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
         let stop_at_short_read = plan.stop_at_short_read && flags & PEER_CLOSE_SEEN == 0;
+        if plan.track_idle {
+            self.table.tick(core);
+        }
         for _ in 0..plan.budget {
-            let c = &self.table.slots[key];
+            let c = &mut self.table.slots[key];
             if !c.reading() {
                 return;
             }
@@ -337,11 +341,12 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     self.table.stats.bytes_in += n as u64;
                 }
                 Ok(n) => {
+                    if plan.track_idle {
+                        // The read's stamp: the loop time, one store.
+                        c.stamp = self.table.now;
+                    }
                     self.table.stats.bytes_in += n as u64;
                     self.table.requests += 1;
-                    if plan.track_idle {
-                        self.table.slots[key].stamp = self.table.now;
-                    }
                     self.table.cork(key);
                     self.handler.on_data(
                         &mut Conn {
@@ -413,15 +418,19 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
         self.table.owner = owner;
     }
 
+    /// One event, as a batch of one: the handler is called from one place
+    /// only, [`dispatch_batch`](Source::dispatch_batch), so the compiler
+    /// can inline it there (a handler with one call site inlines without
+    /// an `#[inline]` of its own).
     fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        self.table.tick(core);
-        self.dispatch_one(core, token, ready)
+        let mut events = Events::default();
+        events.push(Event { token, ready });
+        let mut batch = Batch::new(&events, token.owner(), 0);
+        self.dispatch_batch(core, &mut batch);
+        batch.delivered > 0
     }
 
-    /// The whole run in one call: the loop clock is turned into a stamp
-    /// once for the run, and every event takes the inlined fast path.
     fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
-        self.table.tick(core);
         while let Some(event) = batch.next_event() {
             let fresh = self.dispatch_one(core, event.token, event.ready);
             batch.record(fresh);
@@ -455,7 +464,6 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 }
 
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
-    /// One event: a listener's or a connection's.
     #[inline(always)]
     fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         if token.key() >= LISTENER_BIT {
@@ -482,6 +490,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Closes the open connection quiet for longest; false if there is none.
     #[cold]
     fn evict_longest_idle(&mut self, core: &mut Core<D>) -> bool {
+        self.table.tick(core);
         let now = self.table.now;
         let oldest = self
             .table

@@ -91,9 +91,10 @@ pub(super) struct Table<S> {
     pub(super) stats: ConnStats,
     /// Converts the loop clock into stamps.
     clock: StampClock,
-    /// The loop clock as a stamp, refreshed once per batch of events while
-    /// reads are stamped (`plan.track_idle`).
+    /// The loop clock as a stamp, converted at most once per turn (the
+    /// turn is the reactor's count of waits, `now_turn`).
     pub(super) now: Stamp,
+    now_turn: u64,
     /// The idle timeout's rule, if there is one.
     idle: Option<Limit>,
     /// How long a closing connection may go without progress.
@@ -161,6 +162,7 @@ impl<S: Default + 'static> Table<S> {
             stats: ConnStats::default(),
             clock: StampClock::new(Instant::now()),
             now: Stamp::default(),
+            now_turn: u64::MAX,
             idle,
             linger,
             sweep: None,
@@ -225,13 +227,19 @@ impl<S: Default + 'static> Table<S> {
         Ok(key)
     }
 
-    /// Refreshes the cached stamp of the loop clock, if reads are stamped:
-    /// once per batch of events.
+    /// Brings the cached stamp of the loop clock up to this turn.
     #[inline(always)]
     pub(super) fn tick<D: 'static>(&mut self, core: &mut Core<D>) {
-        if self.plan.track_idle {
-            self.now = self.clock.stamp(core.now());
+        if core.stats().waits != self.now_turn {
+            self.refresh_now(core);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh_now<D: 'static>(&mut self, core: &mut Core<D>) {
+        self.now_turn = core.stats().waits;
+        self.now = self.clock.stamp(core.now());
     }
 
     #[inline(always)]
@@ -458,8 +466,8 @@ impl<S: Default + 'static> Table<S> {
     /// deadline left.
     pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>) {
         self.sweep = None;
-        let now = self.clock.stamp(core.now());
-        self.now = now;
+        self.refresh_now(core);
+        let now = self.now;
         let open_limit = match self.idle {
             Some(limit) => Some(limit),
             None if self.plan.track_idle => Some(Limit::clamp_only()),

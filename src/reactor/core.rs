@@ -13,7 +13,7 @@ use super::callbacks::{Callbacks, Entry, Owned, Registered};
 use super::timer::Timers;
 use super::waker::Mailbox;
 use super::{Handle, PanicPolicy, PostAction, Reactor, Stats};
-use crate::selector::Selector;
+use crate::selector::{Events, Selector};
 use crate::{Event, Interest, Ready, Token, Trigger};
 
 /// The loop minus its sources: what every callback and source handler can
@@ -29,7 +29,7 @@ pub struct Core<D = ()> {
     pub(super) timers: Timers<D>,
     pub(super) shared: Arc<Mailbox<D>>,
     /// Events to dispatch next turn without waiting for the kernel.
-    pub(super) carried: Vec<Event>,
+    pub(super) carried: Events,
     /// The loop clock: read at most once per turn, on first use.
     pub(super) clock: Option<Instant>,
     pub(super) stats: Stats,
@@ -52,7 +52,7 @@ impl<D: 'static> Core<D> {
             callbacks: Callbacks::default(),
             timers: Timers::default(),
             shared: Mailbox::new()?,
-            carried: Vec::new(),
+            carried: Events::default(),
             clock: None,
             stats: Stats::default(),
             stopped: false,

@@ -87,6 +87,9 @@ pub struct Reactor<D = ()> {
     /// and the waker, which the reactor handles itself.
     sources: Vec<Option<Box<dyn Source<D>>>>,
     events: Events,
+    /// Last turn's carried-over events while this turn dispatches them
+    /// (swapped with the core's, to reuse both allocations).
+    carried: Events,
     /// Posted closures being run; kept to reuse its allocation.
     posted: Vec<Posted<D>>,
     in_turn: bool,
@@ -155,6 +158,7 @@ impl<D: 'static> Reactor<D> {
             core,
             sources,
             events: Events::with_capacity(INITIAL_EVENTS),
+            carried: Events::default(),
             posted: Vec::new(),
             in_turn: false,
         })
@@ -289,9 +293,11 @@ impl<D: 'static> Reactor<D> {
 
     fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let core = &mut self.core;
-        let carried = std::mem::take(&mut core.carried);
+        // Last turn's carried-over events are dispatched this turn; what
+        // this turn carries over collects in the core's (empty) buffer.
+        std::mem::swap(&mut core.carried, &mut self.carried);
         let stop_pending = core.stopped || core.shared.stop_requested();
-        let mut timeout = if carried.is_empty() && !stop_pending {
+        let mut timeout = if self.carried.is_empty() && !stop_pending {
             timeout
         } else {
             Some(Duration::ZERO)
@@ -304,16 +310,32 @@ impl<D: 'static> Reactor<D> {
         }
         core.stats.waits += 1;
         if let Err(e) = core.selector.select(&mut self.events, timeout) {
-            core.carried = carried;
+            std::mem::swap(&mut core.carried, &mut self.carried);
             return Err(e);
         }
         core.clock = None;
+        let events = std::mem::take(&mut self.events);
+        let mut ran = self.dispatch_all(&events);
+        self.events = events;
+        let mut carried = std::mem::take(&mut self.carried);
+        ran += self.dispatch_all(&carried);
+        carried.clear();
+        self.carried = carried;
+        if !self.core.timers.is_empty() {
+            ran += self.run_timers();
+        }
+        Ok(ran)
+    }
+
+    /// Dispatches a batch of events: runs of one source's events in one
+    /// call each, the others one by one. Returns how many were delivered.
+    fn dispatch_all(&mut self, events: &Events) -> usize {
         let mut ran = 0;
         let mut i = 0;
-        while let Some(event) = self.events.get(i) {
+        while let Some(event) = events.get(i) {
             let owner = event.token.owner();
             if owner >= FIRST_SOURCE {
-                let (next, delivered) = self.dispatch_run(owner, i);
+                let (next, delivered) = self.dispatch_run(events, owner, i);
                 ran += delivered;
                 i = next;
             } else {
@@ -321,21 +343,11 @@ impl<D: 'static> Reactor<D> {
                 i += 1;
             }
         }
-        let mut carried = carried;
-        for event in carried.drain(..) {
-            ran += self.dispatch(event.token, event.ready) as usize;
-        }
-        if self.core.carried.is_empty() {
-            // Hand the (empty) allocation back for the next carry-over.
-            self.core.carried = carried;
-        }
-        if !self.core.timers.is_empty() {
-            ran += self.run_timers();
-        }
-        Ok(ran)
+        ran
     }
 
-    /// Routes one event by its owner byte; false if it was stale.
+    /// Routes one event for the reactor's own registrations (plain
+    /// callbacks and the waker); false if it was stale.
     #[inline]
     fn dispatch(&mut self, token: Token, ready: Ready) -> bool {
         match token.owner() {
@@ -344,32 +356,9 @@ impl<D: 'static> Reactor<D> {
                 self.run_posted();
                 true
             }
-            owner => self.dispatch_source(owner, token, ready),
-        }
-    }
-
-    #[inline(always)]
-    fn dispatch_source(&mut self, owner: u8, token: Token, ready: Ready) -> bool {
-        let Some(Some(source)) = self.sources.get_mut(owner as usize) else {
-            self.core.stats.stale += 1;
-            return false;
-        };
-        let core = &mut self.core;
-        match panic::catch_unwind(AssertUnwindSafe(|| source.dispatch(core, token, ready))) {
-            Ok(true) => {
-                core.stats.dispatched += 1;
-                true
-            }
-            Ok(false) => {
-                core.stats.stale += 1;
-                log::trace!("stale event for {token:?} ({ready:?}): dropped");
+            _ => {
+                self.core.stats.stale += 1;
                 false
-            }
-            Err(payload) => {
-                core.stats.dispatched += 1;
-                source.on_panic(core, token);
-                core.record_panic(format_args!("the handler of {token:?}"), payload);
-                true
             }
         }
     }
@@ -378,13 +367,13 @@ impl<D: 'static> Reactor<D> {
     /// `owner` to it in one call. Returns where the run ended and how many
     /// events were delivered. A panic in the middle retires the entry it
     /// was for, and the run goes on after it.
-    fn dispatch_run(&mut self, owner: u8, start: usize) -> (usize, usize) {
+    fn dispatch_run(&mut self, events: &Events, owner: u8, start: usize) -> (usize, usize) {
         let Some(Some(source)) = self.sources.get_mut(owner as usize) else {
             self.core.stats.stale += 1;
             return (start + 1, 0);
         };
         let core = &mut self.core;
-        let mut batch = Batch::new(&self.events, owner, start);
+        let mut batch = Batch::new(events, owner, start);
         loop {
             let attempt = batch.position();
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -396,7 +385,7 @@ impl<D: 'static> Reactor<D> {
             // The event handed out last is the one that panicked (none: the
             // source panicked before its first; the run ends there).
             let position = batch.position();
-            let Some(Event { token, .. }) = self.events.get(position.max(attempt + 1) - 1) else {
+            let Some(Event { token, .. }) = events.get(position.max(attempt + 1) - 1) else {
                 break;
             };
             batch.record(true);

@@ -87,12 +87,12 @@ pub struct Batch<'a> {
     owner: u8,
     /// The next event to hand out.
     next: usize,
-    pub(super) delivered: u64,
+    pub(crate) delivered: u64,
     pub(super) stale: u64,
 }
 
 impl<'a> Batch<'a> {
-    pub(super) fn new(events: &'a Events, owner: u8, start: usize) -> Batch<'a> {
+    pub(crate) fn new(events: &'a Events, owner: u8, start: usize) -> Batch<'a> {
         Batch {
             events,
             owner,
@@ -125,7 +125,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Where the run stopped: the index of the first event not handed out.
-    pub(super) fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.next
     }
 }

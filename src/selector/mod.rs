@@ -136,8 +136,10 @@ impl Events {
     /// tests), growing the room if it is full.
     pub fn push(&mut self, event: Event) {
         if self.len == self.buffer.len() {
-            self.buffer
-                .resize(self.len * 2, libc::epoll_event { events: 0, u64: 0 });
+            self.buffer.resize(
+                (self.len * 2).max(8),
+                libc::epoll_event { events: 0, u64: 0 },
+            );
         }
         self.buffer[self.len] = libc::epoll_event {
             events: event.ready.bits(),
@@ -163,6 +165,16 @@ impl Events {
     /// How many events fit before the buffer grows.
     pub fn capacity(&self) -> usize {
         self.buffer.len()
+    }
+}
+
+/// An empty batch with no room yet (it grows on the first push or wait).
+impl Default for Events {
+    fn default() -> Events {
+        Events {
+            buffer: Vec::new(),
+            len: 0,
+        }
     }
 }
 
