@@ -57,10 +57,13 @@ const START: u32 = 0u32.wrapping_sub(1000);
 pub(super) struct Stamp(pub(super) u32);
 
 impl Stamp {
-    /// Milliseconds from `earlier` to `self` (exact below 2^31).
+    /// Milliseconds from `earlier` to `self` (exact below 2^31); zero if
+    /// `earlier` is later (a stamp taken from the live clock after the
+    /// turn's cached one).
     #[inline]
     pub(super) fn since(self, earlier: Stamp) -> u32 {
-        self.0.wrapping_sub(earlier.0)
+        let age = self.0.wrapping_sub(earlier.0);
+        if age > 1 << 31 { 0 } else { age }
     }
 }
 
@@ -75,6 +78,13 @@ impl StampClock {
         StampClock { origin }
     }
 
+    /// The live clock: for what happens outside a batch of events (a
+    /// connection opened or closed from anywhere, a sweep).
+    pub(super) fn now(&self) -> Stamp {
+        self.stamp(Instant::now())
+    }
+
+    /// `now` (the turn's cached loop clock, for reads) as a stamp.
     pub(super) fn stamp(&self, now: Instant) -> Stamp {
         let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
         Stamp(START.wrapping_add(ms as u32))
@@ -177,6 +187,7 @@ mod tests {
         let before = Stamp(u32::MAX - 5);
         let after = Stamp(4);
         assert_eq!(after.since(before), 10);
+        assert_eq!(before.since(after), 0, "a later stamp is no age");
         let limit = Limit::new(Duration::from_millis(9));
         assert_eq!(limit.verdict(after, before), Verdict::Expired);
         assert_eq!(

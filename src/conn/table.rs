@@ -214,7 +214,7 @@ impl<S: Default + 'static> Table<S> {
             interest,
             self.options.trigger,
         )?;
-        let stamp = self.clock.stamp(core.now());
+        let stamp = self.clock.now();
         self.slots.insert(State {
             fd,
             generation: self.next_generation,
@@ -314,7 +314,7 @@ impl<S: Default + 'static> Table<S> {
         if c.flags & PAUSED_BUDGET != 0 {
             self.budget_paused -= 1;
         }
-        let stamp = self.clock.stamp(core.now());
+        let stamp = self.clock.now();
         let c = &mut self.slots[key];
         c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET);
         // The linger clock starts now, and each bit of progress restarts
@@ -433,7 +433,7 @@ impl<S: Default + 'static> Table<S> {
     /// A connection's deadline may come `delay_ms` from now: make sure
     /// the sweep runs by then (a sweep armed earlier stays).
     pub(super) fn arm_sweep<D: 'static>(&mut self, core: &mut Core<D>, delay_ms: u32) {
-        let at = core.now() + Duration::from_millis(delay_ms as u64);
+        let at = Instant::now() + Duration::from_millis(delay_ms as u64);
         if let Some((timer, armed)) = self.sweep {
             if armed <= at {
                 return;
@@ -456,7 +456,7 @@ impl<S: Default + 'static> Table<S> {
             None if self.plan.track_idle => Limit::clamp_only(),
             None => return,
         };
-        self.slots[key].stamp = self.clock.stamp(core.now());
+        self.slots[key].stamp = self.clock.now();
         self.arm_sweep(core, limit.first_check());
     }
 
@@ -466,8 +466,7 @@ impl<S: Default + 'static> Table<S> {
     /// deadline left.
     pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>) {
         self.sweep = None;
-        self.refresh_now(core);
-        let now = self.now;
+        let now = self.clock.now();
         let open_limit = match self.idle {
             Some(limit) => Some(limit),
             None if self.plan.track_idle => Some(Limit::clamp_only()),
@@ -516,8 +515,8 @@ impl<S: Default + 'static> Table<S> {
 
     /// A closing connection's queue moved: its linger clock restarts.
     #[cold]
-    pub(super) fn progressed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        self.slots[key].stamp = self.clock.stamp(core.now());
+    pub(super) fn progressed(&mut self, key: usize) {
+        self.slots[key].stamp = self.clock.now();
     }
 }
 

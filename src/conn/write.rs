@@ -301,7 +301,7 @@ impl<S: Default + 'static> Table<S> {
             c.queue = None;
         }
         if closing && progressed {
-            self.progressed(core, key);
+            self.progressed(key);
         }
         if self.slots[key].queue.is_none() {
             self.after_flush(core, key);
