@@ -98,15 +98,25 @@ fn a_broadcast_to_readers_that_do_not_read_pauses_the_sender_at_the_cap() {
     options.conn.max_queued_total = 2 << 20;
     options.conn.high_water = usize::MAX; // only the set's cap applies
     let server = start(|| Broadcast, options);
-    let readers: Vec<TcpStream> = (0..10).map(|_| connect(server.addr)).collect();
+    // Readers with small receive buffers: what is sent to them queues in
+    // the server, not in their kernel buffers (loopback autotuning would
+    // let each absorb megabytes).
+    let readers: Vec<TcpStream> = (0..10)
+        .map(|_| util::connect_small_rcvbuf(server.addr, 4096))
+        .collect();
     std::thread::sleep(Duration::from_millis(50)); // all attached
     let mut sender = connect(server.addr);
     sender.set_nonblocking(true).unwrap();
     let chunk = vec![1u8; 64 * 1024];
+    // Paused: no progress for 25 tries in a row (500 ms), however slow
+    // the server is to read on a busy machine.
     let (mut sent, mut stalls) = (0u64, 0);
-    while stalls < 5 && sent < 64 << 20 {
+    while stalls < 25 && sent < 64 << 20 {
         match sender.write(&chunk) {
-            Ok(n) => sent += n as u64,
+            Ok(n) => {
+                sent += n as u64;
+                stalls = 0;
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 stalls += 1;
                 std::thread::sleep(Duration::from_millis(20));

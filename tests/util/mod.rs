@@ -153,6 +153,29 @@ pub fn connect(addr: impl std::net::ToSocketAddrs) -> std::net::TcpStream {
     s
 }
 
+/// A TCP connection to `addr` whose receive buffer is about `bytes`, set
+/// before the connect so the window never grows past it: a reader that
+/// never reads absorbs little, and what the server sends it must queue.
+pub fn connect_small_rcvbuf(addr: std::net::SocketAddr, bytes: usize) -> std::net::TcpStream {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::setsockopt(&fd, sockopt::RcvBuf, &bytes).unwrap();
+    socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    )
+    .unwrap();
+    let s = std::net::TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
 /// Fails the test if `f` does not finish within `limit` (a deadlock).
 pub fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
