@@ -16,7 +16,8 @@ use nix::sys::socket::{
 };
 
 use super::set::Connections;
-use super::table::{CONNECTING, TIMER_CONNECT};
+use super::state::Phase;
+use super::table::TIMER_CONNECT;
 use super::{CloseReason, ConnId, Handler};
 use crate::{Core, Interest, Ready, Trigger};
 
@@ -152,8 +153,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     Trigger::Edge => Interest::BOTH,
                     _ => Interest::WRITABLE,
                 };
-                let key = self.table.insert(core, fd, interest)?;
-                self.table.get_mut(key).flags |= CONNECTING;
+                let key = self.table.insert(core, fd, interest, Phase::Connecting)?;
                 let token = self.table.token(key);
                 if let Some(timeout) = timeout {
                     core.source_timer(timeout, token, TIMER_CONNECT);
@@ -190,7 +190,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// The connection is up: from here on it is like an accepted one.
     fn established(&mut self, core: &mut Core<D>, key: usize) {
-        self.table.get_mut(key).flags &= !CONNECTING;
+        let state = &mut self.table.get_mut(key).state;
+        state.phase = match state.phase {
+            Phase::ConnectingThenShut => Phase::ShutAfterFlush,
+            _ => Phase::Open,
+        };
         self.table.stats.connects += 1;
         self.table.update_interest(core, key);
         let id = self.table.id(key);
@@ -201,6 +205,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             if self.table.get(key).queued() > 0 {
                 // Written while connecting.
                 self.table.flush(core, key);
+            } else {
+                // A shutdown asked while connecting, with nothing to send.
+                self.table.after_flush(core, key);
             }
             if self.table.options.trigger == Trigger::Edge {
                 // Data that came with the connection raised its edge before
@@ -212,7 +219,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// The connect timer fired: give up if it is still connecting.
     pub(super) fn connect_timed_out(&mut self, key: usize) {
-        if self.table.get(key).flags & CONNECTING != 0 {
+        if self.table.get(key).state.phase.is_connecting() {
             let error = io::Error::new(io::ErrorKind::TimedOut, "edgeloop: connect timed out");
             self.table.doom(key, CloseReason::Error(error));
         }

@@ -4,7 +4,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::table::{CLOSE_AFTER_FLUSH, PAUSED_BY_USER, READ_CLOSED, Table};
+use super::state::{Pause, Peer};
+use super::table::Table;
 use super::{CloseReason, ConnId, Handler};
 use crate::Core;
 
@@ -90,7 +91,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
 
     /// True once the peer shut down its write side (EOF was read).
     pub fn is_read_closed(&self) -> bool {
-        self.table.get(self.key).flags & READ_CLOSED != 0
+        self.table.get(self.key).state.peer == Peer::Eof
     }
 
     /// Bytes written and not sent yet on this connection: queued, or held
@@ -146,20 +147,19 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// peer's EOF (see [`close`](Conn::close)).
     pub fn pause_reading(&mut self) {
         let c = self.table.get_mut(self.key);
-        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+        if c.state.phase.is_closing() {
             return;
         }
-        c.flags |= PAUSED_BY_USER;
+        c.state.pauses.insert(Pause::User);
         self.table.update_interest(self.core, self.key);
     }
 
     /// Reads again after [`pause_reading`](Conn::pause_reading).
     pub fn resume_reading(&mut self) {
         let c = self.table.get_mut(self.key);
-        if c.flags & PAUSED_BY_USER == 0 {
+        if !c.state.pauses.remove(Pause::User) {
             return;
         }
-        c.flags &= !PAUSED_BY_USER;
         self.table.resumed(self.core, self.key);
     }
 }

@@ -45,6 +45,7 @@ mod connection;
 mod idle;
 mod queue;
 mod set;
+mod state;
 mod table;
 mod write;
 

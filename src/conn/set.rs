@@ -10,10 +10,8 @@ use nix::libc;
 use slab::Slab;
 
 use super::accept::{AcceptOptions, Listener};
-use super::table::{
-    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NOT_READING, PEER_CLOSE_SEEN, READ_CLOSED, TIMER_ACCEPT,
-    TIMER_CONNECT, TIMER_SWEEP, Table,
-};
+use super::state::{Peer, Phase, State};
+use super::table::{TIMER_ACCEPT, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::selector::Events;
 use crate::sys;
@@ -109,7 +107,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             Trigger::Edge => Interest::BOTH,
             _ => Interest::READABLE,
         };
-        let key = self.table.insert(core, fd, interest)?;
+        let key = self.table.insert(core, fd, interest, Phase::Open)?;
         let id = self.table.id(key);
         log::debug!("open {id:?}");
         self.table.opened_stamp(core, key);
@@ -218,7 +216,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// drop the state (closing the fd), tell the handler.
     #[cold]
     fn close_doomed(&mut self, core: &mut Core<D>) {
-        while let Some((key, reason)) = self.table.doomed.pop() {
+        while let Some((key, reason, connecting)) = self.table.doomed.pop() {
             let token = self.table.token(key);
             let state = self.table.slots.remove(key);
             if let Err(e) = core.set_interest(
@@ -235,7 +233,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             }
             let id = ConnId(token);
             drop(state.fd);
-            if state.flags & CONNECTING != 0 {
+            if connecting {
                 // Never opened: the handler hears of the failure instead.
                 self.table.stats.connect_failures += 1;
                 let error = match reason {
@@ -267,24 +265,24 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         let Some(c) = self.table.slots.get_mut(key) else {
             return false;
         };
-        if c.generation != token.generation() || c.flags & (DOOMED | CONNECTING) != 0 {
+        if c.generation != token.generation() || !c.state.phase.is_established() {
             return self.stale_or_connecting(core, token, ready);
         }
         if ready.is_read_closed() {
-            c.flags |= PEER_CLOSE_SEEN;
+            c.state.peer = c.state.peer.max(Peer::CloseSeen);
         }
-        let mut flags = c.flags;
+        let mut state = c.state;
         // Writes first: flushing may end a backpressure pause (netty's order:
         // OUT, then IN, then RDHUP).
         if ready.is_writable() && c.queue.is_some() {
             self.table.flush(core, key);
-            flags = self.table.slots[key].flags;
+            state = self.table.slots[key].state;
         }
-        if flags & DOOMED != 0 {
-        } else if flags & NOT_READING == 0
+        if state.phase == Phase::Doomed {
+        } else if state.reading()
             && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
         {
-            self.read(core, key, flags);
+            self.read(core, key, state);
         } else if ready.is_hup() || ready.is_error() {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
@@ -303,7 +301,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     fn stale_or_connecting(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         let key = token.key();
         let c = &self.table.slots[key];
-        if c.generation != token.generation() || c.flags & DOOMED != 0 {
+        if c.generation != token.generation() || c.state.phase == Phase::Doomed {
             return false;
         }
         self.finish_connect(core, key, ready);
@@ -311,29 +309,24 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         true
     }
 
-    /// Reads connection `key` (whose flags are `flags`) up to its budget.
+    /// Reads connection `key` (whose state is `state`) up to its budget.
     #[inline(always)]
-    fn read(&mut self, core: &mut Core<D>, key: usize, flags: u16) {
+    fn read(&mut self, core: &mut Core<D>, key: usize, state: State) {
         let plan = self.table.plan;
         let chunk = plan.chunk;
         // Level re-reports, so it may stop at any short read; Edge only with
         // the short-read rule. Neither may stop short once RDHUP was seen,
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
-        let stop_at_short_read = plan.stop_at_short_read && flags & PEER_CLOSE_SEEN == 0;
-        if plan.track_idle {
-            self.table.tick(core);
-        }
+        let stop_at_short_read = plan.stop_at_short_read && state.peer == Peer::Sending;
+        // The caller saw it reading; after a handler call it may not be.
         for _ in 0..plan.budget {
             let c = &mut self.table.slots[key];
-            if !c.reading() {
-                return;
-            }
             let result = sys::recv(c.fd.as_fd(), &mut self.scratch);
             self.table.stats.reads += 1;
             match result {
                 Ok(0) => return self.on_read_eof(core, key),
-                Ok(n) if c.flags & CLOSE_AFTER_FLUSH != 0 => {
+                Ok(n) if c.state.phase.is_closing() => {
                     // Closing: what the peer still sends is read and dropped,
                     // so the final close finds nothing unread (which would
                     // send an RST and could destroy our last reply in
@@ -358,7 +351,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                         &self.scratch[..n],
                     );
                     self.table.uncork(core);
-                    if n < chunk && stop_at_short_read {
+                    if (n < chunk && stop_at_short_read) || !self.table.slots[key].reading() {
                         return;
                     }
                 }
@@ -392,8 +385,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     #[cold]
     fn on_read_eof(&mut self, core: &mut Core<D>, key: usize) {
         let c = self.table.get_mut(key);
-        c.flags |= READ_CLOSED;
-        if c.flags & CLOSE_AFTER_FLUSH != 0 {
+        c.state.peer = Peer::Eof;
+        if c.state.phase.is_closing() {
             // Lingering, or closing with output queued: the close completes
             // once the queue is empty.
             if c.queued() == 0 {
@@ -431,6 +424,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
     }
 
     fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
+        if self.table.plan.track_idle {
+            // Every read of the batch is stamped with this turn's time.
+            self.table.tick(core);
+        }
         while let Some(event) = batch.next_event() {
             let fresh = self.dispatch_one(core, event.token, event.ready);
             batch.record(fresh);
@@ -496,7 +493,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             .table
             .slots
             .iter()
-            .filter(|(_, c)| c.flags & DOOMED == 0)
+            .filter(|(_, c)| c.state.phase != Phase::Doomed)
             .max_by_key(|(_, c)| now.since(c.stamp))
             .map(|(key, _)| key);
         let Some(key) = oldest else {

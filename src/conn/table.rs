@@ -11,37 +11,9 @@ use slab::Slab;
 
 use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::queue::WriteQueue;
+use super::state::{Pause, Pauses, Peer, Phase, State};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
 use crate::{Core, Interest, Ready, TimerId, Token, Trigger};
-
-// Connection flags.
-pub(super) const PAUSED_BACKPRESSURE: u16 = 1;
-pub(super) const PAUSED_BY_USER: u16 = 2;
-pub(super) const READ_CLOSED: u16 = 4;
-pub(super) const CLOSE_AFTER_FLUSH: u16 = 8;
-const SHUT_AFTER_FLUSH: u16 = 16;
-const WRITE_SHUT: u16 = 32;
-pub(super) const DOOMED: u16 = 64;
-/// The kernel reported the peer's half-close (RDHUP or HUP). Kept in the
-/// connection, not in the event: an event carried over to the next turn
-/// holds only READABLE, and the FIN's edge does not come again.
-pub(super) const PEER_CLOSE_SEEN: u16 = 128;
-/// Paused because the set's queued output passed
-/// [`ConnOptions::max_queued_total`] while this connection's handler was
-/// adding to it. It resumes when its own queue drains to the low-water
-/// mark, or (a broadcaster, whose own queue is empty) when the set's total
-/// is back under half the cap.
-pub(super) const PAUSED_BUDGET: u16 = 256;
-/// An outbound connection whose `connect` has not completed: not read,
-/// writes queued, registered for WRITABLE (the completion).
-pub(super) const CONNECTING: u16 = 512;
-
-/// Flags under which the connection does not read.
-/// (A closing connection keeps reading, and discards: see `Table::close`.)
-pub(super) const NOT_READING: u16 =
-    PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET | READ_CLOSED | DOOMED | CONNECTING;
-/// Flags under which writes are dropped.
-pub(super) const NOT_WRITING: u16 = CLOSE_AFTER_FLUSH | SHUT_AFTER_FLUSH | WRITE_SHUT | DOOMED;
 
 /// What a set's timer does when it fires (the timer's tag).
 /// The set's one deadline sweep (see `idle`).
@@ -52,7 +24,7 @@ pub(super) const TIMER_CONNECT: u32 = 1;
 pub(super) const TIMER_ACCEPT: u32 = 2;
 
 /// One connection: 24 bytes while idle (no queue, no buffer).
-pub(super) struct State<S> {
+pub(super) struct Slot<S> {
     pub(super) fd: OwnedFd,
     /// The generation of the connection's token.
     pub(super) generation: u32,
@@ -61,12 +33,13 @@ pub(super) struct State<S> {
     /// padding.
     pub(super) stamp: Stamp,
     pub(super) interest: Interest,
-    pub(super) flags: u16,
+    /// Its phase, its peer's, and its pauses (see `state`).
+    pub(super) state: State,
     pub(super) queue: Option<Box<WriteQueue>>,
     pub(super) session: S,
 }
 
-impl<S> State<S> {
+impl<S> Slot<S> {
     #[inline]
     pub(super) fn queued(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.len())
@@ -74,12 +47,12 @@ impl<S> State<S> {
 
     #[inline]
     pub(super) fn reading(&self) -> bool {
-        self.flags & NOT_READING == 0
+        self.state.reading()
     }
 }
 
 pub(super) struct Table<S> {
-    pub(super) slots: Slab<State<S>>,
+    pub(super) slots: Slab<Slot<S>>,
     pub(super) options: ConnOptions,
     /// What the read loop needs of `options`, worked out once.
     pub(super) plan: ReadPlan,
@@ -102,8 +75,10 @@ pub(super) struct Table<S> {
     /// The set's deadline sweep, if armed, and when it fires.
     sweep: Option<(TimerId, Instant)>,
     /// Connections to close once the handler call in progress returns (the
-    /// handler is borrowed while it runs, and `on_close` needs it).
-    pub(super) doomed: Vec<(usize, CloseReason)>,
+    /// handler is borrowed while it runs, and `on_close` needs it), and
+    /// whether each was still connecting (its handler hears of a failed
+    /// connect instead).
+    pub(super) doomed: Vec<(usize, CloseReason, bool)>,
     /// Bytes queued over every connection of the set.
     pub(super) queued_total: usize,
     /// Connections paused by the set's output budget.
@@ -188,7 +163,7 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.slots
             .iter()
-            .filter(|(_, c)| c.flags & DOOMED == 0)
+            .filter(|(_, c)| c.state.phase != Phase::Doomed)
             .map(|(k, _)| self.id(k))
     }
 
@@ -198,6 +173,7 @@ impl<S: Default + 'static> Table<S> {
         core: &mut Core<D>,
         fd: OwnedFd,
         interest: Interest,
+        phase: Phase,
     ) -> io::Result<usize> {
         let key = self.slots.vacant_key();
         if key >= super::set::LISTENER_BIT {
@@ -215,12 +191,12 @@ impl<S: Default + 'static> Table<S> {
             self.options.trigger,
         )?;
         let stamp = self.clock.now();
-        self.slots.insert(State {
+        self.slots.insert(Slot {
             fd,
             generation: self.next_generation,
             stamp,
             interest,
-            flags: 0,
+            state: State::new(phase),
             queue: None,
             session: Default::default(),
         });
@@ -243,12 +219,12 @@ impl<S: Default + 'static> Table<S> {
     }
 
     #[inline(always)]
-    pub(super) fn get(&self, key: usize) -> &State<S> {
+    pub(super) fn get(&self, key: usize) -> &Slot<S> {
         &self.slots[key]
     }
 
     #[inline(always)]
-    pub(super) fn get_mut(&mut self, key: usize) -> &mut State<S> {
+    pub(super) fn get_mut(&mut self, key: usize) -> &mut Slot<S> {
         &mut self.slots[key]
     }
 
@@ -256,7 +232,9 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn live(&self, id: ConnId) -> Option<usize> {
         let token = id.0;
         let c = self.slots.get(token.key())?;
-        (token.owner() == self.owner && c.generation == token.generation() && c.flags & DOOMED == 0)
+        (token.owner() == self.owner
+            && c.generation == token.generation()
+            && c.state.phase != Phase::Doomed)
             .then_some(token.key())
     }
 
@@ -268,14 +246,15 @@ impl<S: Default + 'static> Table<S> {
             self.corked = NONE;
         }
         let c = &mut self.slots[key];
-        if c.flags & DOOMED == 0 {
-            c.flags |= DOOMED;
+        if c.state.phase != Phase::Doomed {
+            let connecting = c.state.phase.is_connecting();
+            c.state.phase = Phase::Doomed;
             let dropped = c.queued();
             c.queue = None;
-            if c.flags & PAUSED_BUDGET != 0 {
+            if c.state.pauses.remove(Pause::Budget) {
                 self.budget_paused -= 1;
             }
-            self.doomed.push((key, reason));
+            self.doomed.push((key, reason, connecting));
             self.queued_total -= dropped;
         }
     }
@@ -289,7 +268,7 @@ impl<S: Default + 'static> Table<S> {
         let c = self.get(key);
         match socket::getsockopt(&c.fd, socket::sockopt::SocketError) {
             Ok(errno) if errno != 0 => CloseReason::Error(io::Error::from_raw_os_error(errno)),
-            _ if c.queue.is_none() && c.flags & (CLOSE_AFTER_FLUSH | READ_CLOSED) != 0 => {
+            _ if c.queue.is_none() && (c.state.phase.is_closing() || c.state.peer == Peer::Eof) => {
                 CloseReason::Closed
             }
             _ => CloseReason::Reset,
@@ -304,19 +283,25 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn close<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         self.release(core, key);
         let c = self.get_mut(key);
-        if c.flags & (DOOMED | CLOSE_AFTER_FLUSH) != 0 {
-            return;
-        }
-        c.flags |= CLOSE_AFTER_FLUSH;
+        c.state.phase = match c.state.phase {
+            Phase::Doomed | Phase::Closing | Phase::Lingering => return,
+            // Not established: there is nothing to close gracefully, and
+            // its handler hears of an aborted connect.
+            Phase::Connecting | Phase::ConnectingThenShut => {
+                return self.doom(key, CloseReason::Aborted);
+            }
+            Phase::WriteShut => Phase::Lingering,
+            Phase::Open | Phase::ShutAfterFlush => Phase::Closing,
+        };
         // A closing connection reads (and discards) until the peer's EOF,
         // whatever paused it: unread input at the final close would send an
         // RST, and a paused reader never sees the EOF that ends the linger.
-        if c.flags & PAUSED_BUDGET != 0 {
+        if c.state.pauses.contains(Pause::Budget) {
             self.budget_paused -= 1;
         }
         let stamp = self.clock.now();
         let c = &mut self.slots[key];
-        c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BY_USER | PAUSED_BUDGET);
+        c.state.pauses = Pauses::default();
         // The linger clock starts now, and each bit of progress restarts
         // it: a closing connection whose peer reads nothing is aborted
         // after `linger`, flushed or not.
@@ -332,13 +317,17 @@ impl<S: Default + 'static> Table<S> {
     /// The queue just emptied: carry out a pending shutdown or close.
     pub(super) fn after_flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = self.get_mut(key);
-        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
-        if closing && c.flags & READ_CLOSED != 0 {
+        if c.state.phase.is_closing() && c.state.peer == Peer::Eof {
             // The peer is done too: nothing can arrive unread.
             return self.doom(key, CloseReason::Closed);
         }
-        if c.flags & WRITE_SHUT == 0 && (closing || c.flags & SHUT_AFTER_FLUSH != 0) {
-            c.flags = (c.flags & !SHUT_AFTER_FLUSH) | WRITE_SHUT;
+        let shut = match c.state.phase {
+            Phase::Closing => Phase::Lingering,
+            Phase::ShutAfterFlush => Phase::WriteShut,
+            _ => return,
+        };
+        c.state.phase = shut;
+        {
             if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
                 log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
             }
@@ -353,10 +342,11 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn shutdown_write<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         self.release(core, key);
         let c = self.get_mut(key);
-        if c.flags & NOT_WRITING != 0 {
-            return;
+        match c.state.phase {
+            Phase::Open => c.state.phase = Phase::ShutAfterFlush,
+            Phase::Connecting => return c.state.phase = Phase::ConnectingThenShut,
+            _ => return,
         }
-        c.flags |= SHUT_AFTER_FLUSH;
         if c.queued() == 0 {
             self.after_flush(core, key);
         }
@@ -367,18 +357,20 @@ impl<S: Default + 'static> Table<S> {
         let (high, low) = (self.options.high_water, self.options.low_water);
         let c = &mut self.slots[key];
         let queued = c.queued();
-        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
-        if c.flags & PAUSED_BACKPRESSURE == 0 && queued > high && !closing {
-            c.flags |= PAUSED_BACKPRESSURE;
+        let pauses = &mut c.state.pauses;
+        if !pauses.contains(Pause::Backpressure) && queued > high && !c.state.phase.is_closing() {
+            pauses.insert(Pause::Backpressure);
             self.stats.backpressure_pauses += 1;
-        } else if c.flags & (PAUSED_BACKPRESSURE | PAUSED_BUDGET) != 0 && queued <= low {
+        } else if (pauses.contains(Pause::Backpressure) || pauses.contains(Pause::Budget))
+            && queued <= low
+        {
             // Its own output drained: it reads again, whatever the others
             // hold (waiting for the set's total could wait on clients that
             // never read). If it adds past the cap again, it pauses again.
-            if c.flags & PAUSED_BUDGET != 0 {
+            if pauses.remove(Pause::Budget) {
                 self.budget_paused -= 1;
             }
-            c.flags &= !(PAUSED_BACKPRESSURE | PAUSED_BUDGET);
+            pauses.remove(Pause::Backpressure);
             return self.resumed(core, key);
         }
         self.update_interest(core, key);
@@ -402,14 +394,14 @@ impl<S: Default + 'static> Table<S> {
             return;
         }
         let c = &self.slots[key];
-        if c.flags & DOOMED != 0 {
+        if c.state.phase == Phase::Doomed {
             return;
         }
         let mut want = Interest::NONE;
         if c.reading() {
             want |= Interest::READABLE;
         }
-        if c.queue.is_some() || c.flags & CONNECTING != 0 {
+        if c.queue.is_some() || c.state.phase.is_connecting() {
             want |= Interest::WRITABLE;
         }
         if want != c.interest {
@@ -476,10 +468,10 @@ impl<S: Default + 'static> Table<S> {
         let mut idle = Vec::new();
         let mut lingered = Vec::new();
         for (key, c) in self.slots.iter_mut() {
-            if c.flags & (DOOMED | CONNECTING) != 0 {
+            if !c.state.phase.is_established() {
                 continue;
             }
-            let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+            let closing = c.state.phase.is_closing();
             let limit = if closing {
                 self.linger
             } else {
@@ -527,7 +519,7 @@ mod tests {
     /// An idle connection is one table slot: the README's figure.
     #[test]
     fn an_idle_connection_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<State<()>>(), 24);
-        assert_eq!(std::mem::size_of::<slab::Slab<State<()>>>() % 8, 0);
+        assert_eq!(std::mem::size_of::<Slot<()>>(), 24);
+        assert_eq!(std::mem::size_of::<slab::Slab<Slot<()>>>() % 8, 0);
     }
 }

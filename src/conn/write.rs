@@ -9,15 +9,10 @@ use nix::libc;
 
 use super::CloseReason;
 use super::queue::MAX_IOVECS;
-use super::table::{
-    CLOSE_AFTER_FLUSH, CONNECTING, DOOMED, NONE, NOT_WRITING, PAUSED_BUDGET, Table,
-};
+use super::state::{Pause, Phase};
+use super::table::{NONE, Table};
 use crate::Core;
 use crate::sys;
-
-/// Flags under which a write cannot go out at once (it is queued, or
-/// dropped if writing is over).
-const NOT_SENDING_NOW: u16 = NOT_WRITING | CONNECTING;
 
 impl<S: Default + 'static> Table<S> {
     /// Writes `data` on `key` for `sender`'s handler.
@@ -99,7 +94,7 @@ impl<S: Default + 'static> Table<S> {
     /// write and nothing got queued.
     fn recork(&mut self, key: usize) {
         if let Some(c) = self.slots.get(key) {
-            if c.flags & NOT_WRITING == 0 && c.queue.is_none() {
+            if c.state.phase.takes_writes() && c.queue.is_none() {
                 self.corked = key;
                 self.holding = true;
             }
@@ -167,7 +162,7 @@ impl<S: Default + 'static> Table<S> {
     #[inline(always)]
     fn send<D: 'static>(&mut self, core: &mut Core<D>, key: usize, data: &[u8], sender: usize) {
         let c = &self.slots[key];
-        if c.flags & NOT_SENDING_NOW == 0 && c.queue.is_none() && !data.is_empty() {
+        if c.state.phase == Phase::Open && c.queue.is_none() && !data.is_empty() {
             let sent = sys::send(c.fd.as_fd(), data);
             self.stats.writes += 1;
             if let Ok(n) = sent {
@@ -237,7 +232,7 @@ impl<S: Default + 'static> Table<S> {
             self.corked = NONE;
         }
         let c = &mut self.slots[key];
-        if c.flags & NOT_WRITING != 0 || data.is_empty() {
+        if !c.state.phase.takes_writes() || data.is_empty() {
             return;
         }
         c.queue.get_or_insert_with(Default::default).push(data);
@@ -268,7 +263,7 @@ impl<S: Default + 'static> Table<S> {
             return;
         };
         let fd = c.fd.as_fd();
-        let closing = c.flags & CLOSE_AFTER_FLUSH != 0;
+        let closing = c.state.phase.is_closing();
         let mut progressed = false;
         while !queue.is_empty() {
             let (result, offered) = {
@@ -318,8 +313,10 @@ impl<S: Default + 'static> Table<S> {
     #[inline(never)]
     pub(super) fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = &mut self.slots[key];
-        if c.flags & (PAUSED_BUDGET | DOOMED | CLOSE_AFTER_FLUSH) == 0 {
-            c.flags |= PAUSED_BUDGET;
+        let phase = c.state.phase;
+        if !c.state.pauses.contains(Pause::Budget) && phase != Phase::Doomed && !phase.is_closing()
+        {
+            c.state.pauses.insert(Pause::Budget);
             self.budget_paused += 1;
             self.stats.budget_pauses += 1;
             self.update_interest(core, key);
@@ -334,12 +331,12 @@ impl<S: Default + 'static> Table<S> {
         let keys: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(_, c)| c.flags & PAUSED_BUDGET != 0)
+            .filter(|(_, c)| c.state.pauses.contains(Pause::Budget))
             .map(|(k, _)| k)
             .collect();
         self.budget_paused = 0;
         for key in keys {
-            self.slots[key].flags &= !PAUSED_BUDGET;
+            self.slots[key].state.pauses.remove(Pause::Budget);
             self.resumed(core, key);
         }
     }

@@ -1,0 +1,189 @@
+//! A connection's state as types: where it is in its life ([`Phase`]),
+//! what the peer has done ([`Peer`]), and why it is not being read
+//! ([`Pauses`]). Three bytes of the connection's 24-byte slot.
+//!
+//! The life of a connection:
+//!
+//! ```text
+//! Connecting ──connected──▶ Open ──shutdown_write──▶ ShutAfterFlush ──flushed──▶ WriteShut
+//!     │                      │                            │                         │
+//!     │ close: abandoned     └──────── close ─────────────┴──▶ Closing ──flushed──▶ Lingering
+//!     ▼                                                                    (SHUT_WR sent)
+//!   Doomed ◀──── abort, reset, error, linger passed, or both sides done ──────────┘
+//! ```
+//!
+//! A `Doomed` connection is closed (deregistered, its fd closed, its
+//! handler told) once the handler call in progress returns.
+
+/// Where a connection is in its life.
+///
+/// The order matters to the fast path: every phase before `Connecting`
+/// reads (closing ones read and discard), the last two do not.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u8)]
+pub(super) enum Phase {
+    /// Reading and writing.
+    Open,
+    /// [`shutdown_write`](super::Conn::shutdown_write) was asked: SHUT_WR
+    /// once the queue drains. Reads go on; new writes are dropped.
+    ShutAfterFlush,
+    /// Our write side is shut down; reads go on.
+    WriteShut,
+    /// [`close`](super::Conn::close) was asked: the queue drains, then
+    /// SHUT_WR; the handler gets no more data (input is read and
+    /// discarded).
+    Closing,
+    /// Closing, with our write side shut: reading and discarding until the
+    /// peer's EOF, or until the linger passes without progress.
+    Lingering,
+    /// An outbound connection whose `connect` has not completed: not read,
+    /// writes queued, registered for WRITABLE (the completion).
+    Connecting,
+    /// Connecting, and `shutdown_write` was asked: `ShutAfterFlush` once
+    /// connected.
+    ConnectingThenShut,
+    /// To be closed once the handler call in progress returns.
+    Doomed,
+}
+
+impl Phase {
+    /// Established and not doomed: what the fast path serves.
+    #[inline(always)]
+    pub(super) fn is_established(self) -> bool {
+        self < Phase::Connecting
+    }
+
+    pub(super) fn is_connecting(self) -> bool {
+        matches!(self, Phase::Connecting | Phase::ConnectingThenShut)
+    }
+
+    /// `close` was asked (the queue drains, then it lingers).
+    #[inline]
+    pub(super) fn is_closing(self) -> bool {
+        matches!(self, Phase::Closing | Phase::Lingering)
+    }
+
+    /// New writes are taken (sent, or queued while connecting).
+    #[inline(always)]
+    pub(super) fn takes_writes(self) -> bool {
+        matches!(
+            self,
+            Phase::Open | Phase::Connecting | Phase::ConnectingThenShut
+        )
+    }
+}
+
+/// What the peer has done to its side of the connection.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u8)]
+pub(super) enum Peer {
+    /// Still sending, as far as we know.
+    Sending,
+    /// The kernel reported its half-close (RDHUP or HUP). Kept in the
+    /// connection, not in the event: an event carried over to the next
+    /// turn holds only READABLE, and the FIN's edge does not come again.
+    CloseSeen,
+    /// We read its EOF: nothing more will be read.
+    Eof,
+}
+
+/// One reason a connection is not being read.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(super) enum Pause {
+    /// Its queued output passed the high-water mark.
+    Backpressure = 1,
+    /// Its handler (or whoever holds its id) asked:
+    /// [`pause_reading`](super::Conn::pause_reading).
+    User = 2,
+    /// The set's queued output passed
+    /// [`ConnOptions::max_queued_total`](super::ConnOptions::max_queued_total)
+    /// while this connection's handler was adding to it. It resumes when
+    /// its own queue drains to the low-water mark, or (a broadcaster,
+    /// whose own queue is empty) when the set's total is back under half
+    /// the cap.
+    Budget = 4,
+}
+
+/// The set of [`Pause`]s in force on a connection.
+#[derive(Copy, Clone, PartialEq, Eq, Default, Debug)]
+pub(super) struct Pauses(u8);
+
+impl Pauses {
+    #[inline(always)]
+    pub(super) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    #[inline]
+    pub(super) fn contains(self, pause: Pause) -> bool {
+        self.0 & pause as u8 != 0
+    }
+
+    pub(super) fn insert(&mut self, pause: Pause) {
+        self.0 |= pause as u8;
+    }
+
+    /// Removes `pause`; true if it was in force.
+    pub(super) fn remove(&mut self, pause: Pause) -> bool {
+        let was = self.contains(pause);
+        self.0 &= !(pause as u8);
+        was
+    }
+}
+
+/// A connection's state: three bytes.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub(super) struct State {
+    pub(super) phase: Phase,
+    pub(super) peer: Peer,
+    pub(super) pauses: Pauses,
+}
+
+impl State {
+    pub(super) fn new(phase: Phase) -> State {
+        State {
+            phase,
+            peer: Peer::Sending,
+            pauses: Pauses::default(),
+        }
+    }
+
+    /// True while the connection is read: established, not paused, the
+    /// peer's EOF not read. (A closing connection reads, and discards.)
+    #[inline(always)]
+    pub(super) fn reading(self) -> bool {
+        self.phase.is_established() && self.pauses.is_empty() && self.peer != Peer::Eof
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_is_three_bytes_and_phases_read_in_order() {
+        assert_eq!(std::mem::size_of::<State>(), 3);
+        for phase in [
+            Phase::Open,
+            Phase::ShutAfterFlush,
+            Phase::WriteShut,
+            Phase::Closing,
+            Phase::Lingering,
+        ] {
+            assert!(
+                phase.is_established() && State::new(phase).reading(),
+                "{phase:?}"
+            );
+        }
+        for phase in [Phase::Connecting, Phase::ConnectingThenShut, Phase::Doomed] {
+            assert!(!State::new(phase).reading(), "{phase:?}");
+        }
+        let mut state = State::new(Phase::Open);
+        state.pauses.insert(Pause::User);
+        assert!(!state.reading());
+        assert!(state.pauses.remove(Pause::User) && !state.pauses.remove(Pause::User));
+        state.peer = Peer::Eof;
+        assert!(!state.reading());
+    }
+}
