@@ -202,3 +202,71 @@ fn thousands_of_outbound_connections_from_three_source_addresses_each_echo() {
         "all open at once"
     );
 }
+
+/// `shutdown_write` asked while the connect is in flight waits for it:
+/// what was written before goes out, then our EOF, and the server's echo
+/// and EOF come back (a request-then-half-close client).
+#[test]
+fn a_shutdown_asked_while_connecting_takes_effect_once_connected() {
+    let server = start(|| Echo, ServerOptions::default());
+    let (mut reactor, set) = client(Trigger::Edge);
+    let (connections, core) = reactor.source_mut(set);
+    let id = connections
+        .connect(core, server.addr, ConnectOptions::default())
+        .unwrap();
+    connections
+        .with_conn(core, id, |_, conn| {
+            let m = message(conn.id());
+            conn.write(&m);
+            conn.shutdown_write();
+        })
+        .expect("a connecting connection is reachable by its id");
+    run_until(&mut reactor, |r| r.source(set).handler().closed == 1);
+    let client = reactor.source(set).handler();
+    assert_eq!(client.opened, 1);
+    assert_eq!(
+        client.echoed_from.values().sum::<usize>(),
+        1,
+        "the message went out once, before our EOF (on_open's write came after the shutdown)"
+    );
+}
+
+/// Closing a connection that is still connecting abandons it: its handler
+/// hears of an aborted connect, once, and no `on_close` follows.
+#[test]
+fn closing_a_connection_still_connecting_reports_an_aborted_connect() {
+    let listener =
+        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false)
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut reactor, set) = client(Trigger::Level);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (connections, core) = reactor.source_mut(set);
+        ids.push(
+            connections
+                .connect(core, addr, ConnectOptions::default())
+                .unwrap(),
+        );
+    }
+    // Some complete into the backlog of 1; the rest hang in SYN_SENT.
+    for _ in 0..3 {
+        reactor.run_once(Some(Duration::from_millis(50))).unwrap();
+    }
+    let (connections, core) = reactor.source_mut(set);
+    connections.close_all(core);
+    run_until(&mut reactor, |r| r.source(set).is_empty());
+    let client = reactor.source(set).handler();
+    assert!(!client.failed.is_empty(), "some were still connecting");
+    assert!(
+        client
+            .failed
+            .iter()
+            .all(|k| *k == io::ErrorKind::ConnectionAborted),
+        "{:?}",
+        client.failed
+    );
+    assert_eq!(client.failed.len() + client.closed, 6);
+    assert_eq!(client.opened, client.closed);
+    drop(listener);
+}
