@@ -446,3 +446,42 @@ fn an_embedded_set_shuts_down_gracefully_in_one_call() {
     assert!(reactor.source(set).is_empty());
     drop(rude);
 }
+
+/// A listener's id carries a generation, as a connection's does: listen
+/// on A, unlisten A, listen on B (the same slot), and the stale id of A
+/// names nothing: unlisten(A) again leaves B listening.
+#[test]
+fn a_stale_listener_id_does_not_close_the_listener_now_in_its_slot() {
+    let mut reactor = util::reactor(Backend::Epoll);
+    let set = edgeloop::conn::Connections::new(util::server::Echo, ConnOptions::default()).unwrap();
+    let set = reactor.install(set).unwrap();
+    let listen = |reactor: &mut edgeloop::Reactor| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        let id = connections
+            .listen(core, l.into(), edgeloop::conn::AcceptOptions::default())
+            .unwrap();
+        (id, addr)
+    };
+    let (a, _) = listen(&mut reactor);
+    let (connections, core) = reactor.source_mut(set);
+    assert!(connections.unlisten(core, a));
+    let (b, b_addr) = listen(&mut reactor);
+    assert_eq!(a.token().key(), b.token().key(), "B took A's slot");
+    let (connections, core) = reactor.source_mut(set);
+    assert!(!connections.unlisten(core, a), "the stale id named B");
+    assert!(connections.listener_fd(a).is_none());
+    assert!(connections.listener_fd(b).is_some());
+    // B still accepts and serves.
+    let mut client = std::net::TcpStream::connect(b_addr).unwrap();
+    client.write_all(b"ping").unwrap();
+    let start = Instant::now();
+    while reactor.source(set).stats().bytes_out < 4 && start.elapsed() < Duration::from_secs(10) {
+        reactor.run_once(Some(Duration::from_millis(50))).unwrap();
+    }
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ping");
+}

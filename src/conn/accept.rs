@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use nix::libc;
 
 use super::Handler;
-use super::set::{Connections, LISTENER_BIT};
+use super::key::Key;
+use super::set::Connections;
 use super::table::TIMER_ACCEPT;
 use crate::sys;
 use crate::{Core, Interest, Ready, Token, Trigger};
@@ -124,8 +125,23 @@ impl AcceptOptions {
     }
 }
 
+/// Names a listener of a [`Connections`] set, as
+/// [`ConnId`](super::ConnId) names a connection: its token (owner, slot and
+/// generation), so an id kept after its listener was closed names nothing.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ListenerId(pub(super) Token);
+
+impl ListenerId {
+    /// The listener's token.
+    pub fn token(self) -> Token {
+        self.0
+    }
+}
+
 pub(super) struct Listener {
     pub(super) fd: OwnedFd,
+    /// The generation of the listener's token.
+    generation: u32,
     reserve: Option<File>,
     pub(super) options: AcceptOptions,
     last_log: Option<Instant>,
@@ -134,9 +150,14 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(fd: OwnedFd, options: AcceptOptions) -> io::Result<Listener> {
+    pub(super) fn new(
+        fd: OwnedFd,
+        options: AcceptOptions,
+        generation: u32,
+    ) -> io::Result<Listener> {
         Ok(Listener {
             fd,
+            generation,
             reserve: Some(open_reserve()?),
             options,
             last_log: None,
@@ -178,12 +199,25 @@ fn open_reserve() -> io::Result<File> {
 }
 
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
-    /// The listener `token` is readable: accept a batch.
-    pub(super) fn accept(&mut self, core: &mut Core<D>, token: Token) -> bool {
-        let key = token.key() - LISTENER_BIT;
+    /// The slot of the listener `token` names, if it is still there.
+    pub(super) fn listener_key(&self, token: Token) -> Option<usize> {
+        let Key::Listener(key) = Key::of(token) else {
+            return None;
+        };
+        let listener = self.listeners.get(key)?;
+        (token.owner() == self.table.owner && token.generation() == listener.generation)
+            .then_some(key)
+    }
+
+    /// The listener in slot `key` (named by `token`) is readable: accept a
+    /// batch.
+    pub(super) fn accept(&mut self, core: &mut Core<D>, key: usize, token: Token) -> bool {
         let Some(listener) = self.listeners.get_mut(key) else {
             return false;
         };
+        if listener.generation != token.generation() {
+            return false; // an event for a listener since closed
+        }
         if listener.reserve.is_none() {
             // Lost at the fd limit (another thread took the slot it freed):
             // take it back as soon as there is room, or it is gone for good.
@@ -246,7 +280,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// The reserve could not be reopened: stop accepting for a while.
     fn pause_accepting(&mut self, core: &mut Core<D>, token: Token) {
-        let listener = &mut self.listeners[token.key() - LISTENER_BIT];
+        let Some(key) = self.listener_key(token) else {
+            return;
+        };
+        let listener = &mut self.listeners[key];
         let (trigger, options) = (listener.options.trigger, listener.options);
         let fd = listener.fd.as_fd();
         if core
@@ -261,9 +298,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// The pause is over.
     pub(super) fn resume_accepting(&mut self, core: &mut Core<D>, token: Token) {
-        let Some(listener) = self.listeners.get_mut(token.key() - LISTENER_BIT) else {
+        let Some(key) = self.listener_key(token) else {
             return;
         };
+        let listener = &mut self.listeners[key];
         if listener.paused {
             let (trigger, options) = (listener.options.trigger, listener.options);
             let fd = listener.fd.as_fd();

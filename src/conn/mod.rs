@@ -43,13 +43,14 @@ mod accept;
 mod connect;
 mod connection;
 mod idle;
+mod key;
 mod queue;
 mod set;
 mod state;
 mod table;
 mod write;
 
-pub use accept::AcceptOptions;
+pub use accept::{AcceptOptions, ListenerId};
 pub use connect::ConnectOptions;
 pub use connection::Conn;
 pub use idle::MAX_TIMEOUT;

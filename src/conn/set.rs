@@ -9,16 +9,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::libc;
 use slab::Slab;
 
-use super::accept::{AcceptOptions, Listener};
+use super::accept::{AcceptOptions, Listener, ListenerId};
+use super::key::Key;
 use super::state::{Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::selector::Events;
 use crate::sys;
 use crate::{Batch, Core, Event, Interest, Ready, Source, Token, Trigger};
-
-/// Slot keys at or above this name listeners, below it connections.
-pub(super) const LISTENER_BIT: usize = 1 << 31;
 
 /// A set of buffered connections served by one [`Handler`]: a [`Source`]
 /// to [`install`](crate::Reactor::install) on a reactor.
@@ -62,6 +60,8 @@ pub struct Connections<H: Handler<D>, D: 'static = ()> {
     handler: H,
     pub(super) table: Table<H::Session>,
     pub(super) listeners: Slab<Listener>,
+    /// The generation of the newest listener's id.
+    listener_generation: u32,
     /// Where every read lands: `read_chunk` bytes, shared by all the
     /// connections of the set (an idle connection owns no buffer).
     scratch: Box<[u8]>,
@@ -90,6 +90,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             handler,
             table: Table::new(options),
             listeners: Slab::new(),
+            listener_generation: 0,
             scratch,
             _data: PhantomData,
         })
@@ -259,14 +260,13 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// One event for connection `token`.
     #[inline(always)]
-    fn on_event(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        let key = token.key();
+    fn on_event(&mut self, core: &mut Core<D>, key: usize, token: Token, ready: Ready) -> bool {
         // The one lookup of the event; the token's generation must match.
         let Some(c) = self.table.slots.get_mut(key) else {
             return false;
         };
         if c.generation != token.generation() || !c.state.phase.is_established() {
-            return self.stale_or_connecting(core, token, ready);
+            return self.stale_or_connecting(core, key, token, ready);
         }
         if ready.is_read_closed() {
             c.state.peer = c.state.peer.max(Peer::CloseSeen);
@@ -298,8 +298,13 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// closing by abort: false), or the completion of a connect.
     #[cold]
     #[inline(never)]
-    fn stale_or_connecting(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        let key = token.key();
+    fn stale_or_connecting(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        token: Token,
+        ready: Ready,
+    ) -> bool {
         let c = &self.table.slots[key];
         if c.generation != token.generation() || c.state.phase == Phase::Doomed {
             return false;
@@ -463,10 +468,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
     #[inline(always)]
     fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        if token.key() >= LISTENER_BIT {
-            return self.accept(core, token);
+        match Key::of(token) {
+            Key::Conn(key) => self.on_event(core, key, token, ready),
+            Key::Listener(key) => self.accept(core, key, token),
         }
-        self.on_event(core, token, ready)
     }
 
     /// An accepted connection: attached, turned away at the cap, or let in
@@ -510,9 +515,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     }
 
     /// Starts accepting connections on `listener` (listening, non-blocking)
-    /// into this set. Returns the listener's token; pass it to
+    /// into this set. Returns the listener's id; pass it to
     /// [`unlisten`](Connections::unlisten) to stop (which closes the
-    /// listener).
+    /// listener). Like a [`ConnId`], it carries a generation: once its
+    /// listener is gone it names nothing, whatever listens in its slot
+    /// later.
     ///
     /// # Errors
     /// What registering the listener reports, or `EMFILE` if the reserve fd
@@ -522,14 +529,16 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         core: &mut Core<D>,
         listener: OwnedFd,
         options: AcceptOptions,
-    ) -> io::Result<Token> {
+    ) -> io::Result<ListenerId> {
         let key = self.listeners.vacant_key();
-        let token = Token::new(self.table.owner, (LISTENER_BIT + key) as u32, 0);
+        self.listener_generation = (self.listener_generation + 1) & 0xff_ffff;
+        let generation = self.listener_generation;
+        let token = Key::Listener(key).token(self.table.owner, generation);
         if options.evict_idle {
             // Eviction picks by the last read: keep the stamp.
             self.table.plan.track_idle = true;
         }
-        let entry = Listener::new(listener, options)?;
+        let entry = Listener::new(listener, options, generation)?;
         core.set_interest(
             entry.fd.as_fd(),
             token,
@@ -538,16 +547,17 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             options.trigger,
         )?;
         self.listeners.insert(entry);
-        Ok(token)
+        Ok(ListenerId(token))
     }
 
-    /// Stops accepting on the listener `token` names and closes it; false
-    /// if there is none.
-    pub fn unlisten(&mut self, core: &mut Core<D>, token: Token) -> bool {
-        let key = token.key().wrapping_sub(LISTENER_BIT);
-        let Some(listener) = self.listeners.try_remove(key) else {
+    /// Stops accepting on the listener `id` names and closes it; false if
+    /// it is gone.
+    pub fn unlisten(&mut self, core: &mut Core<D>, id: ListenerId) -> bool {
+        let Some(key) = self.listener_key(id.0) else {
             return false;
         };
+        let token = id.0;
+        let listener = self.listeners.remove(key);
         let interest = if listener.paused {
             Interest::NONE
         } else {
@@ -567,8 +577,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     }
 
     /// The listener's fd (to learn its address).
-    pub fn listener_fd(&self, token: Token) -> Option<BorrowedFd<'_>> {
-        let key = token.key().checked_sub(LISTENER_BIT)?;
-        self.listeners.get(key).map(|l| l.fd.as_fd())
+    pub fn listener_fd(&self, id: ListenerId) -> Option<BorrowedFd<'_>> {
+        let key = self.listener_key(id.0)?;
+        Some(self.listeners[key].fd.as_fd())
     }
 }

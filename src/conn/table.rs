@@ -10,6 +10,7 @@ use nix::sys::socket;
 use slab::Slab;
 
 use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
+use super::key::{Key, MAX_CONNECTIONS};
 use super::queue::WriteQueue;
 use super::state::{Pause, Pauses, Peer, Phase, State};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
@@ -152,7 +153,7 @@ impl<S: Default + 'static> Table<S> {
     }
 
     pub(super) fn token(&self, key: usize) -> Token {
-        Token::new(self.owner, key as u32, self.slots[key].generation)
+        Key::Conn(key).token(self.owner, self.slots[key].generation)
     }
 
     pub(super) fn id(&self, key: usize) -> ConnId {
@@ -176,13 +177,13 @@ impl<S: Default + 'static> Table<S> {
         phase: Phase,
     ) -> io::Result<usize> {
         let key = self.slots.vacant_key();
-        if key >= super::set::LISTENER_BIT {
+        if key >= MAX_CONNECTIONS {
             return Err(io::Error::other(
                 "edgeloop: too many connections in one set",
             ));
         }
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
-        let token = Token::new(self.owner, key as u32, self.next_generation);
+        let token = Key::Conn(key).token(self.owner, self.next_generation);
         core.set_interest(
             fd.as_fd(),
             token,
@@ -231,11 +232,14 @@ impl<S: Default + 'static> Table<S> {
     /// The key of `id`'s connection, if it is open and not closing by abort.
     pub(super) fn live(&self, id: ConnId) -> Option<usize> {
         let token = id.0;
-        let c = self.slots.get(token.key())?;
+        let Key::Conn(key) = Key::of(token) else {
+            return None;
+        };
+        let c = self.slots.get(key)?;
         (token.owner() == self.owner
             && c.generation == token.generation()
             && c.state.phase != Phase::Doomed)
-            .then_some(token.key())
+            .then_some(key)
     }
 
     #[cold]

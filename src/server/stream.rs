@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::net::tcp_listener;
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
-use crate::conn::{AcceptOptions, ConnStats, Connections, Handler};
-use crate::{Reactor, SourceId, Token};
+use crate::conn::{AcceptOptions, ConnStats, Connections, Handler, ListenerId};
+use crate::{Reactor, SourceId};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
 pub type TcpServer<H, D = ()> = StreamServer<H, D>;
@@ -42,7 +42,7 @@ pub type UnixStreamServer<H, D = ()> = StreamServer<H, D>;
 pub struct StreamServer<H: Handler<D>, D: 'static = ()> {
     reactor: Reactor<D>,
     connections: SourceId<Connections<H, D>>,
-    listener: Option<Token>,
+    listener: Option<ListenerId>,
     local_addr: String,
     shutdown: ShutdownHandle,
     options: ServerOptions,
