@@ -210,7 +210,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     }
 
     /// The listener in slot `key` (named by `token`) is readable: accept a
-    /// batch.
+    /// batch. Cold: one accept per connection, against many messages.
+    #[cold]
+    #[inline(never)]
     pub(super) fn accept(&mut self, core: &mut Core<D>, key: usize, token: Token) -> bool {
         let Some(listener) = self.listeners.get_mut(key) else {
             return false;

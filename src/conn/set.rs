@@ -260,7 +260,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// One event for connection `token`.
     #[inline(always)]
-    fn on_event(&mut self, core: &mut Core<D>, key: usize, token: Token, ready: Ready) -> bool {
+    fn on_event(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
+        let key = token.key();
         // The one lookup of the event; the token's generation must match.
         let Some(c) = self.table.slots.get_mut(key) else {
             return false;
@@ -469,7 +470,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     #[inline(always)]
     fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         match Key::of(token) {
-            Key::Conn(key) => self.on_event(core, key, token, ready),
+            Key::Conn(_) => self.on_event(core, token, ready),
             Key::Listener(key) => self.accept(core, key, token),
         }
     }
