@@ -25,6 +25,31 @@ impl<H: Handler<D>, D: 'static> fmt::Debug for Conn<'_, H, D> {
 }
 
 impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
+    /// The one way a handler is called for connection `key`: its writes to
+    /// itself are corked for the call and go out together when it returns
+    /// (see `Table::write`).
+    #[inline(always)]
+    pub(super) fn call<R>(
+        handler: &mut H,
+        core: &mut Core<D>,
+        table: &mut Table<H::Session>,
+        key: usize,
+        f: impl FnOnce(&mut H, &mut Conn<'_, H, D>) -> R,
+    ) -> R {
+        table.cork(key);
+        let result = f(
+            handler,
+            &mut Conn {
+                core: &mut *core,
+                table: &mut *table,
+                key,
+                _handler: PhantomData,
+            },
+        );
+        table.uncork(core);
+        result
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.table.id(self.key)

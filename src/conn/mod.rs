@@ -42,6 +42,7 @@ use crate::{Core, Token, Trigger};
 mod accept;
 mod connect;
 mod connection;
+mod cork;
 mod idle;
 mod key;
 mod queue;

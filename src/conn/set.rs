@@ -118,14 +118,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 
     /// Tells the handler that connection `key` is open.
     pub(super) fn opened(&mut self, core: &mut Core<D>, key: usize) {
-        self.table.cork(key);
-        self.handler.on_open(&mut Conn {
-            core,
-            table: &mut self.table,
-            key,
-            _handler: PhantomData,
+        Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+            h.on_open(conn)
         });
-        self.table.uncork(core);
         self.finish_closes(core);
     }
 
@@ -179,17 +174,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         f: impl FnOnce(&mut H, &mut Conn<'_, H, D>) -> R,
     ) -> Option<R> {
         let key = self.table.live(id)?;
-        self.table.cork(key);
-        let result = f(
-            &mut self.handler,
-            &mut Conn {
-                core,
-                table: &mut self.table,
-                key,
-                _handler: PhantomData,
-            },
-        );
-        self.table.uncork(core);
+        let result = Conn::call(&mut self.handler, core, &mut self.table, key, f);
         self.finish_closes(core);
         Some(result)
     }
@@ -346,17 +331,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     }
                     self.table.stats.bytes_in += n as u64;
                     self.table.requests += 1;
-                    self.table.cork(key);
-                    self.handler.on_data(
-                        &mut Conn {
-                            core,
-                            table: &mut self.table,
-                            key,
-                            _handler: PhantomData,
-                        },
-                        &self.scratch[..n],
-                    );
-                    self.table.uncork(core);
+                    let data = &self.scratch[..n];
+                    Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+                        h.on_data(conn, data)
+                    });
                     if (n < chunk && stop_at_short_read) || !self.table.slots[key].reading() {
                         return;
                     }
@@ -399,14 +377,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 self.table.doom(key, CloseReason::Closed);
             }
         } else {
-            self.table.cork(key);
-            self.handler.on_eof(&mut Conn {
-                core,
-                table: &mut self.table,
-                key,
-                _handler: PhantomData,
+            Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+                h.on_eof(conn)
             });
-            self.table.uncork(core);
         }
         self.table.update_interest(core, key);
     }

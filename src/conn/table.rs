@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket;
 use slab::Slab;
 
+use super::cork::Cork;
 use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::key::{Key, MAX_CONNECTIONS};
 use super::queue::WriteQueue;
@@ -84,24 +85,10 @@ pub(super) struct Table<S> {
     pub(super) queued_total: usize,
     /// Connections paused by the set's output budget.
     pub(super) budget_paused: usize,
-    /// The connection whose handler call is running ([`NONE`] between
-    /// calls): what it writes to itself collects in `pending` and goes out
-    /// in one `send` when the call returns.
-    pub(super) corked: usize,
-    /// The corked call made its first write: later ones are held.
-    pub(super) holding: bool,
-    /// What the running handler call wrote to its own connection so far:
-    /// `hold[..held]`.
-    pub(super) hold: Box<[u8]>,
-    pub(super) held: usize,
+    /// What the running handler call writes to its own connection, held
+    /// until it returns.
+    pub(super) cork: Cork,
 }
-
-/// Bytes one handler call's writes to itself may collect before they are
-/// sent (a larger write sends what is held, then itself).
-const HOLD_CAPACITY: usize = 64 * 1024;
-
-/// No handler call is running.
-pub(super) const NONE: usize = usize::MAX;
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
 /// not change after the set is built).
@@ -145,10 +132,7 @@ impl<S: Default + 'static> Table<S> {
             doomed: Vec::new(),
             queued_total: 0,
             budget_paused: 0,
-            corked: NONE,
-            holding: false,
-            hold: vec![0; HOLD_CAPACITY].into_boxed_slice(),
-            held: 0,
+            cork: Cork::new(),
         }
     }
 
@@ -245,9 +229,8 @@ impl<S: Default + 'static> Table<S> {
     #[cold]
     #[inline(never)]
     pub(super) fn doom(&mut self, key: usize, reason: CloseReason) {
-        if key == self.corked {
-            self.held = 0;
-            self.corked = NONE;
+        if self.cork.is_for(key) {
+            self.cork.discard();
         }
         let c = &mut self.slots[key];
         if c.state.phase != Phase::Doomed {

@@ -1,5 +1,5 @@
 //! The write path of a connection table: coalescing a handler call's
-//! writes (the cork and the hold), sending at once when the socket takes
+//! writes (through the `cork`), sending at once when the socket takes
 //! it, queueing the rest, flushing the queue, and the set's output budget.
 
 use std::io::{self, IoSlice};
@@ -8,21 +8,16 @@ use std::os::fd::AsFd;
 use nix::libc;
 
 use super::CloseReason;
+use super::cork::Hold;
 use super::queue::MAX_IOVECS;
 use super::state::{Pause, Phase};
-use super::table::{NONE, Table};
+use super::table::Table;
 use crate::Core;
 use crate::sys;
 
 impl<S: Default + 'static> Table<S> {
-    /// Writes `data` on `key` for `sender`'s handler.
-    ///
-    /// The first write a handler call makes to its own connection is sent
-    /// at once (a lone reply leaves with no delay and no copy); later ones
-    /// are held and go out together when the call returns, so a thousand
-    /// replies to a thousand pipelined requests read at once cost two
-    /// `send`s, not a thousand. Writes to other connections are sent at
-    /// once.
+    /// Writes `data` on `key` for `sender`'s handler: held if it is the
+    /// corked call's write to itself (see `cork`), else sent at once.
     #[inline(always)]
     pub(super) fn write<D: 'static>(
         &mut self,
@@ -31,17 +26,12 @@ impl<S: Default + 'static> Table<S> {
         data: &[u8],
         sender: usize,
     ) {
-        if key == self.corked {
-            if self.holding {
-                let end = self.held + data.len();
-                if let Some(room) = self.hold.get_mut(self.held..end) {
-                    room.copy_from_slice(data);
-                    self.held = end;
-                    return;
-                }
-                return self.write_past_hold(core, key, data);
+        if self.cork.is_for(key) {
+            match self.cork.hold(data) {
+                Hold::Held => return,
+                Hold::Full => return self.write_past_hold(core, key, data),
+                Hold::First => {}
             }
-            self.holding = true;
         }
         self.send(core, key, data, sender);
     }
@@ -58,35 +48,29 @@ impl<S: Default + 'static> Table<S> {
 
     /// A handler call on `key` begins: its first write to itself is sent
     /// at once, later ones are held.
-    ///
-    /// The invariant: while `holding`, the corked connection may write and
-    /// nothing is queued on it (its first write was sent whole). Whatever
-    /// ends that (a close, a shutdown, an abort, a send that queues) sends
-    /// or drops what is held first and uncorks.
     #[inline(always)]
     pub(super) fn cork(&mut self, key: usize) {
-        self.corked = key;
-        self.holding = false;
+        self.cork.begin(key);
     }
 
     /// The handler call ended: what it held goes out.
     #[inline(always)]
     pub(super) fn uncork<D: 'static>(&mut self, core: &mut Core<D>) {
-        if self.held != 0 {
-            self.send_held(core, self.corked);
+        if self.cork.len() != 0 {
+            self.send_held(core, self.cork.corked());
         }
-        self.corked = NONE;
+        self.cork.end();
     }
 
     /// Sends what `key`'s running handler call holds and ends its cork:
     /// what it writes from now on is sent (or dropped) at once. Before a
     /// close or a shutdown changes what writing means.
     pub(super) fn release<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        if key == self.corked {
-            if self.held != 0 {
+        if self.cork.is_for(key) {
+            if self.cork.len() != 0 {
                 self.send_held(core, key);
             }
-            self.corked = NONE;
+            self.cork.end();
         }
     }
 
@@ -95,8 +79,7 @@ impl<S: Default + 'static> Table<S> {
     fn recork(&mut self, key: usize) {
         if let Some(c) = self.slots.get(key) {
             if c.state.phase.takes_writes() && c.queue.is_none() {
-                self.corked = key;
-                self.holding = true;
+                self.cork.resume(key);
             }
         }
     }
@@ -106,7 +89,7 @@ impl<S: Default + 'static> Table<S> {
     /// again.
     #[cold]
     pub(super) fn send_pending<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        if key == self.corked && self.holding {
+        if self.cork.is_for(key) && self.cork.is_holding() {
             self.release(core, key);
             self.recork(key);
         }
@@ -116,8 +99,8 @@ impl<S: Default + 'static> Table<S> {
     /// queued); what the socket does not take is queued.
     #[inline(always)]
     fn send_held<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        let held = std::mem::take(&mut self.held);
-        let sent = sys::send(self.slots[key].fd.as_fd(), &self.hold[..held]);
+        let held = self.cork.take();
+        let sent = sys::send(self.slots[key].fd.as_fd(), self.cork.bytes(held));
         self.stats.writes += 1;
         if let Ok(n) = sent {
             self.stats.bytes_out += n as u64;
@@ -137,20 +120,23 @@ impl<S: Default + 'static> Table<S> {
         held: usize,
         sent: sys::SysResult<usize>,
     ) {
-        let data = self.hold[..held].to_vec();
+        let data = self.cork.bytes(held).to_vec();
         self.write_rest(core, key, &data, sent, key);
     }
 
     /// Bytes the running handler call on `key` wrote and still holds.
     pub(super) fn held(&self, key: usize) -> usize {
-        if key == self.corked { self.held } else { 0 }
+        if self.cork.is_for(key) {
+            self.cork.len()
+        } else {
+            0
+        }
     }
 
     /// A handler call ended by a panic: what it held is dropped.
     #[cold]
     pub(super) fn drop_held(&mut self) {
-        self.corked = NONE;
-        self.held = 0;
+        self.cork.discard();
     }
 
     /// Sends `data` on `key`: at once if nothing is queued and the socket
@@ -226,10 +212,10 @@ impl<S: Default + 'static> Table<S> {
         data: &[u8],
         sender: usize,
     ) {
-        if key == self.corked {
+        if self.cork.is_for(key) {
             // Queued (or dropped): what the call writes next must queue
             // behind it, not be held.
-            self.corked = NONE;
+            self.cork.end();
         }
         let c = &mut self.slots[key];
         if !c.state.phase.takes_writes() || data.is_empty() {
