@@ -85,7 +85,7 @@ pub struct Reactor<D = ()> {
     core: Core<D>,
     /// Indexed by owner byte; the first two are the plain registrations
     /// and the waker, which the reactor handles itself.
-    sources: Vec<Option<Box<dyn Source<D>>>>,
+    sources: Sources<D>,
     events: Events,
     /// Last turn's carried-over events while this turn dispatches them
     /// (swapped with the core's, to reuse both allocations).
@@ -152,11 +152,9 @@ impl<D: 'static> Reactor<D> {
             Interest::READABLE,
             Trigger::Level,
         )?;
-        let mut sources = Vec::new();
-        sources.resize_with(FIRST_SOURCE as usize, || None);
         Ok(Reactor {
             core,
-            sources,
+            sources: Sources(Vec::new()),
             events: Events::with_capacity(INITIAL_EVENTS),
             carried: Events::default(),
             posted: Vec::new(),
@@ -185,10 +183,10 @@ impl<D: 'static> Reactor<D> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn install<S: Source<D>>(&mut self, mut source: S) -> io::Result<SourceId<S>> {
-        let owner = u8::try_from(self.sources.len())
+        let owner = u8::try_from(self.sources.0.len() + FIRST_SOURCE as usize)
             .map_err(|_| io::Error::other("edgeloop: at most 254 sources per reactor"))?;
         source.installed(owner);
-        self.sources.push(Some(Box::new(source)));
+        self.sources.0.push(Box::new(source));
         Ok(SourceId::new(owner))
     }
 
@@ -198,9 +196,7 @@ impl<D: 'static> Reactor<D> {
     /// If `id` came from another reactor's [`install`](Reactor::install)
     /// and names no source of type `S` here.
     pub fn source<S: Source<D>>(&self, id: SourceId<S>) -> &S {
-        let source: &dyn Any = &**self.sources[id.owner as usize]
-            .as_ref()
-            .expect("an installed source");
+        let source: &dyn Any = self.sources.get(id.owner).expect("an installed source");
         source
             .downcast_ref()
             .expect("a SourceId names its own type")
@@ -212,9 +208,8 @@ impl<D: 'static> Reactor<D> {
     /// # Panics
     /// As [`source`](Reactor::source).
     pub fn source_mut<S: Source<D>>(&mut self, id: SourceId<S>) -> (&mut S, &mut Core<D>) {
-        let source: &mut dyn Any = &mut **self.sources[id.owner as usize]
-            .as_mut()
-            .expect("an installed source");
+        let source: &mut dyn Any =
+            &mut **self.sources.get_mut(id.owner).expect("an installed source");
         let source = source
             .downcast_mut()
             .expect("a SourceId names its own type");
@@ -368,7 +363,7 @@ impl<D: 'static> Reactor<D> {
     /// events were delivered. A panic in the middle retires the entry it
     /// was for, and the run goes on after it.
     fn dispatch_run(&mut self, events: &Events, owner: u8, start: usize) -> (usize, usize) {
-        let Some(Some(source)) = self.sources.get_mut(owner as usize) else {
+        let Some(source) = self.sources.get_mut(owner) else {
             self.core.stats.stale += 1;
             return (start + 1, 0);
         };
@@ -447,8 +442,8 @@ impl<D: 'static> Reactor<D> {
                 }
                 TimerAction::Source { token, tag } => {
                     let (token, tag) = (*token, *tag);
-                    match self.sources.get_mut(token.owner() as usize) {
-                        Some(Some(source)) => {
+                    match self.sources.get_mut(token.owner()) {
+                        Some(source) => {
                             let core = &mut self.core;
                             let fire = || source.on_timer(core, token, tag);
                             panic::catch_unwind(AssertUnwindSafe(fire))
@@ -464,7 +459,7 @@ impl<D: 'static> Reactor<D> {
                     self.core.timers.remove(due.key, due.id);
                     drop(due);
                     if let Some(token) = token {
-                        if let Some(Some(source)) = self.sources.get_mut(token.owner() as usize) {
+                        if let Some(source) = self.sources.get_mut(token.owner()) {
                             source.on_panic(&mut self.core, token);
                         }
                     }
@@ -495,6 +490,24 @@ impl<D: 'static> Reactor<D> {
             }
         }
         self.posted = posted;
+    }
+}
+
+/// The installed sources: the one with owner byte `FIRST_SOURCE + i` at
+/// `i`. A source is never uninstalled, so every slot holds one.
+struct Sources<D>(Vec<Box<dyn Source<D>>>);
+
+impl<D> Sources<D> {
+    /// The source whose tokens carry `owner`, if one is installed.
+    #[inline(always)]
+    fn get_mut(&mut self, owner: u8) -> Option<&mut Box<dyn Source<D>>> {
+        let index = (owner as usize).wrapping_sub(FIRST_SOURCE as usize);
+        self.0.get_mut(index)
+    }
+
+    fn get(&self, owner: u8) -> Option<&dyn Source<D>> {
+        let index = (owner as usize).wrapping_sub(FIRST_SOURCE as usize);
+        self.0.get(index).map(|s| &**s)
     }
 }
 
@@ -539,7 +552,7 @@ impl<D> fmt::Debug for Reactor<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("core", &self.core)
-            .field("sources", &(self.sources.len() - FIRST_SOURCE as usize))
+            .field("sources", &self.sources.0.len())
             .finish()
     }
 }
