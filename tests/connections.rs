@@ -485,3 +485,58 @@ fn a_stale_listener_id_does_not_close_the_listener_now_in_its_slot() {
     client.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"ping");
 }
+
+/// A blocking listener handed to `listen` is made non-blocking: after the
+/// first client, the loop does not block in `accept4` for good, so a
+/// second client is served and timers keep firing (an embedding trap: a
+/// plain `std::net::TcpListener` is blocking).
+#[test]
+fn a_blocking_listener_cannot_stall_the_loop() {
+    // A stalled loop would block in accept4 for good: the watchdog fails
+    // the test instead of hanging the suite.
+    util::watchdog(Duration::from_secs(60), || {
+        let mut reactor = util::reactor(Backend::Epoll);
+        let set =
+            edgeloop::conn::Connections::new(util::server::Echo, ConnOptions::default()).unwrap();
+        let set = reactor.install(set).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // blocking
+        let addr = listener.local_addr().unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        connections
+            .listen(
+                core,
+                listener.into(),
+                edgeloop::conn::AcceptOptions::default(),
+            )
+            .unwrap();
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let seen = ticks.clone();
+        reactor.call_every(Duration::from_millis(10), move |_| seen.set(seen.get() + 1));
+        for round in 0..2u8 {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            client.write_all(&[round]).unwrap();
+            let want = reactor.source(set).stats().bytes_out + 1;
+            let start = Instant::now();
+            while reactor.source(set).stats().bytes_out < want
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+            }
+            let mut b = [0u8; 1];
+            client.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], round);
+        }
+        let before = ticks.get();
+        let start = Instant::now();
+        while ticks.get() < before + 3 && start.elapsed() < Duration::from_secs(10) {
+            reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+        }
+        assert!(
+            ticks.get() >= before + 3,
+            "the timer stopped: the loop is stuck"
+        );
+    });
+}

@@ -145,7 +145,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             // connection.
             Ok(()) => {
                 self.table.stats.connects += 1;
-                self.attach(core, fd)
+                self.attach_nonblocking(core, fd)
             }
             Err(Errno::EINPROGRESS | Errno::EAGAIN | Errno::EINTR) => {
                 // The completion is a writable event (or HUP/ERR).

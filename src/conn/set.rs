@@ -96,12 +96,25 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         })
     }
 
-    /// Takes ownership of a connected, non-blocking stream socket, registers
-    /// it and calls [`Handler::on_open`].
+    /// Takes ownership of a connected stream socket, makes it non-blocking
+    /// (the set reads and writes it itself), registers it and calls
+    /// [`Handler::on_open`].
     ///
     /// # Errors
-    /// What registering the fd reports; the fd is closed then.
+    /// What setting `O_NONBLOCK` or registering the fd reports; the fd is
+    /// closed then.
     pub fn attach(&mut self, core: &mut Core<D>, fd: OwnedFd) -> io::Result<ConnId> {
+        sys::set_nonblocking(fd.as_fd(), "a connection to attach")?;
+        self.attach_nonblocking(core, fd)
+    }
+
+    /// [`attach`](Connections::attach) for a socket known to be
+    /// non-blocking (accepted with `SOCK_NONBLOCK`, or opened so).
+    pub(super) fn attach_nonblocking(
+        &mut self,
+        core: &mut Core<D>,
+        fd: OwnedFd,
+    ) -> io::Result<ConnId> {
         let interest = match self.table.options.trigger {
             // Registered for both once and never modified: a writable edge
             // is cheap to ignore, an epoll_ctl per write is not.
@@ -458,7 +471,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             self.table.stats.refused += 1;
             return;
         }
-        if let Err(e) = self.attach(core, fd) {
+        if let Err(e) = self.attach_nonblocking(core, fd) {
             log::warn!("attaching a connection failed: {e}");
         }
     }
@@ -488,8 +501,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         true
     }
 
-    /// Starts accepting connections on `listener` (listening, non-blocking)
-    /// into this set. Returns the listener's id; pass it to
+    /// Starts accepting connections on `listener` (a listening socket; it
+    /// is made non-blocking here, so a blocking one cannot stall the loop
+    /// in `accept4`) into this set. Returns the listener's id; pass it to
     /// [`unlisten`](Connections::unlisten) to stop (which closes the
     /// listener). Like a [`ConnId`], it carries a generation: once its
     /// listener is gone it names nothing, whatever listens in its slot
@@ -512,6 +526,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             // Eviction picks by the last read: keep the stamp.
             self.table.plan.track_idle = true;
         }
+        sys::set_nonblocking(listener.as_fd(), "the listener")?;
         let entry = Listener::new(listener, options, generation)?;
         core.set_interest(
             entry.fd.as_fd(),

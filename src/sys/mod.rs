@@ -111,6 +111,20 @@ pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Sets `O_NONBLOCK` on `fd` (keeping its other status flags), for an fd
+/// the library reads and writes itself: a blocking one would stall the
+/// loop in its first `accept4` or `recv` that has nothing to return.
+/// `what` names the fd in the error.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, what: &str) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL)
+        .map_err(|e| errno_error(e as i32, format_args!("fcntl(F_GETFL) on {what}")))?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags))
+        .map_err(|e| errno_error(e as i32, format_args!("fcntl(O_NONBLOCK) on {what}")))?;
+    Ok(())
+}
+
 /// `epoll_ctl(op, fd, {events, data})`.
 pub(crate) fn epoll_ctl(
     epoll: BorrowedFd<'_>,
