@@ -126,3 +126,36 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
     assert!(fired.get(), "the reactor's timer ran under tokio");
     assert_eq!(&*got.borrow(), b"abc");
 }
+
+/// A host that truncates the timeout to whole milliseconds (as nix's
+/// `EpollTimeout` conversion does) sleeps until the timer, not in a spin
+/// of zero-millisecond waits before it; and it sees the stop a timer asks
+/// for, so its loop ends.
+#[test]
+fn a_host_that_truncates_to_milliseconds_does_not_spin_and_sees_the_stop() {
+    let mut reactor = util::reactor(Backend::Epoll);
+    let start = std::time::Instant::now(); // the timer is due after this
+    reactor.call_later(Duration::from_millis(100), |r| r.stop());
+    let host = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+    let fd = reactor.pollable_fd().unwrap();
+    host.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 7))
+        .unwrap();
+    let mut events = [EpollEvent::empty(); 4];
+    let mut host_turns = 0;
+    while !reactor.stop_requested() && start.elapsed() < Duration::from_secs(10) {
+        host_turns += 1;
+        let timeout = match reactor.next_timeout() {
+            // Truncated, as a host in milliseconds does.
+            Some(t) => EpollTimeout::try_from(t.as_millis() as u16 as i32).unwrap(),
+            None => EpollTimeout::NONE,
+        };
+        host.wait(&mut events, timeout).unwrap();
+        reactor.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert!(reactor.stop_requested(), "the host saw the stop");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(
+        host_turns <= 5,
+        "{host_turns} host turns for one 100 ms timer: the host spun"
+    );
+}

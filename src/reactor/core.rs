@@ -135,6 +135,10 @@ impl<D: 'static> Core<D> {
     /// zero if work was carried over or a stop is pending, the time to the
     /// nearest timer, or `None` (until its fd is readable).
     ///
+    /// Rounded up to a whole millisecond, so a host that converts it to
+    /// milliseconds by truncating (as `epoll_wait` and `poll` take it)
+    /// never wakes before the timer and spins until it is due.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let mut reactor = edgeloop::Reactor::new()?;
@@ -149,7 +153,18 @@ impl<D: 'static> Core<D> {
             return Some(Duration::ZERO);
         }
         let deadline = self.timers.next_deadline()?;
-        Some(deadline.saturating_duration_since(Instant::now()))
+        let until = deadline.saturating_duration_since(Instant::now());
+        let ms = until.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64;
+        Some(Duration::from_millis(ms))
+    }
+
+    /// True once [`stop`](Core::stop) or [`Handle::stop`] asked the loop
+    /// to stop and [`run`](Reactor::run) has not consumed the request yet:
+    /// a host loop driving [`run_once`](Reactor::run_once) checks this to
+    /// leave its own loop (while it is true, [`next_timeout`](Core::next_timeout)
+    /// is zero).
+    pub fn stop_requested(&self) -> bool {
+        self.stopped || self.shared.stop_requested()
     }
 
     // ---- plain registrations -------------------------------------------
