@@ -207,7 +207,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 self.table.flush(core, key);
             } else {
                 // A shutdown asked while connecting, with nothing to send.
-                self.table.after_flush(core, key);
+                self.table.after_flush(key);
             }
             if self.table.options.trigger == Trigger::Edge {
                 // Data that came with the connection raised its edge before

@@ -296,13 +296,13 @@ impl<S: Default + 'static> Table<S> {
         let first_check = self.linger.first_check();
         self.arm_sweep(core, first_check);
         if self.slots[key].queued() == 0 {
-            self.after_flush(core, key);
+            self.after_flush(key);
         }
         self.update_interest(core, key);
     }
 
     /// The queue just emptied: carry out a pending shutdown or close.
-    pub(super) fn after_flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+    pub(super) fn after_flush(&mut self, key: usize) {
         let c = self.get_mut(key);
         if c.state.phase.is_closing() && c.state.peer == Peer::Eof {
             // The peer is done too: nothing can arrive unread.
@@ -314,15 +314,11 @@ impl<S: Default + 'static> Table<S> {
             _ => return,
         };
         c.state.phase = shut;
-        {
-            if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
-                log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
-            }
-            // A closing connection now lingers until the peer's EOF, but
-            // not forever: the sweep aborts it `linger` after its last
-            // progress.
+        if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
+            log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
         }
-        let _ = core;
+        // A closing connection now lingers until the peer's EOF, but not
+        // forever: the sweep aborts it `linger` after its last progress.
     }
 
     /// Shuts the write side down once everything queued is sent.
@@ -335,7 +331,7 @@ impl<S: Default + 'static> Table<S> {
             _ => return,
         }
         if c.queued() == 0 {
-            self.after_flush(core, key);
+            self.after_flush(key);
         }
     }
 
@@ -430,10 +426,8 @@ impl<S: Default + 'static> Table<S> {
     /// Arms the sweep for a connection just opened (or connected), if an
     /// idle timeout or eviction keeps its stamp.
     pub(super) fn opened_stamp<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        let limit = match self.idle {
-            Some(limit) => limit,
-            None if self.plan.track_idle => Limit::clamp_only(),
-            None => return,
+        let Some(limit) = self.open_limit() else {
+            return;
         };
         self.slots[key].stamp = self.clock.now();
         self.arm_sweep(core, limit.first_check());
@@ -446,11 +440,7 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>) {
         self.sweep = None;
         let now = self.clock.now();
-        let open_limit = match self.idle {
-            Some(limit) => Some(limit),
-            None if self.plan.track_idle => Some(Limit::clamp_only()),
-            None => None,
-        };
+        let open_limit = self.open_limit();
         let mut recheck: Option<u32> = None;
         let mut idle = Vec::new();
         let mut lingered = Vec::new();
@@ -489,6 +479,17 @@ impl<S: Default + 'static> Table<S> {
         }
         if let Some(ms) = recheck {
             self.arm_sweep(core, ms);
+        }
+    }
+
+    /// The deadline rule of an open connection: its idle timeout, or (with
+    /// stamps kept for eviction only) the rule that keeps ages from
+    /// wrapping; none if open connections have no deadline.
+    fn open_limit(&self) -> Option<Limit> {
+        match self.idle {
+            Some(limit) => Some(limit),
+            None if self.plan.track_idle => Some(Limit::clamp_only()),
+            None => None,
         }
     }
 

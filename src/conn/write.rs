@@ -278,14 +278,15 @@ impl<S: Default + 'static> Table<S> {
                 Err(e) => return self.write_failed(key, e),
             }
         }
-        if queue.is_empty() {
+        let emptied = queue.is_empty();
+        if emptied {
             c.queue = None;
         }
         if closing && progressed {
             self.progressed(key);
         }
-        if self.slots[key].queue.is_none() {
-            self.after_flush(core, key);
+        if emptied {
+            self.after_flush(key);
         }
         if self.budget_paused > 0 && self.queued_total <= self.options.max_queued_total / 2 {
             self.resume_budget_paused(core);
