@@ -1,7 +1,7 @@
 //! At the fd limit the server neither spins nor stops serving
 //! (failure mode 1 in docs/failure-modes.md, docs/kernel-facts.md K14). The server runs as a child
-//! process with RLIMIT_NOFILE 128 (inherited from this process, which lowers
-//! its own soft limit just for the spawn), so its CPU time is its own.
+//! process with a soft RLIMIT_NOFILE of 128, set in the child alone, so its
+//! CPU time is its own and this process keeps its limit.
 
 mod util;
 
@@ -9,19 +9,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use util::process::{Server, cpu_time, spawn_example};
-
-/// The tests lower this process's own limit while they spawn a server (the
-/// child inherits it); one at a time, or the other's clients hit it.
-static RLIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use util::process::{Server, cpu_time, spawn_example_with_fd_limit};
 
 fn spawn_limited(mode: &str) -> Server {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, 128, hard).unwrap();
-    let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--mode", mode]);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
-    server
+    spawn_example_with_fd_limit("echo", &["--addr", "127.0.0.1:0", "--mode", mode], 128)
 }
 
 fn echo_once(c: &mut TcpStream, msg: &[u8]) -> bool {
@@ -31,7 +22,6 @@ fn echo_once(c: &mut TcpStream, msg: &[u8]) -> bool {
 
 #[test]
 fn a_server_out_of_fds_stays_idle_keeps_serving_and_recovers() {
-    let _one_at_a_time = RLIMIT.lock().unwrap_or_else(|p| p.into_inner());
     for mode in ["lt", "et"] {
         let server = spawn_limited(mode);
         let pid = server.child.id();
@@ -86,11 +76,8 @@ fn a_server_out_of_fds_stays_idle_keeps_serving_and_recovers() {
 /// is gone clients are served again.
 #[test]
 fn two_workers_at_the_fd_limit_answer_every_client_through_repeated_storms() {
-    let _one_at_a_time = RLIMIT.lock().unwrap_or_else(|p| p.into_inner());
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, 128, hard).unwrap();
-    let server = spawn_example("echo", &["--addr", "127.0.0.1:0", "--workers", "2"]);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    let server =
+        spawn_example_with_fd_limit("echo", &["--addr", "127.0.0.1:0", "--workers", "2"], 128);
     for storm in 0..2 {
         let storm_clients: Vec<TcpStream> = (0..300)
             .map(|_| TcpStream::connect(&server.addr).unwrap())

@@ -1,20 +1,19 @@
-//! Process workers (`server::Processes`, `echo --processes N`): more
-//! connections than one process may hold, a killed worker restarted,
-//! SIGTERM leaving no process behind, and workers holding none of the
-//! supervisor's fds. The load comes from `bench scale-client` processes
-//! (edgeloop's outbound connections), each under the fd cap.
+//! Process workers (`server::Processes`, `echo --processes N`): a killed
+//! worker restarted, SIGTERM leaving no process behind, and workers holding
+//! none of the supervisor's fds. More connections than one process may hold
+//! is the bench's test (bench/tests/scale.rs): its load needs client
+//! processes of its own.
 
 mod util;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use util::process::{Server, example, spawn_example};
+use util::process::{Server, spawn_example};
 
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -56,97 +55,6 @@ fn echo_processes(n: &str) -> (Server, Vec<u32>) {
     let workers = children(server.child.id());
     assert_eq!(workers.len().to_string(), n, "workers: {workers:?}");
     (server, workers)
-}
-
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Client {
-    fn start(addr: &str, connections: usize, source: &str, tag: usize) -> Client {
-        let mut child = Command::new(example("bench"))
-            .args(["scale-client", "--addr", addr, "--sources", source])
-            .args(["--connections", &connections.to_string()])
-            .args(["--tag", &tag.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Client {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn line(&mut self) -> Vec<String> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.split_whitespace().map(str::to_string).collect()
-    }
-
-    fn command(&mut self, command: &str) -> Vec<String> {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        self.line()
-    }
-
-    fn quit(mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        drop(self.stdin);
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-/// 20,500 connections open at once: more than one process may hold (the
-/// fd cap is 20,000, and each would be one fd). Each echoes a distinct
-/// message while all are open.
-#[test]
-fn more_connections_than_one_process_can_hold_each_echo() {
-    const PER_CLIENT: usize = 10_250;
-    let (server, workers) = echo_processes("2");
-    let mut clients: Vec<Client> = ["127.0.0.2", "127.0.0.3"]
-        .iter()
-        .enumerate()
-        .map(|(i, source)| Client::start(&server.addr, PER_CLIENT, source, i))
-        .collect();
-    for c in &mut clients {
-        let connected = c.line();
-        assert_eq!(connected[..3], ["connected", &PER_CLIENT.to_string(), "0"]);
-    }
-    for c in &mut clients {
-        let echoed = c.command("echo");
-        assert_eq!(
-            echoed[..3],
-            ["echoed", &PER_CLIENT.to_string(), "0"],
-            "{echoed:?}"
-        );
-    }
-    // Both workers hold a share: neither could have held them all.
-    let sockets: Vec<usize> = workers
-        .iter()
-        .map(|w| {
-            std::fs::read_dir(format!("/proc/{w}/fd"))
-                .unwrap()
-                .filter(|e| {
-                    std::fs::read_link(e.as_ref().unwrap().path())
-                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .collect();
-    assert!(
-        sockets.iter().all(|&s| s > 1_000) && sockets.iter().sum::<usize>() > 20_000,
-        "sockets per worker: {sockets:?}"
-    );
-    for c in clients {
-        c.quit();
-    }
-    stop(server, &workers);
 }
 
 #[test]

@@ -3,9 +3,6 @@
 //! line, and SIGINT/SIGTERM for a graceful exit.
 #![allow(dead_code)]
 
-pub mod plot;
-pub mod wait_cost;
-
 use std::io::{self, Write};
 use std::net::SocketAddr;
 

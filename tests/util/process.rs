@@ -6,25 +6,23 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The path of a built, up-to-date example. `cargo test` builds the
-/// examples, but a filtered or `--release` run may find none or a stale one,
-/// so each example is built once per test process (a no-op when current).
+/// The path of an example that cargo built for this test run: `cargo test`
+/// builds every example before it runs a test. A run filtered to one test
+/// target (`cargo test --test examples`) builds none, so it needs
+/// `cargo build --examples` (with `--release` for a release run) first;
+/// without it this panics with that advice rather than run a stale binary
+/// unknowingly or start a nested cargo.
 pub fn example(name: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join("examples").join(name);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.iter().any(|b| b == name) {
-        built.push(name.to_string());
-        let release = profile_dir.ends_with("release");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--example", name]);
-        if release {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "building example {name}");
-    }
+    assert!(
+        path.exists(),
+        "{} is not built: run the whole `cargo test`, or `cargo build --examples` \
+         before a filtered run",
+        path.display()
+    );
     path
 }
 
@@ -48,6 +46,18 @@ pub fn spawn_example(name: &str, args: &[&str]) -> Server {
         args,
         Command::new(example(name)).stderr(Stdio::inherit()),
     )
+}
+
+/// Like [`spawn_example`], with the child's soft RLIMIT_NOFILE lowered to
+/// `nofile` (by the shell that execs it, so this process keeps its own).
+pub fn spawn_example_with_fd_limit(name: &str, args: &[&str], nofile: u32) -> Server {
+    let script = format!("ulimit -S -n {nofile} && exec \"$0\" \"$@\"");
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &script])
+        .arg(example(name))
+        .stderr(Stdio::inherit());
+    spawn_example_with(name, args, &mut command)
 }
 
 /// Like [`spawn_example`], with what `command` sets (an environment, where

@@ -2,11 +2,7 @@
 //! show (docs/kernel-facts.md K1-K4, K7).
 
 use edgeloop::Ready;
-#[path = "../examples/lt_vs_et/trace.rs"]
-#[allow(dead_code)]
-mod trace;
-
-use trace::{Action, Outcome, trace_triggers};
+use edgeloop_study::trace::{Action, Outcome, trace_triggers};
 
 #[test]
 fn the_trace_shows_what_each_trigger_really_reports() {

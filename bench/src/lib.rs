@@ -12,16 +12,13 @@
 //! to `target/edgeloop-report/`: results.csv, report.md, and SVG plots of
 //! throughput and CPU per message against connections.
 
-mod load;
+pub mod load;
+pub mod plot;
+pub mod procfs;
 mod report;
 mod scale;
 mod scale_client;
 mod servers;
-
-#[path = "../common/plot.rs"]
-mod plot;
-#[path = "../common/procfs.rs"]
-mod procfs;
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -203,7 +200,9 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-fn main() -> io::Result<()> {
+/// The bench's command line: parses the arguments and runs what they ask
+/// for (the default sweep, `serve`, `load`, `scale`, `scale-client`).
+pub fn main() -> io::Result<()> {
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Sub::Serve {

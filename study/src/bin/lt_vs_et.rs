@@ -1,6 +1,6 @@
 //! Level vs edge vs oneshot, made visible.
 //!
-//! Run: `cargo run --example lt_vs_et` (`--help` explains the scenarios).
+//! Run: `cargo run -p edgeloop-study --bin lt_vs_et` (`--help` explains the scenarios).
 //!
 //! Part 1, the trace: one scripted byte sequence on three socket pairs, each
 //! watched by its own epoll instance with a different trigger. Every cell is
@@ -20,10 +20,9 @@ use std::time::Duration;
 use clap::Parser;
 use edgeloop::conn::{Conn, ConnOptions, ConnStats, Handler};
 use edgeloop::server::{ServerOptions, TcpServer};
-mod trace;
 
 use edgeloop::{Stats, Trigger};
-use trace::{Action, Outcome, TRIGGERS, trace_triggers};
+use edgeloop_study::trace::{Action, Outcome, TRIGGERS, trace_triggers};
 
 /// Level- vs edge-triggered readiness, shown with real epoll calls.
 ///

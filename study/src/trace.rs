@@ -1,6 +1,6 @@
 //! Readiness made visible: one scripted byte sequence run against real
-//! epoll instances, one per trigger, side by side. The `lt_vs_et` example
-//! prints it; `tests/study.rs` pins it, so the narration can never drift
+//! epoll instances, one per trigger, side by side. The `lt_vs_et` program
+//! prints it; `study/tests/study.rs` pins it, so the narration can never drift
 //! from what the kernel does.
 
 use std::io::{self, Read, Write};

@@ -8,7 +8,6 @@ pub fn status_field(pid: u32, key: &str) -> u64 {
 }
 
 /// A field of /proc/meminfo (`Slab:`, `MemAvailable:`), in kB; 0 if absent.
-#[allow(dead_code)] // the bench's scale sweep uses it, the models table does not
 pub fn meminfo(key: &str) -> u64 {
     field("/proc/meminfo", key)
 }

@@ -3,29 +3,51 @@
 //! bounded load; POSIX AIO is served by helper threads; io_uring's rings
 //! are shared memory.
 
-mod util;
-
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use util::process::{Server, example, spawn_example_with};
 
-/// Starts `models serve MODEL ARGS`, its stderr captured.
+/// The `models` program, built by cargo for this test run.
+const MODELS: &str = env!("CARGO_BIN_EXE_models");
+
+/// A running model server; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `models serve MODEL ARGS`, its stderr captured, and waits for its
+/// `listening on ADDR` line; `None` if it printed none (a model the kernel
+/// refused, such as io_uring where it is disabled).
 fn start(model: &str, args: &[&str]) -> Option<Server> {
-    let mut all = vec!["serve", model];
-    all.extend_from_slice(args);
-    let mut command = Command::new(example("models"));
-    command.stderr(Stdio::piped());
-    // A server that cannot start (io_uring refused) prints no listening
-    // line: spawn_example_with panics on that, so look first.
-    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        spawn_example_with("models", &all, &mut command)
-    }));
-    probe.ok()
+    let mut child = Command::new(MODELS)
+        .args(["serve", model])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening on ").map(str::to_string);
+    let server = Server {
+        child,
+        addr: addr.clone().unwrap_or_default(),
+    };
+    addr.map(|_| server)
 }
 
 /// `clients` connections, each sending `messages` distinct messages
@@ -71,6 +93,11 @@ fn stop(mut server: Server) -> String {
     stderr
 }
 
+/// A test that cannot run here says so on stderr, visibly.
+fn skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
 /// `name=<n>` in a counts line.
 fn count(line: &str, name: &str) -> u64 {
     line.split_whitespace()
@@ -104,14 +131,14 @@ fn the_signal_queue_overflows_and_the_fallback_loses_nothing() {
 #[test]
 fn the_io_uring_server_echoes_every_byte_with_few_syscalls() {
     let Some(server) = start("io_uring", &[]) else {
-        return util::skip(
+        return skip(
             "the_io_uring_server_echoes_every_byte",
             "the kernel refused io_uring (see the models table for the errno)",
         );
     };
     load(&server.addr, 20, 200, 1);
     // io_uring's rings are mapped into the process: shared memory with the
-    // kernel, which an epoll fd never is (tests/study.rs).
+    // kernel, which an epoll fd never is (study/tests/study.rs).
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.child.id())).unwrap();
     let rings = maps
         .lines()
@@ -131,7 +158,7 @@ fn the_io_uring_server_echoes_every_byte_with_few_syscalls() {
 /// tests).
 #[test]
 fn posix_aio_on_a_socket_runs_on_a_helper_thread() {
-    let out = Command::new(example("models"))
+    let out = Command::new(MODELS)
         .arg("aio-threads")
         .output()
         .unwrap();
@@ -150,7 +177,7 @@ fn posix_aio_on_a_socket_runs_on_a_helper_thread() {
 #[test]
 fn the_io_uring_buffer_ring_server_echoes_every_byte() {
     let Some(server) = start("io_uring-pbuf", &[]) else {
-        return util::skip(
+        return skip(
             "the_io_uring_buffer_ring_server_echoes_every_byte",
             "the kernel refused io_uring or its buffer rings",
         );

@@ -1,11 +1,9 @@
 //! select vs poll vs epoll: the cost of one wait with N watched fds of which
 //! k are ready, and of register + deregister (criterion).
 //!
-//! Run: `cargo bench --bench backends`. The same study as a table and an SVG
-//! plot: `cargo run --release --example backends`.
-
-#[path = "../examples/common/wait_cost.rs"]
-mod wait_cost;
+//! Run: `cargo bench -p edgeloop-study --bench backends`. The same study as
+//! a table and an SVG plot: `cargo run --release -p edgeloop-study --bin
+//! backends`.
 
 use std::net::UdpSocket;
 use std::rc::Rc;
@@ -13,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use edgeloop::{Backend, Interest, PostAction, Trigger};
-use wait_cost::Fixture;
+use edgeloop_study::wait_cost::Fixture;
 
 fn wait(c: &mut Criterion) {
     let mut group = c.benchmark_group("wait");

@@ -2,22 +2,21 @@
 //! fds of which k are ready, on the same reactor with only the backend
 //! swapped, plus the cost of register + deregister.
 //!
-//! Run: `cargo run --release --example backends` (about 15 s). Prints a
+//! Run: `cargo run --release -p edgeloop-study --bin backends` (about 15 s). Prints a
 //! markdown table and writes `target/edgeloop-report/backends.csv` and
 //! `backends.svg`.
 //!
 //! What to look for: select and poll grow linearly with N whatever k is;
 //! epoll stays flat in N and grows with k; select stops at FD_SETSIZE.
 
-mod common;
-
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use clap::Parser;
-use common::wait_cost::{Fixture, ns_per_register_deregister, ns_per_turn};
 use edgeloop::Backend;
+use edgeloop_bench::plot;
+use edgeloop_study::wait_cost::{Fixture, ns_per_register_deregister, ns_per_turn};
 
 /// select vs poll vs epoll scaling study.
 #[derive(Parser, Debug)]
@@ -70,7 +69,7 @@ fn main() -> io::Result<()> {
         csv.push_str(&format!("{},{},{},{ns}\n", c.backend.name(), c.n, c.k));
     }
     fs::write(cli.out.join("backends.csv"), csv)?;
-    common::plot::lines(
+    plot::lines(
         &cli.out.join("backends.svg"),
         "one wait: N watched, k ready (LT)",
         "watched fds (N)",

@@ -2,7 +2,7 @@
 //! child process, measured by the benchmark's load generator and printed as
 //! one table.
 //!
-//! Run: `cargo run --release --example models` (about 4 minutes).
+//! Run: `cargo run --release -p edgeloop-study --bin models` (about 4 minutes).
 //!
 //! What to look for: what each model costs, and what fails first as
 //! connections grow. Blocking one-at-a-time: a second client waits for the
@@ -19,11 +19,6 @@
 //! skipped, with a dash, where strace cannot attach).
 
 mod aio;
-#[path = "../bench/load.rs"]
-#[allow(dead_code)]
-mod load;
-#[path = "../common/procfs.rs"]
-mod procfs;
 mod sigio;
 mod uring;
 mod uring_pbuf;
@@ -37,6 +32,7 @@ use clap::{Parser, Subcommand};
 use edgeloop::conn::{Conn, ConnOptions, Handler};
 use edgeloop::server::{ServerOptions, TcpServer};
 use edgeloop::{Backend, Trigger};
+use edgeloop_bench::{load, procfs};
 
 /// The five IO models, measured side by side.
 #[derive(Parser, Debug)]
@@ -193,8 +189,8 @@ fn fails_first(model: &str, idle: &Idle) -> String {
             idle.cpu_percent
         ),
         "select" => "fd 1024: clients past FD_SETSIZE are closed (see tests/examples.rs)".into(),
-        "poll" => "cost per wait grows with the watched fds (examples/backends.rs)".into(),
-        "sigio" => "the real-time signal queue (RLIMIT_SIGPENDING): past it the kernel raises plain SIGIO, which names no fd, and every socket must be tried (`models serve sigio --sigpending 8`; tests/models.rs)".into(),
+        "poll" => "cost per wait grows with the watched fds (the backends program)".into(),
+        "sigio" => "the real-time signal queue (RLIMIT_SIGPENDING): past it the kernel raises plain SIGIO, which names no fd, and every socket must be tried (`models serve sigio --sigpending 8`; study/tests/models.rs)".into(),
         "io_uring-pbuf" => "nothing up to these counts: a provided-buffer ring lends a buffer only while data is in hand (4,096 × 2 KiB, shared by all connections)".into(),
         "io_uring" => format!(
             "memory: a {} B receive buffer stays posted per idle connection (a provided-buffer ring would lend buffers only to connections with data)",

@@ -1,12 +1,10 @@
 //! The select / poll / epoll scaling study: what one wait costs with N
-//! watched fds of which k are ready. Shared by `examples/backends.rs` and
-//! `benches/backends.rs`.
+//! watched fds of which k are ready. Shared by the `backends` program and
+//! the `backends` criterion bench.
 //!
 //! The watched fds are bound UDP sockets (one fd each, so N = 10,000 fits
 //! under a 20,000-fd limit); k of them get one datagram and stay readable,
 //! level-triggered, so every wait reports exactly k.
-#![allow(dead_code)]
-
 use std::hint::black_box;
 use std::io;
 use std::net::UdpSocket;

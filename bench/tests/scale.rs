@@ -1,0 +1,165 @@
+//! The scale sweep's building blocks: `bench serve --processes N` holds
+//! more connections than one process may, and `bench scale-client`
+//! processes (edgeloop's outbound connections, each under the fd cap)
+//! open and echo them all.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The bench, built by cargo for this test run.
+const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// A `bench serve` supervisor; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `bench serve edgeloop-et --processes N`, its listening line read, and
+/// its worker pids.
+fn serve_processes(n: usize) -> (Server, Vec<u32>) {
+    let mut child = Command::new(BENCH)
+        .args(["serve", "edgeloop-et", "--processes", &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("bench serve printed {line:?}"))
+        .to_string();
+    let server = Server { child, addr };
+    let workers = children(server.child.id());
+    assert_eq!(workers.len(), n, "workers: {workers:?}");
+    (server, workers)
+}
+
+/// SIGTERM to the supervisor: it exits 0, and none of `workers` is left.
+fn stop(mut server: Server, workers: &[u32]) {
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "the supervisor exited with {status}");
+    for &w in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{w}")).exists()
+                || std::fs::read_to_string(format!("/proc/{w}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z "),
+            "worker {w} outlived the supervisor"
+        );
+    }
+}
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Client {
+    fn start(addr: &str, connections: usize, source: &str, tag: usize) -> Client {
+        let mut child = Command::new(BENCH)
+            .args(["scale-client", "--addr", addr, "--sources", source])
+            .args(["--connections", &connections.to_string()])
+            .args(["--tag", &tag.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Client {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn line(&mut self) -> Vec<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn command(&mut self, command: &str) -> Vec<String> {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+
+    fn quit(mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        drop(self.stdin);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// 20,500 connections open at once: more than one process may hold (the
+/// fd cap is 20,000, and each would be one fd). Each echoes a distinct
+/// message while all are open.
+#[test]
+fn more_connections_than_one_process_can_hold_each_echo() {
+    const PER_CLIENT: usize = 10_250;
+    let (server, workers) = serve_processes(2);
+    let mut clients: Vec<Client> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .enumerate()
+        .map(|(i, source)| Client::start(&server.addr, PER_CLIENT, source, i))
+        .collect();
+    for c in &mut clients {
+        let connected = c.line();
+        assert_eq!(connected[..3], ["connected", &PER_CLIENT.to_string(), "0"]);
+    }
+    for c in &mut clients {
+        let echoed = c.command("echo");
+        assert_eq!(
+            echoed[..3],
+            ["echoed", &PER_CLIENT.to_string(), "0"],
+            "{echoed:?}"
+        );
+    }
+    // Both workers hold a share: neither could have held them all.
+    let sockets: Vec<usize> = workers
+        .iter()
+        .map(|w| {
+            std::fs::read_dir(format!("/proc/{w}/fd"))
+                .unwrap()
+                .filter(|e| {
+                    std::fs::read_link(e.as_ref().unwrap().path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .collect();
+    assert!(
+        sockets.iter().all(|&s| s > 1_000) && sockets.iter().sum::<usize>() > 20_000,
+        "sockets per worker: {sockets:?}"
+    );
+    for c in clients {
+        c.quit();
+    }
+    stop(server, &workers);
+}
+
