@@ -31,6 +31,7 @@ fn dispatch(c: &mut Criterion) {
         for (a, b) in ready_pairs(n) {
             // Level-triggered and never read: every turn reports all n.
             reactor
+                .core_mut()
                 .register(a, Interest::READABLE, Trigger::Level, |_, _, e| {
                     black_box(e);
                     PostAction::Continue
@@ -53,12 +54,14 @@ fn registration(c: &mut Criterion) {
     c.bench_function("register + deregister", |b| {
         b.iter(|| {
             let t = reactor
+                .core_mut()
                 .register(a.clone(), Interest::READABLE, Trigger::Level, keep)
                 .unwrap();
-            reactor.deregister(t).unwrap();
+            reactor.core_mut().deregister(t).unwrap();
         })
     });
     let t = reactor
+        .core_mut()
         .register(a, Interest::READABLE, Trigger::Level, keep)
         .unwrap();
     let mut flip = false;
@@ -70,7 +73,10 @@ fn registration(c: &mut Criterion) {
             } else {
                 Interest::READABLE
             };
-            reactor.modify(t, interest, Trigger::Level).unwrap();
+            reactor
+                .core_mut()
+                .modify(t, interest, Trigger::Level)
+                .unwrap();
         })
     });
 }
@@ -82,14 +88,18 @@ fn timers(c: &mut Criterion) {
             |mut reactor| {
                 let now = Instant::now();
                 let ids: Vec<_> = (0..1_000_000u64)
-                    .map(|i| reactor.call_at(now + Duration::from_nanos(i), |_| {}))
+                    .map(|i| {
+                        reactor
+                            .core_mut()
+                            .call_at(now + Duration::from_nanos(i), |_| {})
+                    })
                     .collect();
                 for (i, id) in ids.iter().enumerate() {
                     if i % 100 != 0 {
-                        reactor.cancel(*id);
+                        reactor.core_mut().cancel(*id);
                     }
                 }
-                while reactor.timers() > 0 {
+                while reactor.core().timers() > 0 {
                     reactor.run_once(None).unwrap();
                 }
             },
@@ -100,7 +110,7 @@ fn timers(c: &mut Criterion) {
 
 fn waker(c: &mut Criterion) {
     let mut reactor = Reactor::new().unwrap();
-    let handle = reactor.handle();
+    let handle = reactor.core().handle();
     c.bench_function("wake + turn (same thread)", |b| {
         b.iter(|| {
             handle.wake();

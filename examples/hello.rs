@@ -29,27 +29,31 @@ fn main() -> std::io::Result<()> {
     ours.set_nonblocking(true)?;
 
     // The reactor owns `ours` from here on and lends it to the callback.
-    reactor.register(ours, Interest::READABLE, Trigger::Edge, |_, ours, event| {
-        let mut buf = [0u8; 4];
-        loop {
-            match ours.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => println!("{event:?}: {:?}", String::from_utf8_lossy(&buf[..n])),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("read: {e}"),
+    reactor
+        .core_mut()
+        .register(ours, Interest::READABLE, Trigger::Edge, |_, ours, event| {
+            let mut buf = [0u8; 4];
+            loop {
+                match ours.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => println!("{event:?}: {:?}", String::from_utf8_lossy(&buf[..n])),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("read: {e}"),
+                }
             }
-        }
-        PostAction::Continue
-    })?;
+            PostAction::Continue
+        })?;
 
     theirs.write_all(b"hello, edge")?;
-    let handle = reactor.handle();
+    let handle = reactor.core().handle();
     std::thread::spawn(move || handle.post(|_| println!("posted from another thread")));
-    reactor.call_later(Duration::from_millis(50), |reactor| {
-        println!("timer fired; stopping");
-        reactor.stop();
-    });
+    reactor
+        .core_mut()
+        .call_later(Duration::from_millis(50), |reactor| {
+            println!("timer fired; stopping");
+            reactor.core_mut().stop();
+        });
     reactor.run()?;
-    println!("{:?}", reactor.stats());
+    println!("{:?}", reactor.core().stats());
     Ok(())
 }

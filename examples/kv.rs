@@ -125,20 +125,25 @@ fn main() {
 
 fn run(args: &Args) -> std::io::Result<()> {
     let mut reactor = args.server.reactor_with(Store::default())?;
-    reactor.call_every(Duration::from_secs(args.stats_every), |r| {
-        let store = r.data();
-        log::info!(
-            "keys={} connections={} commands={}",
-            store.map.len(),
-            store.connections,
-            store.commands
-        );
-    });
-    let (handle, feed) = (reactor.handle(), args.feed);
+    reactor
+        .core_mut()
+        .call_every(Duration::from_secs(args.stats_every), |r| {
+            let store = r.core().data();
+            log::info!(
+                "keys={} connections={} commands={}",
+                store.map.len(),
+                store.connections,
+                store.commands
+            );
+        });
+    let (handle, feed) = (reactor.core().handle(), args.feed);
     std::thread::spawn(move || {
         for i in 0..feed {
             handle.post(move |r| {
-                r.data_mut().map.insert(format!("fed:{i}"), i.to_string());
+                r.core_mut()
+                    .data_mut()
+                    .map
+                    .insert(format!("fed:{i}"), i.to_string());
             });
         }
     });

@@ -62,33 +62,33 @@
 //! let (ours, mut theirs) = UnixStream::pair()?;
 //! ours.set_nonblocking(true)?;
 //!
-//! reactor.register(ours, Interest::READABLE, Trigger::Edge, |r, stream, _event| {
+//! reactor.core_mut().register(ours, Interest::READABLE, Trigger::Edge, |r, stream, _event| {
 //!     // Edge-triggered: drain until WouldBlock, or the next edge never comes.
 //!     let mut buf = [0u8; 64];
 //!     loop {
 //!         match stream.read(&mut buf) {
 //!             Ok(0) => return PostAction::Remove, // EOF: deregister, then close
-//!             Ok(n) => r.data_mut().extend_from_slice(&buf[..n]),
+//!             Ok(n) => r.core_mut().data_mut().extend_from_slice(&buf[..n]),
 //!             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
 //!             Err(e) => panic!("{e}"),
 //!         }
 //!     }
-//!     r.stop();
+//!     r.core_mut().stop();
 //!     PostAction::Continue
 //! })?;
 //!
 //! theirs.write_all(b"hello")?;
 //! reactor.run()?; // one turn: the callback reads "hello" and stops the loop
-//! assert_eq!(reactor.data(), b"hello");
-//! assert_eq!(reactor.stats().dispatched, 1);
+//! assert_eq!(reactor.core().data(), b"hello");
+//! assert_eq!(reactor.core().stats().dispatched, 1);
 //!
 //! // A timer reaches the same state.
-//! reactor.call_later(Duration::from_millis(1), |r| {
-//!     r.data_mut().push(b'!');
-//!     r.stop();
+//! reactor.core_mut().call_later(Duration::from_millis(1), |r| {
+//!     r.core_mut().data_mut().push(b'!');
+//!     r.core_mut().stop();
 //! });
 //! reactor.run()?;
-//! assert_eq!(reactor.data(), b"hello!");
+//! assert_eq!(reactor.core().data(), b"hello!");
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -128,3 +128,8 @@ pub use selector::{
     Trigger,
 };
 pub use sys::os_error;
+
+/// The README's example runs as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

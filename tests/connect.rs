@@ -115,11 +115,11 @@ fn a_refused_connect_is_reported_once_and_does_not_spin() {
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
             Ok(_) => run_until(&mut reactor, |r| !r.source(set).handler().failed.is_empty()),
         }
-        let before = *reactor.stats();
+        let before = *reactor.core().stats();
         for _ in 0..5 {
             reactor.run_once(Some(Duration::from_millis(20))).unwrap();
         }
-        let after = reactor.stats().since(&before);
+        let after = reactor.core().stats().since(&before);
         let client = reactor.source(set).handler();
         assert!(client.failed.len() <= 1 && client.opened == 0 && client.closed == 0);
         if let Some(kind) = client.failed.first() {

@@ -511,7 +511,9 @@ fn a_blocking_listener_cannot_stall_the_loop() {
             .unwrap();
         let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let seen = ticks.clone();
-        reactor.call_every(Duration::from_millis(10), move |_| seen.set(seen.get() + 1));
+        reactor
+            .core_mut()
+            .call_every(Duration::from_millis(10), move |_| seen.set(seen.get() + 1));
         for round in 0..2u8 {
             let mut client = std::net::TcpStream::connect(addr).unwrap();
             client

@@ -46,6 +46,7 @@ fn herd(exclusive: bool, connections: usize) -> (usize, usize) {
             std::thread::spawn(move || {
                 let mut reactor = Reactor::with_backend(Backend::Epoll).unwrap();
                 reactor
+                    .core_mut()
                     .register(listener, interest, Trigger::Level, move |_, l, _| {
                         if let Ok((conn, _)) = l.accept() {
                             accepts.fetch_add(1, Ordering::SeqCst);
@@ -54,7 +55,7 @@ fn herd(exclusive: bool, connections: usize) -> (usize, usize) {
                         PostAction::Continue
                     })
                     .unwrap();
-                tx.send(reactor.handle()).unwrap();
+                tx.send(reactor.core().handle()).unwrap();
                 let before = voluntary_switches();
                 reactor.run().unwrap();
                 voluntary_switches() - before
@@ -101,6 +102,7 @@ fn poll_and_select_refuse_an_exclusive_interest() {
         let mut reactor = util::reactor(backend);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let e = reactor
+            .core_mut()
             .register(
                 listener,
                 Interest::READABLE | Interest::EXCLUSIVE,

@@ -111,7 +111,7 @@ fn connections_survive_spurious_duplicate_stale_and_reordered_events() {
             let mut server = TcpServer::from_tcp(reactor, listener, Echo, options).unwrap();
             tx.send(server.shutdown_handle()).unwrap();
             server.serve_forever().unwrap();
-            let stats = (*server.reactor().stats(), *server.stats());
+            let stats = (*server.reactor().core().stats(), *server.stats());
             (stats, server.connections().len())
         });
         let shutdown = rx.recv().unwrap();

@@ -21,6 +21,7 @@ fn a_child_neither_sees_nor_disturbs_the_parents_registrations() {
     let log = Log::new();
     let (ours, mut theirs) = pair();
     let token = reactor
+        .core_mut()
         .register(
             ours,
             Interest::READABLE,
@@ -33,20 +34,23 @@ fn a_child_neither_sees_nor_disturbs_the_parents_registrations() {
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             let refused = reactor.run_once(Some(Duration::ZERO)).is_err()
-                && reactor.deregister(token).is_err()
+                && reactor.core_mut().deregister(token).is_err()
                 && reactor
+                    .core_mut()
                     .modify(token, Interest::NONE, Trigger::Edge)
                     .is_err();
             // A reactor of its own works.
             let own = edgeloop::Reactor::new()
                 .and_then(|mut r| {
-                    r.call_later(Duration::ZERO, |r| r.stop());
+                    r.core_mut()
+                        .call_later(Duration::ZERO, |r| r.core_mut().stop());
                     r.run()
                 })
                 .is_ok();
             let (_a, _b) = pair();
             let mut fresh = edgeloop::Reactor::new().unwrap();
             let registered = fresh
+                .core_mut()
                 .register(_a, Interest::READABLE, Trigger::Level, |_, _, _| {
                     PostAction::Continue
                 })

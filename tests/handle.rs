@@ -10,7 +10,7 @@ use edgeloop::{Backend, Reactor};
 fn stop_from_another_thread_returns_a_blocked_run_promptly() {
     for backend in Backend::ALL.iter().copied() {
         let mut reactor = Reactor::with_backend(backend).unwrap();
-        let handle = reactor.handle();
+        let handle = reactor.core().handle();
         let stopped_at = Arc::new(std::sync::Mutex::new(None));
         let s = stopped_at.clone();
         let stopper = std::thread::spawn(move || {
@@ -29,12 +29,12 @@ fn stop_from_another_thread_returns_a_blocked_run_promptly() {
             "{backend:?}: run() returned {:?} after stop()",
             returned - stopped
         );
-        assert_eq!(reactor.stats().wakeups, 1, "{backend:?}");
+        assert_eq!(reactor.core().stats().wakeups, 1, "{backend:?}");
         assert_eq!(
-            reactor.stats().waits,
+            reactor.core().stats().waits,
             1,
             "{backend:?}: {:?}",
-            reactor.stats()
+            reactor.core().stats()
         );
     }
 }
@@ -42,7 +42,7 @@ fn stop_from_another_thread_returns_a_blocked_run_promptly() {
 #[test]
 fn stop_before_run_returns_at_once_and_twice_is_harmless() {
     let mut reactor = Reactor::new().unwrap();
-    let handle = reactor.handle();
+    let handle = reactor.core().handle();
     handle.stop();
     handle.stop();
     reactor.run().unwrap();
@@ -68,7 +68,7 @@ fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
     let done = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
     for t in 0..THREADS {
-        let handle = reactor.handle();
+        let handle = reactor.core().handle();
         let runs = runs.clone();
         let done = done.clone();
         threads.push(std::thread::spawn(move || {
@@ -83,7 +83,7 @@ fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
             }
             if done.fetch_add(1, Ordering::SeqCst) + 1 == THREADS {
                 // Posted after every closure of every thread: runs last.
-                handle.post(|r| r.stop());
+                handle.post(|r| r.core_mut().stop());
             }
         }));
     }
@@ -99,14 +99,18 @@ fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
         "{} closures ran other than once",
         wrong.len()
     );
-    assert_eq!(reactor.stats().posted, TOTAL as u64 + 1);
+    assert_eq!(reactor.core().stats().posted, TOTAL as u64 + 1);
     // Quiescent: at most one leftover wakeup (a producer's write that raced
     // the last drain), then the loop sleeps with nothing pending.
     reactor.run_once(Some(Duration::from_millis(20))).unwrap();
-    let wakeups = reactor.stats().wakeups;
+    let wakeups = reactor.core().stats().wakeups;
     let start = Instant::now();
     reactor.run_once(Some(Duration::from_millis(20))).unwrap();
-    assert_eq!(reactor.stats().wakeups, wakeups, "no wakeup left pending");
+    assert_eq!(
+        reactor.core().stats().wakeups,
+        wakeups,
+        "no wakeup left pending"
+    );
     assert!(
         start.elapsed() >= Duration::from_millis(15),
         "the wait slept"
@@ -116,16 +120,16 @@ fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
 #[test]
 fn a_burst_of_wakes_wakes_the_loop_once() {
     let mut reactor = Reactor::new().unwrap();
-    let handle = reactor.handle();
+    let handle = reactor.core().handle();
     for _ in 0..1000 {
         handle.wake();
     }
     reactor.run_once(Some(Duration::from_millis(100))).unwrap();
-    assert_eq!(reactor.stats().wakeups, 1);
+    assert_eq!(reactor.core().stats().wakeups, 1);
     let start = Instant::now();
     reactor.run_once(Some(Duration::from_millis(30))).unwrap();
     assert_eq!(
-        reactor.stats().wakeups,
+        reactor.core().stats().wakeups,
         1,
         "the eventfd was drained: no second wakeup"
     );
@@ -141,7 +145,7 @@ fn a_closure_posted_just_before_stop_still_runs() {
     // so a post followed by stop() from another thread could be skipped.
     for _ in 0..200 {
         let mut reactor = Reactor::new().unwrap();
-        let handle = reactor.handle();
+        let handle = reactor.core().handle();
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let t = std::thread::spawn(move || {

@@ -164,7 +164,7 @@ fn five_thousand_idle_connections_all_close_within_the_bound_with_few_wakeups() 
     let spread = clients[N - 1].1 - clients[0].1;
     let mut eof: Vec<Option<Instant>> = vec![None; N];
     let mut clients = clients;
-    let before = *reactor.stats();
+    let before = *reactor.core().stats();
     let start = Instant::now();
     while (!reactor.source(set).is_empty() || eof.iter().any(Option::is_none))
         && start.elapsed() < Duration::from_secs(30)
@@ -176,7 +176,7 @@ fn five_thousand_idle_connections_all_close_within_the_bound_with_few_wakeups() 
             }
         }
     }
-    let stats = reactor.stats().since(&before);
+    let stats = reactor.core().stats().since(&before);
     let connections = reactor.source(set);
     assert!(connections.is_empty(), "{} still open", connections.len());
     assert_eq!(connections.stats().idle_timeouts, N as u64);

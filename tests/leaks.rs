@@ -15,7 +15,7 @@ fn fds_and_registrations_return_to_baseline() {
     let baseline = fd_count();
     {
         let mut reactor = Reactor::new().unwrap();
-        let handle = reactor.handle();
+        let handle = reactor.core().handle();
         let mut peers = Vec::new();
         let mut tokens = Vec::new();
         for i in 0..200 {
@@ -24,6 +24,7 @@ fn fds_and_registrations_return_to_baseline() {
             let trigger = [Trigger::Level, Trigger::Edge, Trigger::Oneshot][i % 3];
             tokens.push(
                 reactor
+                    .core_mut()
                     .register(ours, Interest::READABLE, trigger, |_, _, _| {
                         PostAction::Continue
                     })
@@ -31,13 +32,15 @@ fn fds_and_registrations_return_to_baseline() {
             );
             peers.push(theirs);
         }
-        reactor.call_later(Duration::from_secs(60), |_| {});
+        reactor
+            .core_mut()
+            .call_later(Duration::from_secs(60), |_| {});
         reactor.run_once(Some(Duration::from_millis(100))).unwrap();
         // Half deregistered by hand, half dropped with the reactor.
         for token in tokens.iter().step_by(2) {
-            reactor.deregister(*token).unwrap();
+            reactor.core_mut().deregister(*token).unwrap();
         }
-        assert_eq!(reactor.registrations(), 100);
+        assert_eq!(reactor.core().registrations(), 100);
         drop(peers);
         drop(handle);
     }

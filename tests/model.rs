@@ -111,7 +111,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
         match *op {
             Op::Register(i, t) => {
                 let r = reported.clone();
-                let result = reactor.register(
+                let result = reactor.core_mut().register(
                     pairs[i].ours.clone(),
                     Interest::READABLE,
                     t,
@@ -137,7 +137,10 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Modify(i, t) => match (pairs[i].token, model[i].registered) {
                 (Some(token), Some(_)) => {
-                    reactor.modify(token, Interest::READABLE, t).unwrap();
+                    reactor
+                        .core_mut()
+                        .modify(token, Interest::READABLE, t)
+                        .unwrap();
                     model[i].registered = Some(t);
                     model[i].edge = model[i].readable(); // MOD re-checks readiness (K2)
                     model[i].armed = true;
@@ -145,6 +148,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                 _ => {
                     let refused = pairs[i].token.is_none_or(|t| {
                         reactor
+                            .core_mut()
                             .modify(t, Interest::READABLE, Trigger::Level)
                             .is_err()
                     });
@@ -153,9 +157,9 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
             },
             Op::Deregister(i) => {
                 if let Some(token) = pairs[i].token.take() {
-                    reactor.deregister(token).unwrap();
+                    reactor.core_mut().deregister(token).unwrap();
                     prop_assert!(
-                        reactor.deregister(token).is_err(),
+                        reactor.core_mut().deregister(token).is_err(),
                         "a dead token stays dead"
                     );
                     model[i].registered = None;
@@ -187,7 +191,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
                 let deadline = Instant::now() + Duration::from_millis(ms);
                 let f = fired.clone();
                 let index = timers.len();
-                let id = reactor.call_at(deadline, move |_| {
+                let id = reactor.core_mut().call_at(deadline, move |_| {
                     f.borrow_mut().push((index, deadline, Instant::now()))
                 });
                 timers.push((id, deadline, false, Instant::now()));
@@ -195,11 +199,14 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::TimerCancel(k) => {
                 if let Some((id, _, cancelled, _)) = timers.get_mut(k) {
                     let already_fired = fired.borrow().iter().any(|(i, _, _)| *i == k);
-                    prop_assert_eq!(reactor.cancel(*id), !*cancelled && !already_fired);
+                    prop_assert_eq!(
+                        reactor.core_mut().cancel(*id),
+                        !*cancelled && !already_fired
+                    );
                     *cancelled = true;
                 }
             }
-            Op::Wake => reactor.handle().wake(),
+            Op::Wake => reactor.core().handle().wake(),
             Op::Turn => {
                 reactor.run_once(Some(Duration::ZERO)).unwrap();
                 let mut got = std::mem::take(&mut *reported.borrow_mut());
@@ -229,7 +236,7 @@ fn run_script(ops: &[Op]) -> Result<(), TestCaseError> {
     // Let every live timer come due; each fires once, never early, in
     // deadline order (insertion order on ties), cancelled ones never.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while reactor.timers() > 0 && Instant::now() < deadline {
+    while reactor.core().timers() > 0 && Instant::now() < deadline {
         reactor.run_once(Some(Duration::from_millis(5))).unwrap();
     }
     let fired = fired.borrow();

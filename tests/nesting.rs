@@ -17,21 +17,27 @@ fn a_host_epoll_loop_drives_a_reactor_through_its_fd_and_timeout() {
     let log = Log::new();
     let (ours, mut theirs) = pair();
     reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Level, log.recorder("io"))
         .unwrap();
     let fired = std::rc::Rc::new(std::cell::Cell::new(false));
     let f = fired.clone();
-    reactor.call_later(Duration::from_millis(30), move |_| f.set(true));
+    reactor
+        .core_mut()
+        .call_later(Duration::from_millis(30), move |_| f.set(true));
 
     let host = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-    let fd = reactor.pollable_fd().expect("epoll has a pollable fd");
+    let fd = reactor
+        .core()
+        .pollable_fd()
+        .expect("epoll has a pollable fd");
     host.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 7))
         .unwrap();
     // (The host's registration lives on after this borrow; the reactor
     // outlives the host loop here.)
 
     // Nothing ready: the host sleeps until the timer, not forever.
-    let timeout = reactor.next_timeout().expect("a timer is set");
+    let timeout = reactor.core_mut().next_timeout().expect("a timer is set");
     assert!(timeout <= Duration::from_millis(30));
     let mut events = [EpollEvent::empty(); 4];
     let ms = EpollTimeout::try_from(timeout + Duration::from_millis(1)).unwrap();
@@ -39,7 +45,7 @@ fn a_host_epoll_loop_drives_a_reactor_through_its_fd_and_timeout() {
     reactor.run_once(Some(Duration::ZERO)).unwrap();
     assert!(fired.get(), "the timer ran in the host's turn");
     assert_eq!(
-        reactor.next_timeout(),
+        reactor.core_mut().next_timeout(),
         None,
         "no timer left: wait on the fd alone"
     );
@@ -56,7 +62,7 @@ fn a_host_epoll_loop_drives_a_reactor_through_its_fd_and_timeout() {
     assert_eq!(log.count("io"), 1);
 
     // Poll and select have no such fd.
-    assert!(util::reactor(Backend::Poll).pollable_fd().is_none());
+    assert!(util::reactor(Backend::Poll).core().pollable_fd().is_none());
 }
 
 /// A tokio task drives the reactor: `AsyncFd` on the reactor's fd, tokio's
@@ -71,6 +77,7 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
     let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let g = got.clone();
     reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Edge, move |r, s, _| {
             let mut buf = [0; 64];
             while let Ok(n) = std::io::Read::read(s, &mut buf) {
@@ -80,14 +87,16 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
                 g.borrow_mut().extend_from_slice(&buf[..n]);
             }
             if g.borrow().len() >= 3 {
-                r.stop();
+                r.core_mut().stop();
             }
             edgeloop::PostAction::Continue
         })
         .unwrap();
     let fired = std::rc::Rc::new(std::cell::Cell::new(false));
     let f = fired.clone();
-    reactor.call_later(Duration::from_millis(20), move |_| f.set(true));
+    reactor
+        .core_mut()
+        .call_later(Duration::from_millis(20), move |_| f.set(true));
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         theirs.write_all(b"abc").unwrap();
@@ -107,7 +116,10 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
         let fd = unsafe { AsyncFd::register(dup) }.unwrap();
         while got.borrow().len() < 3 {
             // With no timer left, only the fd can wake this in time.
-            let wait = reactor.next_timeout().unwrap_or(Duration::from_secs(30));
+            let wait = reactor
+                .core_mut()
+                .next_timeout()
+                .unwrap_or(Duration::from_secs(30));
             let by_fd = tokio::select! {
                 guard = fd.readable() => {
                     guard.unwrap().clear_ready();
@@ -135,16 +147,18 @@ fn a_tokio_task_drives_a_reactor_through_async_fd() {
 fn a_host_that_truncates_to_milliseconds_does_not_spin_and_sees_the_stop() {
     let mut reactor = util::reactor(Backend::Epoll);
     let start = std::time::Instant::now(); // the timer is due after this
-    reactor.call_later(Duration::from_millis(100), |r| r.stop());
+    reactor
+        .core_mut()
+        .call_later(Duration::from_millis(100), |r| r.core_mut().stop());
     let host = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-    let fd = reactor.pollable_fd().unwrap();
+    let fd = reactor.core().pollable_fd().unwrap();
     host.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 7))
         .unwrap();
     let mut events = [EpollEvent::empty(); 4];
     let mut host_turns = 0;
-    while !reactor.stop_requested() && start.elapsed() < Duration::from_secs(10) {
+    while !reactor.core().stop_requested() && start.elapsed() < Duration::from_secs(10) {
         host_turns += 1;
-        let timeout = match reactor.next_timeout() {
+        let timeout = match reactor.core_mut().next_timeout() {
             // Truncated, as a host in milliseconds does.
             Some(t) => EpollTimeout::try_from(t.as_millis() as u16 as i32).unwrap(),
             None => EpollTimeout::NONE,
@@ -152,7 +166,7 @@ fn a_host_that_truncates_to_milliseconds_does_not_spin_and_sees_the_stop() {
         host.wait(&mut events, timeout).unwrap();
         reactor.run_once(Some(Duration::ZERO)).unwrap();
     }
-    assert!(reactor.stop_requested(), "the host saw the stop");
+    assert!(reactor.core().stop_requested(), "the host saw the stop");
     assert!(start.elapsed() >= Duration::from_millis(100));
     assert!(
         host_turns <= 5,

@@ -218,7 +218,7 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
         tx.send((
             server.local_addr().to_string(),
             server.shutdown_handle(),
-            server.reactor().handle(),
+            server.reactor().core().handle(),
             set,
         ))
         .unwrap();

@@ -28,6 +28,7 @@ fn urgent_data_is_reported_as_priority_on_epoll_and_poll() {
         let (ours, theirs) = tcp_pair();
         let (plain, plain_theirs) = tcp_pair();
         reactor
+            .core_mut()
             .register(
                 ours,
                 Interest::READABLE | Interest::PRIORITY,
@@ -36,6 +37,7 @@ fn urgent_data_is_reported_as_priority_on_epoll_and_poll() {
             )
             .unwrap();
         reactor
+            .core_mut()
             .register(
                 plain,
                 Interest::READABLE,
@@ -63,6 +65,7 @@ fn select_refuses_a_priority_interest_clearly() {
     let mut reactor = util::reactor(Backend::Select);
     let (ours, _theirs) = tcp_pair();
     let e = reactor
+        .core_mut()
         .register(
             ours,
             Interest::READABLE | Interest::PRIORITY,

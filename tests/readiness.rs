@@ -37,6 +37,7 @@ fn first_event(backend: Backend, io: impl AsFd + 'static, interest: Interest) ->
     let seen = Rc::new(Cell::new(Ready::EMPTY));
     let s = seen.clone();
     reactor
+        .core_mut()
         .register(io, interest, Trigger::Level, move |_, _, ev| {
             s.set(ev.ready);
             PostAction::Remove
@@ -55,6 +56,7 @@ fn level_reports_an_undrained_fd_on_every_wait() {
         let (ours, mut theirs) = pair();
         theirs.write_all(&[7; 10]).unwrap();
         reactor
+            .core_mut()
             .register(
                 ours,
                 Interest::READABLE,
@@ -79,6 +81,7 @@ fn edge_reports_once_per_arrival_and_stays_silent_after_a_partial_read() {
     let (ours, mut theirs) = pair();
     theirs.write_all(&[7; 10]).unwrap();
     reactor
+        .core_mut()
         .register(
             ours,
             Interest::READABLE,
@@ -104,6 +107,7 @@ fn oneshot_reports_once_until_modify_rearms_it() {
         let (ours, mut theirs) = pair();
         theirs.write_all(b"x").unwrap();
         let token = reactor
+            .core_mut()
             .register(
                 ours,
                 Interest::READABLE,
@@ -116,6 +120,7 @@ fn oneshot_reports_once_until_modify_rearms_it() {
         theirs.write_all(b"y").unwrap();
         expect_no_events(&mut reactor, &log);
         reactor
+            .core_mut()
             .modify(token, Interest::READABLE, Trigger::Oneshot)
             .unwrap();
         expect_events(&mut reactor, &log, &["a"]);
@@ -132,6 +137,7 @@ fn modify_rearms_an_edge_registration_with_pending_data() {
     let (ours, mut theirs) = pair();
     theirs.write_all(&[1; 10]).unwrap();
     let token = reactor
+        .core_mut()
         .register(
             ours,
             Interest::READABLE,
@@ -141,12 +147,13 @@ fn modify_rearms_an_edge_registration_with_pending_data() {
         .unwrap();
     expect_events(&mut reactor, &log, &["a"]);
     expect_no_events(&mut reactor, &log);
-    let ctls = reactor.stats().ctls;
+    let ctls = reactor.core().stats().ctls;
     reactor
+        .core_mut()
         .modify(token, Interest::READABLE, Trigger::Edge)
         .unwrap();
     assert_eq!(
-        reactor.stats().ctls,
+        reactor.core().stats().ctls,
         ctls + 1,
         "an edge modify is always a MOD"
     );
@@ -246,22 +253,25 @@ fn an_empty_interest_keeps_the_fd_out_of_the_selector_so_hup_cannot_spin() {
         let log = Log::new();
         let (ours, theirs) = pair();
         let token = reactor
+            .core_mut()
             .register(ours, Interest::READABLE, Trigger::Level, log.recorder("a"))
             .unwrap();
         reactor
+            .core_mut()
             .modify(token, Interest::NONE, Trigger::Level)
             .unwrap();
         drop(theirs); // HUP
-        let waits = reactor.stats().waits;
+        let waits = reactor.core().stats().waits;
         for _ in 0..3 {
             expect_no_events(&mut reactor, &log);
         }
         assert_eq!(
-            reactor.stats().waits - waits,
+            reactor.core().stats().waits - waits,
             3,
             "{backend:?}: each wait slept its full timeout"
         );
         reactor
+            .core_mut()
             .modify(token, Interest::READABLE, Trigger::Level)
             .unwrap();
         expect_events(&mut reactor, &log, &["a"]);
@@ -283,6 +293,7 @@ fn writable_interest_on_an_idle_socket_reports_writable() {
     let log = Log::new();
     let (ours, _theirs) = pair();
     reactor
+        .core_mut()
         .register(ours, Interest::WRITABLE, Trigger::Edge, log.recorder("w"))
         .unwrap();
     expect_events(&mut reactor, &log, &["w"]);
@@ -296,6 +307,7 @@ fn poll_and_select_refuse_edge_rather_than_degrade_it() {
         let (ours, _theirs) = pair();
         let ours = Rc::new(ours);
         let err = reactor
+            .core_mut()
             .register(
                 ours.clone(),
                 Interest::READABLE,
@@ -305,9 +317,10 @@ fn poll_and_select_refuse_edge_rather_than_degrade_it() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{backend:?}");
         assert!(err.to_string().contains("epoll"), "{err}");
-        assert_eq!(reactor.registrations(), 0);
+        assert_eq!(reactor.core().registrations(), 0);
         // And modify to Edge is refused the same way.
         let token = reactor
+            .core_mut()
             .register(
                 ours.clone(),
                 Interest::READABLE,
@@ -316,6 +329,7 @@ fn poll_and_select_refuse_edge_rather_than_degrade_it() {
             )
             .unwrap();
         let err = reactor
+            .core_mut()
             .modify(token, Interest::READABLE, Trigger::Edge)
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
@@ -333,6 +347,7 @@ fn select_refuses_fds_at_or_above_fd_setsize_with_a_clear_error() {
     assert!(high.as_raw_fd() >= 1024);
     let high = Rc::new(high);
     let err = reactor
+        .core_mut()
         .register(
             high.clone(),
             Interest::READABLE,
@@ -342,11 +357,12 @@ fn select_refuses_fds_at_or_above_fd_setsize_with_a_clear_error() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("FD_SETSIZE"), "{err}");
-    assert_eq!(reactor.registrations(), 0);
+    assert_eq!(reactor.core().registrations(), 0);
     // The same fd is fine on poll and epoll.
     for backend in [Backend::Poll, Backend::Epoll] {
         let mut reactor = util::reactor(backend);
         reactor
+            .core_mut()
             .register(
                 high.clone(),
                 Interest::READABLE,

@@ -77,13 +77,16 @@ fn a_set_is_reachable_from_its_handler_a_timer_a_posted_closure_and_a_callback()
             connections.with_conn(core, id, |_, conn| conn.write(line));
         }
     };
-    reactor.call_later(Duration::from_millis(1), move |r| broadcast(r, b"timer\n"));
-    let handle = reactor.handle();
+    reactor
+        .core_mut()
+        .call_later(Duration::from_millis(1), move |r| broadcast(r, b"timer\n"));
+    let handle = reactor.core().handle();
     std::thread::spawn(move || handle.post(move |r| broadcast(r, b"posted\n")))
         .join()
         .unwrap();
     let (ours, mut theirs) = util::pair();
     reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Level, move |r, _, _| {
             broadcast(r, b"callback\n");
             PostAction::Remove

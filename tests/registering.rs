@@ -35,11 +35,12 @@ fn deregister_stops_events_even_with_data_pending() {
         let (ours, mut theirs) = pair();
         theirs.write_all(b"pending").unwrap();
         let token = reactor
+            .core_mut()
             .register(ours, Interest::READABLE, Trigger::Level, log.recorder("a"))
             .unwrap();
         expect_events(&mut reactor, &log, &["a"]);
-        reactor.deregister(token).unwrap();
-        assert_eq!(reactor.registrations(), 0);
+        reactor.core_mut().deregister(token).unwrap();
+        assert_eq!(reactor.core().registrations(), 0);
         expect_no_events(&mut reactor, &log);
         // The reactor owned `ours` and closed it after the DEL: the peer
         // sees a broken pipe.
@@ -56,47 +57,52 @@ fn misuse_returns_typed_errors_and_leaves_the_table_unchanged() {
         let (ours, _theirs) = pair();
         let ours = Rc::new(ours); // two registrations of one fd need two owners
         let token = reactor
+            .core_mut()
             .register(ours.clone(), Interest::READABLE, Trigger::Level, ignore())
             .unwrap();
 
         // Registering the same fd twice (K11: EEXIST), errno kept.
         let err = reactor
+            .core_mut()
             .register(ours.clone(), Interest::READABLE, Trigger::Level, ignore())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
         assert_eq!(edgeloop::os_error(&err), Some(nix::libc::EEXIST), "{err}");
-        assert_eq!(reactor.registrations(), 1);
+        assert_eq!(reactor.core().registrations(), 1);
 
         // A regular file (K11: EPERM). epoll only: poll and select report
         // regular files as always ready, as their man pages say.
         if backend == Backend::Epoll {
             let file = std::fs::File::open("/proc/self/exe").unwrap();
             let err = reactor
+                .core_mut()
                 .register(file, Interest::READABLE, Trigger::Level, ignore())
                 .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
             assert_eq!(edgeloop::os_error(&err), Some(nix::libc::EPERM), "{err}");
             assert!(err.to_string().contains("regular files"), "{err}");
         }
-        assert_eq!(reactor.registrations(), 1);
+        assert_eq!(reactor.core().registrations(), 1);
 
         // Deregister twice; modify and deregister a token never issued.
-        reactor.deregister(token).unwrap();
-        let err = reactor.deregister(token).unwrap_err();
+        reactor.core_mut().deregister(token).unwrap();
+        let err = reactor.core_mut().deregister(token).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         let err = reactor
+            .core_mut()
             .modify(token, Interest::WRITABLE, Trigger::Level)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         let never = Token::new(0, 40, 7);
         assert_eq!(
-            reactor.deregister(never).unwrap_err().kind(),
+            reactor.core_mut().deregister(never).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
-        assert_eq!(reactor.registrations(), 0);
+        assert_eq!(reactor.core().registrations(), 0);
 
         // The fd can be registered again once deregistered.
         reactor
+            .core_mut()
             .register(ours, Interest::READABLE, Trigger::Level, ignore())
             .unwrap();
     }
@@ -116,9 +122,10 @@ fn a_stale_deregister_never_touches_the_fd_that_reused_the_number() {
         let (first, _first_peer) = pair();
         let number = first.as_raw_fd();
         let old = reactor
+            .core_mut()
             .register(first, Interest::READABLE, Trigger::Level, ignore())
             .unwrap();
-        reactor.deregister(old).unwrap(); // DEL, then close: `number` is free
+        reactor.core_mut().deregister(old).unwrap(); // DEL, then close: `number` is free
         // The lowest free number is reused (unless another test thread took
         // it first: the check below holds either way).
         let (second, mut second_peer) = pair();
@@ -128,6 +135,7 @@ fn a_stale_deregister_never_touches_the_fd_that_reused_the_number() {
         );
         let log = Log::new();
         reactor
+            .core_mut()
             .register(
                 second,
                 Interest::READABLE,
@@ -135,7 +143,7 @@ fn a_stale_deregister_never_touches_the_fd_that_reused_the_number() {
                 log.recorder("new"),
             )
             .unwrap();
-        let err = reactor.deregister(old).unwrap_err();
+        let err = reactor.core_mut().deregister(old).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{backend:?}: {err}");
         // The new socket still fires.
         second_peer.write_all(b"x").unwrap();
@@ -149,26 +157,29 @@ fn a_stale_token_does_not_reach_the_registration_that_reused_its_slot() {
     let (a, _a_peer) = pair();
     let (b, _b_peer) = pair();
     let old = reactor
+        .core_mut()
         .register(a, Interest::READABLE, Trigger::Level, ignore())
         .unwrap();
-    reactor.deregister(old).unwrap();
+    reactor.core_mut().deregister(old).unwrap();
     let new = reactor
+        .core_mut()
         .register(b, Interest::READABLE, Trigger::Level, ignore())
         .unwrap();
     assert_eq!(old.key(), new.key(), "the slab reuses the freed slot");
     assert_ne!(old, new, "but the generation differs");
     assert_eq!(
-        reactor.deregister(old).unwrap_err().kind(),
+        reactor.core_mut().deregister(old).unwrap_err().kind(),
         io::ErrorKind::NotFound
     );
     assert_eq!(
         reactor
+            .core_mut()
             .modify(old, Interest::WRITABLE, Trigger::Level)
             .unwrap_err()
             .kind(),
         io::ErrorKind::NotFound
     );
-    assert_eq!(reactor.interest(new).unwrap(), Interest::READABLE);
+    assert_eq!(reactor.core().interest(new).unwrap(), Interest::READABLE);
 }
 
 /// A selector that hands out scripted batches, for deterministic dispatch
@@ -225,7 +236,7 @@ impl Selector for ScriptedSelector {
 /// A reactor on the scripted selector, propagating panics.
 fn scripted(selector: ScriptedSelector) -> Reactor {
     let mut reactor = Reactor::with_selector(Box::new(selector), ()).unwrap();
-    reactor.set_panic_policy(PanicPolicy::Propagate);
+    reactor.core_mut().set_panic_policy(PanicPolicy::Propagate);
     reactor
 }
 
@@ -248,15 +259,17 @@ fn a_stale_event_in_the_same_batch_is_dropped_and_counted() {
 
     let xc = x_calls.clone();
     let x = reactor
+        .core_mut()
         .register(socket(), Interest::BOTH, Trigger::Level, move |r, _, ev| {
             xc.set(xc.get() + 1);
-            r.deregister(ev.token).unwrap();
+            r.core_mut().deregister(ev.token).unwrap();
             PostAction::Continue
         })
         .unwrap();
     let y_token = Rc::new(Cell::new(None));
     let (yt, yc) = (y_token.clone(), y_calls.clone());
     let l = reactor
+        .core_mut()
         .register(
             socket(),
             Interest::READABLE,
@@ -264,6 +277,7 @@ fn a_stale_event_in_the_same_batch_is_dropped_and_counted() {
             move |r, _, _| {
                 let yc = yc.clone();
                 let token = r
+                    .core_mut()
                     .register(socket(), Interest::BOTH, Trigger::Level, move |_, _, _| {
                         yc.set(yc.get() + 1);
                         PostAction::Continue
@@ -288,13 +302,13 @@ fn a_stale_event_in_the_same_batch_is_dropped_and_counted() {
             ready: Ready::WRITABLE,
         },
     ]);
-    let stale_before = reactor.stats().stale;
+    let stale_before = reactor.core().stats().stale;
     reactor.run_once(Some(Duration::ZERO)).unwrap();
     let y = y_token.get().expect("L registered Y");
     assert_eq!(y.key(), x.key(), "Y reused X's slot");
     assert_eq!(x_calls.get(), 1);
     assert_eq!(y_calls.get(), 0, "the stale X:OUT must not reach Y");
-    assert_eq!(reactor.stats().stale - stale_before, 1);
+    assert_eq!(reactor.core().stats().stale - stale_before, 1);
 
     // Y's own events do arrive.
     batches.borrow_mut().push_back(vec![Event {
@@ -312,15 +326,19 @@ fn an_event_for_an_interest_dropped_earlier_in_the_batch_is_masked() {
     let mut reactor = scripted(selector);
     let log = Log::new();
     let b = reactor
+        .core_mut()
         .register(socket(), Interest::BOTH, Trigger::Level, log.recorder("b"))
         .unwrap();
     let a = reactor
+        .core_mut()
         .register(
             socket(),
             Interest::READABLE,
             Trigger::Level,
             move |r, _, _| {
-                r.modify(b, Interest::READABLE, Trigger::Level).unwrap();
+                r.core_mut()
+                    .modify(b, Interest::READABLE, Trigger::Level)
+                    .unwrap();
                 PostAction::Continue
             },
         )
@@ -375,20 +393,22 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
         let me: Rc<Cell<Option<Token>>> = Rc::new(Cell::new(None));
         let (o, l) = (other.clone(), log.clone());
         let a = reactor
+            .core_mut()
             .register(fd_a, Interest::READABLE, Trigger::Level, move |r, _, ev| {
                 l.push("a", ev);
                 if let Some(t) = o.take() {
-                    let _ = r.deregister(t);
+                    let _ = r.core_mut().deregister(t);
                 }
                 PostAction::Continue
             })
             .unwrap();
         let (m, l) = (me.clone(), log.clone());
         let b = reactor
+            .core_mut()
             .register(fd_b, Interest::READABLE, Trigger::Level, move |r, _, ev| {
                 l.push("b", ev);
                 if let Some(t) = m.take() {
-                    let _ = r.deregister(t);
+                    let _ = r.core_mut().deregister(t);
                 }
                 PostAction::Continue
             })
@@ -400,11 +420,13 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
         let l = log.clone();
         let mut fd_new = Some(fd_new);
         reactor
+            .core_mut()
             .register(fd_c, Interest::READABLE, Trigger::Level, move |r, _, ev| {
                 l.push("c", ev);
-                r.deregister(ev.token).unwrap();
+                r.core_mut().deregister(ev.token).unwrap();
                 let new = fd_new.take().expect("called once");
-                r.register(new, Interest::READABLE, Trigger::Level, l.recorder("new"))
+                r.core_mut()
+                    .register(new, Interest::READABLE, Trigger::Level, l.recorder("new"))
                     .unwrap();
                 PostAction::Continue
             })
@@ -415,9 +437,12 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
         let recursion_refused = Rc::new(Cell::new(false));
         let rr = recursion_refused.clone();
         reactor
+            .core_mut()
             .register(fd_d, Interest::READABLE, Trigger::Level, move |r, _, ev| {
                 l.push("d", ev);
-                r.modify(ev.token, Interest::NONE, Trigger::Level).unwrap();
+                r.core_mut()
+                    .modify(ev.token, Interest::NONE, Trigger::Level)
+                    .unwrap();
                 rr.set(r.run_once(Some(Duration::ZERO)).is_err() && r.run().is_err());
                 PostAction::Continue
             })
@@ -443,7 +468,7 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
             "run_once and run from a callback are errors"
         );
         assert_eq!(
-            reactor.registrations(),
+            reactor.core().registrations(),
             3,
             "survivor of a/b, d (paused) and new"
         );
@@ -464,30 +489,36 @@ fn a_level_modify_to_the_same_interest_makes_no_syscall() {
     let mut reactor = reactor(Backend::Epoll);
     let (ours, _theirs) = pair();
     let token = reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Level, ignore())
         .unwrap();
-    let ctls = reactor.stats().ctls;
+    let ctls = reactor.core().stats().ctls;
     reactor
+        .core_mut()
         .modify(token, Interest::READABLE, Trigger::Level)
         .unwrap();
-    assert_eq!(reactor.stats().ctls, ctls);
+    assert_eq!(reactor.core().stats().ctls, ctls);
     reactor
+        .core_mut()
         .modify(token, Interest::BOTH, Trigger::Level)
         .unwrap();
-    assert_eq!(reactor.stats().ctls, ctls + 1);
+    assert_eq!(reactor.core().stats().ctls, ctls + 1);
 }
 
 #[test]
 fn the_wakers_token_is_not_a_registration_and_cannot_be_removed() {
     let mut reactor = reactor(Backend::Epoll);
-    let err = reactor.deregister(Token::new(1, 0, 0)).unwrap_err();
+    let err = reactor
+        .core_mut()
+        .deregister(Token::new(1, 0, 0))
+        .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
-    assert_eq!(reactor.registrations(), 0);
+    assert_eq!(reactor.core().registrations(), 0);
     // And the waker still works.
-    let handle = reactor.handle();
-    handle.post(|r| r.stop());
+    let handle = reactor.core().handle();
+    handle.post(|r| r.core_mut().stop());
     reactor.run().unwrap();
-    assert_eq!(reactor.stats().posted, 1);
+    assert_eq!(reactor.core().stats().posted, 1);
 }
 
 #[test]
@@ -500,13 +531,14 @@ fn one_turn_dispatches_a_thousand_ready_fds_in_one_wait() {
             let (ours, mut theirs) = pair();
             theirs.write_all(b"x").unwrap();
             reactor
+                .core_mut()
                 .register(ours, Interest::READABLE, Trigger::Level, ignore())
                 .unwrap();
             keep.push(theirs);
         }
-        let before = *reactor.stats();
+        let before = *reactor.core().stats();
         let ran = reactor.run_once(Some(Duration::from_millis(200))).unwrap();
-        let turn = reactor.stats().since(&before);
+        let turn = reactor.core().stats().since(&before);
         println!("{backend:?}: one run_once with 1000 ready fds: {turn:?}");
         assert_eq!(ran, 1000);
         assert_eq!(turn.waits, 1);
@@ -528,13 +560,15 @@ fn a_registration_whose_fd_has_a_dup_leaves_the_kernel_list_on_deregister() {
     let (ours, mut theirs) = pair();
     let dup = ours.try_clone().unwrap();
     let old = reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Level, ignore())
         .unwrap();
-    reactor.deregister(old).unwrap();
-    assert_eq!(reactor.registrations(), 0);
+    reactor.core_mut().deregister(old).unwrap();
+    assert_eq!(reactor.core().registrations(), 0);
     let (fresh, _fresh_peer) = pair();
     let log = Log::new();
     let new = reactor
+        .core_mut()
         .register(
             fresh,
             Interest::READABLE,
@@ -544,12 +578,12 @@ fn a_registration_whose_fd_has_a_dup_leaves_the_kernel_list_on_deregister() {
         .unwrap();
     assert_eq!(new.key(), old.key(), "the slot is reused");
     theirs.write_all(b"for the deregistered socket").unwrap();
-    let stale = reactor.stats().stale;
+    let stale = reactor.core().stats().stale;
     for _ in 0..3 {
         expect_no_events(&mut reactor, &log);
     }
     assert_eq!(
-        reactor.stats().stale,
+        reactor.core().stats().stale,
         stale,
         "the kernel forgot the old entry"
     );

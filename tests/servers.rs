@@ -105,7 +105,7 @@ fn shutdown_before_serving_returns_at_once() {
         handle.shutdown();
         server.serve_forever().unwrap();
         // At once: not a single wait, blocking or not.
-        assert_eq!(server.reactor().stats().waits, 0);
+        assert_eq!(server.reactor().core().stats().waits, 0);
         assert!(handle.wait(Duration::ZERO).unwrap());
         // The listener is closed: new connects are refused.
         assert!(TcpStream::connect(server.local_addr()).is_err());
@@ -383,6 +383,7 @@ fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
     let errors = Arc::new(AtomicUsize::new(0));
     let e = errors.clone();
     reactor
+        .core_mut()
         .register(
             socket,
             edgeloop::Interest::READABLE,
@@ -403,9 +404,9 @@ fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
     }
     assert_eq!(errors.load(Ordering::SeqCst), 1, "surfaced once");
     assert!(
-        reactor.stats().dispatched <= 2,
+        reactor.core().stats().dispatched <= 2,
         "no spin: {:?}",
-        reactor.stats()
+        reactor.core().stats()
     );
 }
 

@@ -24,10 +24,12 @@ fn timers_with_the_same_deadline_fire_in_insertion_order() {
     let trace: Trace = Default::default();
     let at = Instant::now() + Duration::from_millis(5);
     for name in ["first", "second", "third", "fourth"] {
-        reactor.call_at(at, push(&trace, name));
+        reactor.core_mut().call_at(at, push(&trace, name));
     }
-    reactor.call_at(at - Duration::from_millis(1), push(&trace, "earlier"));
-    while reactor.timers() > 0 {
+    reactor
+        .core_mut()
+        .call_at(at - Duration::from_millis(1), push(&trace, "earlier"));
+    while reactor.core().timers() > 0 {
         reactor.run_once(None).unwrap();
     }
     assert_eq!(
@@ -43,16 +45,16 @@ fn a_timer_cancelled_by_an_earlier_callback_of_the_same_pass_never_fires() {
     let at = Instant::now() + Duration::from_millis(2);
     let victim: Rc<Cell<Option<TimerId>>> = Rc::new(Cell::new(None));
     let (t, v) = (trace.clone(), victim.clone());
-    reactor.call_at(at, move |r| {
+    reactor.core_mut().call_at(at, move |r| {
         t.borrow_mut().push("a");
-        assert!(r.cancel(v.get().unwrap()), "B was still pending");
+        assert!(r.core_mut().cancel(v.get().unwrap()), "B was still pending");
     });
-    victim.set(Some(reactor.call_at(at, push(&trace, "b"))));
-    reactor.call_at(at, push(&trace, "c"));
+    victim.set(Some(reactor.core_mut().call_at(at, push(&trace, "b"))));
+    reactor.core_mut().call_at(at, push(&trace, "c"));
     std::thread::sleep(Duration::from_millis(3)); // all three due in one pass
     reactor.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(*trace.borrow(), ["a", "c"]);
-    assert_eq!(reactor.timers(), 0);
+    assert_eq!(reactor.core().timers(), 0);
 }
 
 #[test]
@@ -63,7 +65,8 @@ fn a_timer_rearmed_at_zero_from_its_callback_runs_next_turn_after_io() {
         move |r| {
             trace.borrow_mut().push("timer");
             if left > 0 {
-                r.call_later(Duration::ZERO, rearm(trace.clone(), left - 1));
+                r.core_mut()
+                    .call_later(Duration::ZERO, rearm(trace.clone(), left - 1));
             }
         }
     }
@@ -71,12 +74,15 @@ fn a_timer_rearmed_at_zero_from_its_callback_runs_next_turn_after_io() {
     theirs.write_all(b"x").unwrap();
     let t = trace.clone();
     reactor
+        .core_mut()
         .register(ours, Interest::READABLE, Trigger::Level, move |_, _, _| {
             t.borrow_mut().push("io");
             PostAction::Continue
         })
         .unwrap();
-    reactor.call_later(Duration::ZERO, rearm(trace.clone(), 2));
+    reactor
+        .core_mut()
+        .call_later(Duration::ZERO, rearm(trace.clone(), 2));
     for _ in 0..3 {
         reactor.run_once(Some(Duration::from_millis(100))).unwrap();
     }
@@ -96,13 +102,13 @@ fn timers_never_fire_early() {
         for micros in [0u64, 100, 300, 700, 1_000, 1_500, 2_300, 5_000, 9_999] {
             let deadline = start + Duration::from_micros(micros);
             let l = late.clone();
-            reactor.call_at(deadline, move |_| {
+            reactor.core_mut().call_at(deadline, move |_| {
                 let now = Instant::now();
                 assert!(now >= deadline, "fired {:?} early", deadline - now);
                 l.borrow_mut().push(now - deadline);
             });
         }
-        while reactor.timers() > 0 {
+        while reactor.core().timers() > 0 {
             reactor.run_once(None).unwrap();
         }
         assert_eq!(late.borrow().len(), 9);
@@ -119,12 +125,14 @@ fn sub_millisecond_timers_neither_busy_loop_nor_fire_early() {
             let fired = Rc::new(Cell::new(None));
             let f = fired.clone();
             let start = Instant::now();
-            reactor.call_later(delay, move |_| f.set(Some(Instant::now())));
-            let waits = reactor.stats().waits;
+            reactor
+                .core_mut()
+                .call_later(delay, move |_| f.set(Some(Instant::now())));
+            let waits = reactor.core().stats().waits;
             while fired.get().is_none() {
                 reactor.run_once(None).unwrap();
             }
-            let waited = reactor.stats().waits - waits;
+            let waited = reactor.core().stats().waits - waits;
             assert!(waited <= 2, "{delay:?} timer took {waited} waits");
             assert!(fired.get().unwrap() - start >= delay);
         }
@@ -137,31 +145,35 @@ fn periodic_timers_tick_and_can_cancel_themselves() {
     let ticks = Rc::new(Cell::new(0));
     let id: Rc<Cell<Option<TimerId>>> = Rc::new(Cell::new(None));
     let (t, i) = (ticks.clone(), id.clone());
-    id.set(Some(reactor.call_every(
+    id.set(Some(reactor.core_mut().call_every(
         Duration::from_millis(2),
         move |r| {
             t.set(t.get() + 1);
             if t.get() == 5 {
-                assert!(r.cancel(i.get().unwrap()));
+                assert!(r.core_mut().cancel(i.get().unwrap()));
             }
         },
     )));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while reactor.timers() > 0 && Instant::now() < deadline {
+    while reactor.core().timers() > 0 && Instant::now() < deadline {
         reactor.run_once(None).unwrap();
     }
     assert_eq!(ticks.get(), 5);
-    assert!(!reactor.cancel(id.get().unwrap()));
+    assert!(!reactor.core_mut().cancel(id.get().unwrap()));
 }
 
 #[test]
 fn huge_delays_do_not_overflow() {
     let mut reactor = reactor(Backend::Epoll);
-    let id = reactor.call_later(Duration::MAX, |_| panic!("never"));
-    reactor.call_every(Duration::MAX, |_| panic!("never"));
+    let id = reactor
+        .core_mut()
+        .call_later(Duration::MAX, |_| panic!("never"));
+    reactor
+        .core_mut()
+        .call_every(Duration::MAX, |_| panic!("never"));
     reactor.run_once(Some(Duration::from_millis(1))).unwrap();
-    assert_eq!(reactor.timers(), 2);
-    assert!(reactor.cancel(id));
+    assert_eq!(reactor.core().timers(), 2);
+    assert!(reactor.core_mut().cancel(id));
 }
 
 #[test]
@@ -170,12 +182,16 @@ fn a_million_cancelled_timers_leave_nothing_behind() {
     let mut reactor = reactor(Backend::Epoll);
     let base = Instant::now() + Duration::from_secs(3600);
     let ids: Vec<TimerId> = (0..1_000_000u64)
-        .map(|i| reactor.call_at(base + Duration::from_micros(i), |_| {}))
+        .map(|i| {
+            reactor
+                .core_mut()
+                .call_at(base + Duration::from_micros(i), |_| {})
+        })
         .collect();
     for id in &ids[..999_990] {
-        assert!(reactor.cancel(*id));
+        assert!(reactor.core_mut().cancel(*id));
     }
-    assert_eq!(reactor.timers(), 10);
+    assert_eq!(reactor.core().timers(), 10);
     // The loop still computes its timeout from a live timer: a short turn
     // returns without firing anything.
     assert_eq!(reactor.run_once(Some(Duration::from_millis(1))).unwrap(), 0);

@@ -196,7 +196,7 @@ pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -
                 let (sent0, echoed0, errors0) = (probe.sent, probe.echoed, probe.errors);
                 probe.rtts_us.clear();
                 probe.buckets = (interval.as_millis() / TICK.as_millis()).max(1) as usize;
-                let timer = reactor.call_every(TICK, move |r| {
+                let timer = reactor.core_mut().call_every(TICK, move |r| {
                     let (set_ref, _) = r.source_mut(set);
                     let probe = set_ref.handler_mut();
                     let (bucket, buckets, n) = (probe.bucket, probe.buckets, probe.ids.len());
@@ -209,7 +209,7 @@ pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -
                 run_until(&mut reactor, Duration::from_secs_f64(seconds), |_| {
                     Instant::now() >= end
                 });
-                reactor.cancel(timer);
+                reactor.core_mut().cancel(timer);
                 // Let the last messages come back; what does not within
                 // 5 s counts as an error.
                 run_until(&mut reactor, Duration::from_secs(5), |r| {

@@ -153,7 +153,10 @@ impl Running {
                 let (tx, rx) = mpsc::channel();
                 let set = *set;
                 handle.post(move |r| {
-                    let _ = tx.send(Syscalls::from_stats(r.stats(), r.source(set).stats()));
+                    let _ = tx.send(Syscalls::from_stats(
+                        r.core().stats(),
+                        r.source(set).stats(),
+                    ));
                 });
                 rx.recv().ok()
             }
@@ -284,7 +287,11 @@ fn edgeloop_serve(
     let shutdown = server.shutdown_handle();
     server.connections_mut().0.handler_mut().shutdown = Some(shutdown.clone());
     let set = server.connections_id();
-    let _ = tx.send(Control::Edgeloop(shutdown, server.reactor().handle(), set));
+    let _ = tx.send(Control::Edgeloop(
+        shutdown,
+        server.reactor().core().handle(),
+        set,
+    ));
     server.serve_forever()
 }
 

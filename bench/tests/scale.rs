@@ -162,4 +162,3 @@ fn more_connections_than_one_process_can_hold_each_echo() {
     }
     stop(server, &workers);
 }
-

@@ -174,8 +174,8 @@ pub fn serve_workers<H: Handler>(
         &[Signal::SIGINT, Signal::SIGTERM],
         |r, signal| {
             log::info!("{signal}: shutting down");
-            *r.data_mut() = true;
-            r.stop();
+            *r.core_mut().data_mut() = true;
+            r.core_mut().stop();
         },
     )?;
     let workers =
@@ -184,7 +184,7 @@ pub fn serve_workers<H: Handler>(
     writeln!(stdout, "listening on {}", workers.local_addr())?;
     stdout.flush()?;
     drop(stdout);
-    while !*signals.data() {
+    while !*signals.core().data() {
         signals.run()?;
     }
     workers.shutdown();
@@ -256,7 +256,7 @@ pub fn serve_on<H: Handler<D>, D: 'static>(
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()?;
-    log::info!("loop: {:?}", server.reactor().stats());
+    log::info!("loop: {:?}", server.reactor().core().stats());
     log::info!("connections: {:?}", server.stats());
     Ok(())
 }

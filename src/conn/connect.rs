@@ -6,19 +6,17 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::socket::{
-    self, AddressFamily, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt, sockopt,
-};
+use nix::libc;
 
 use super::set::Connections;
 use super::state::Phase;
 use super::table::TIMER_CONNECT;
 use super::{CloseReason, ConnId, Handler};
+use crate::sys::{self, errno_error};
 use crate::{Core, Interest, Ready, Trigger};
 
 /// How [`Connections::connect`] opens a connection.
@@ -73,10 +71,6 @@ impl ConnectOptions {
     }
 }
 
-fn errno_error(e: Errno, what: std::fmt::Arguments<'_>) -> io::Error {
-    crate::sys::errno_error(e as i32, what)
-}
-
 impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Opens a TCP connection to `addr` without blocking. Returns its id at
     /// once; when it is established the handler's
@@ -96,19 +90,15 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         options: ConnectOptions,
     ) -> io::Result<ConnId> {
         let family = if addr.is_ipv4() {
-            AddressFamily::Inet
+            sys::Family::Ipv4
         } else {
-            AddressFamily::Inet6
+            sys::Family::Ipv6
         };
-        let fd = new_socket(family)?;
+        let fd = sys::stream_socket(family)?;
         if let Some(ip) = options.local_ip {
-            setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)
-                .map_err(|e| errno_error(e, format_args!("IP_BIND_ADDRESS_NO_PORT for {ip}")))?;
-            let local = SockaddrStorage::from(SocketAddr::new(ip, 0));
-            socket::bind(fd.as_raw_fd(), &local)
-                .map_err(|e| errno_error(e, format_args!("bind {ip} to connect to {addr}")))?;
+            sys::bind_source(fd.as_fd(), ip, addr)?;
         }
-        let result = socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr));
+        let result = sys::connect(fd.as_fd(), addr);
         self.connecting(core, fd, result, &addr, options.timeout)
     }
 
@@ -124,10 +114,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         path: &Path,
         options: ConnectOptions,
     ) -> io::Result<ConnId> {
-        let fd = new_socket(AddressFamily::Unix)?;
-        let addr = UnixAddr::new(path)
-            .map_err(|e| errno_error(e, format_args!("unix address {}", path.display())))?;
-        let result = socket::connect(fd.as_raw_fd(), &addr);
+        let fd = sys::stream_socket(sys::Family::Unix)?;
+        let result = sys::connect_unix(fd.as_fd(), path)?;
         self.connecting(core, fd, result, &path.display(), options.timeout)
     }
 
@@ -136,7 +124,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         &mut self,
         core: &mut Core<D>,
         fd: OwnedFd,
-        result: nix::Result<()>,
+        result: sys::SysResult<()>,
         target: &dyn std::fmt::Display,
         timeout: Option<Duration>,
     ) -> io::Result<ConnId> {
@@ -147,7 +135,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 self.table.stats.connects += 1;
                 self.attach_nonblocking(core, fd)
             }
-            Err(Errno::EINPROGRESS | Errno::EAGAIN | Errno::EINTR) => {
+            Err(libc::EINPROGRESS | libc::EAGAIN | libc::EINTR) => {
                 // The completion is a writable event (or HUP/ERR).
                 let interest = match self.table.options.trigger {
                     Trigger::Edge => Interest::BOTH,
@@ -174,13 +162,13 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             return;
         }
         let fd = self.table.get(key).fd.as_fd();
-        let error = match socket::getsockopt(&fd, sockopt::SocketError) {
+        let error = match sys::take_error(fd) {
             Ok(0) if ready.is_hup() && !ready.is_writable() => {
                 Some(io::Error::from(io::ErrorKind::ConnectionRefused))
             }
             Ok(0) => None,
             Ok(errno) => Some(io::Error::from_raw_os_error(errno)),
-            Err(e) => Some(io::Error::from(e)),
+            Err(e) => Some(e),
         };
         match error {
             Some(error) => self.table.doom(key, CloseReason::Error(error)),
@@ -224,14 +212,4 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             self.table.doom(key, CloseReason::Error(error));
         }
     }
-}
-
-fn new_socket(family: AddressFamily) -> io::Result<OwnedFd> {
-    socket::socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| errno_error(e, format_args!("socket for an outbound connection")))
 }

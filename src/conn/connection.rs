@@ -75,12 +75,13 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         &mut self.table.get_mut(self.key).session
     }
 
-    /// Sends `data`. Writes made during one handler call are coalesced:
-    /// they go out together in one `send` when the call returns (or at
+    /// Sends `data`. The first write of a handler call goes out at once (a
+    /// lone reply waits for nothing); later writes of the same call are
+    /// held and go out together in one `send` when the call returns (or at
     /// [`flush`](Conn::flush), [`close`](Conn::close) or
-    /// [`shutdown_write`](Conn::shutdown_write)), so 1,000 replies to 1,000
-    /// pipelined requests read at once cost one syscall, not 1,000. What
-    /// the socket does not take is queued. Dropped after
+    /// [`shutdown_write`](Conn::shutdown_write)). So replies to pipelined
+    /// requests read at once cost at most two sends per read, however many
+    /// there are. What the socket does not take is queued. Dropped after
     /// [`close`](Conn::close), [`abort`](Conn::abort) or
     /// [`shutdown_write`](Conn::shutdown_write).
     ///

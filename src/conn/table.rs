@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket;
 use slab::Slab;
 
 use super::cork::Cork;
@@ -15,6 +14,7 @@ use super::key::{Key, MAX_CONNECTIONS};
 use super::queue::WriteQueue;
 use super::state::{Pause, Pauses, Peer, Phase, State};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
+use crate::sys;
 use crate::{Core, Interest, Ready, TimerId, Token, Trigger};
 
 /// What a set's timer does when it fires (the timer's tag).
@@ -253,7 +253,7 @@ impl<S: Default + 'static> Table<S> {
     /// peer's); else a reset (queued output could not be delivered).
     pub(super) fn socket_error(&self, key: usize) -> CloseReason {
         let c = self.get(key);
-        match socket::getsockopt(&c.fd, socket::sockopt::SocketError) {
+        match sys::take_error(c.fd.as_fd()) {
             Ok(errno) if errno != 0 => CloseReason::Error(io::Error::from_raw_os_error(errno)),
             _ if c.queue.is_none() && (c.state.phase.is_closing() || c.state.peer == Peer::Eof) => {
                 CloseReason::Closed
@@ -314,8 +314,8 @@ impl<S: Default + 'static> Table<S> {
             _ => return,
         };
         c.state.phase = shut;
-        if let Err(e) = socket::shutdown(c.fd.as_raw_fd(), socket::Shutdown::Write) {
-            log::debug!("shutdown(SHUT_WR) on fd {}: {e}", c.fd.as_raw_fd());
+        if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
+            log::debug!("{e}");
         }
         // A closing connection now lingers until the peer's EOF, but not
         // forever: the sweep aborts it `linger` after its last progress.

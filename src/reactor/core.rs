@@ -1,6 +1,7 @@
 //! [`Core`]: everything of a reactor but its sources — the selector, plain
 //! registrations, timers, the loop clock, the loop state, counters and the
-//! stop flag. What a source's handlers get; a [`Reactor`] derefs to it.
+//! stop flag. What a source's handlers get; a [`Reactor`] lends it
+//! ([`Reactor::core`], [`Reactor::core_mut`]).
 
 use std::any::Any;
 use std::fmt;
@@ -17,7 +18,8 @@ use crate::selector::{Events, Selector};
 use crate::{Event, Interest, Ready, Token, Trigger};
 
 /// The loop minus its sources: what every callback and source handler can
-/// reach. [`Reactor`] derefs to it, so these are the reactor's methods too.
+/// reach. A [`Reactor`] lends it through [`Reactor::core`] and
+/// [`Reactor::core_mut`], as mio's `Poll` lends its `Registry`.
 ///
 /// It holds the loop state `D` ([`data`](Core::data),
 /// [`data_mut`](Core::data_mut)): one value of the user's choosing that
@@ -142,10 +144,10 @@ impl<D: 'static> Core<D> {
     /// ```
     /// use std::time::Duration;
     /// let mut reactor = edgeloop::Reactor::new()?;
-    /// assert_eq!(reactor.next_timeout(), None); // nothing to wake up for
-    /// reactor.call_later(Duration::from_secs(60), |_| {});
-    /// assert!(reactor.next_timeout().unwrap() <= Duration::from_secs(60));
-    /// assert!(reactor.pollable_fd().is_some()); // epoll: nestable
+    /// assert_eq!(reactor.core_mut().next_timeout(), None); // nothing to wake up for
+    /// reactor.core_mut().call_later(Duration::from_secs(60), |_| {});
+    /// assert!(reactor.core_mut().next_timeout().unwrap() <= Duration::from_secs(60));
+    /// assert!(reactor.core().pollable_fd().is_some()); // epoll: nestable
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn next_timeout(&mut self) -> Option<Duration> {
@@ -192,17 +194,17 @@ impl<D: 'static> Core<D> {
     /// let mut reactor = Reactor::with_data(Vec::<u8>::new())?;
     /// let (ours, mut theirs) = UnixStream::pair()?;
     /// ours.set_nonblocking(true)?;
-    /// reactor.register(ours, Interest::READABLE, Trigger::Level, |r, stream, _event| {
+    /// reactor.core_mut().register(ours, Interest::READABLE, Trigger::Level, |r, stream, _event| {
     ///     let mut buf = [0; 64];
     ///     let n = stream.read(&mut buf).unwrap_or(0);
-    ///     r.data_mut().extend_from_slice(&buf[..n]); // the loop state, by &mut
-    ///     r.stop();
+    ///     r.core_mut().data_mut().extend_from_slice(&buf[..n]); // the loop state, by &mut
+    ///     r.core_mut().stop();
     ///     PostAction::Remove // done: deregister, then close the stream
     /// })?;
     /// theirs.write_all(b"hi")?;
     /// reactor.run()?;
-    /// assert_eq!(reactor.data(), b"hi");
-    /// assert_eq!(reactor.registrations(), 0);
+    /// assert_eq!(reactor.core().data(), b"hi");
+    /// assert_eq!(reactor.core().registrations(), 0);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
@@ -263,13 +265,13 @@ impl<D: 'static> Core<D> {
     /// use edgeloop::{Interest, PostAction, Reactor, Trigger};
     /// let mut reactor = Reactor::new()?;
     /// let (ours, _theirs) = std::os::unix::net::UnixStream::pair()?;
-    /// let token = reactor.register(ours, Interest::READABLE, Trigger::Level, |_, _, _| {
+    /// let token = reactor.core_mut().register(ours, Interest::READABLE, Trigger::Level, |_, _, _| {
     ///     PostAction::Continue
     /// })?;
-    /// reactor.modify(token, Interest::BOTH, Trigger::Edge)?;
-    /// assert_eq!(reactor.interest(token)?, Interest::BOTH);
-    /// reactor.deregister(token)?; // out of the kernel's list, then closed
-    /// assert!(reactor.modify(token, Interest::READABLE, Trigger::Level).is_err());
+    /// reactor.core_mut().modify(token, Interest::BOTH, Trigger::Edge)?;
+    /// assert_eq!(reactor.core().interest(token)?, Interest::BOTH);
+    /// reactor.core_mut().deregister(token)?; // out of the kernel's list, then closed
+    /// assert!(reactor.core_mut().modify(token, Interest::READABLE, Trigger::Level).is_err());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn modify(&mut self, token: Token, interest: Interest, trigger: Trigger) -> io::Result<()> {
@@ -418,11 +420,11 @@ impl<D: 'static> Core<D> {
     /// let mut reactor = Reactor::with_data(Vec::new())?;
     /// let (ours, mut theirs) = std::os::unix::net::UnixStream::pair()?;
     /// ours.set_nonblocking(true)?;
-    /// reactor.register(ours, Interest::READABLE, Trigger::Edge, |r, s, event| {
+    /// reactor.core_mut().register(ours, Interest::READABLE, Trigger::Edge, |r, s, event| {
     ///     let mut byte = [0; 1];
     ///     if let Ok(1) = s.read(&mut byte) {
-    ///         r.data_mut().push(byte[0]);
-    ///         r.requeue(event.token, Ready::READABLE);
+    ///         r.core_mut().data_mut().push(byte[0]);
+    ///         r.core_mut().requeue(event.token, Ready::READABLE);
     ///     }
     ///     PostAction::Continue
     /// })?;
@@ -430,7 +432,7 @@ impl<D: 'static> Core<D> {
     /// for _ in 0..4 {
     ///     reactor.run_once(Some(std::time::Duration::from_secs(1)))?;
     /// }
-    /// assert_eq!(reactor.data(), b"abc");
+    /// assert_eq!(reactor.core().data(), b"abc");
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn requeue(&mut self, token: Token, ready: Ready) {

@@ -12,7 +12,6 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -78,9 +77,11 @@ pub enum PanicPolicy {
 /// A single-threaded event loop with selectors-style callbacks, and loop
 /// state `D` that every callback reaches by `&mut`.
 ///
-/// It derefs to its [`Core`], where registering, timers, the clock and the
-/// loop state are. See the [crate documentation](crate) for the model and
-/// an example.
+/// A reactor is its [`Core`] (registering, timers, the clock, the loop
+/// state: [`core`](Reactor::core), [`core_mut`](Reactor::core_mut)) plus
+/// what only the loop's owner does: run it, install sources and reach
+/// them. Callbacks get the whole reactor. See the [crate
+/// documentation](crate) for the model and an example.
 pub struct Reactor<D = ()> {
     core: Core<D>,
     /// Indexed by owner byte; the first two are the plain registrations
@@ -114,7 +115,7 @@ impl Reactor<()> {
     /// use edgeloop::{Backend, Reactor};
     /// for backend in Backend::ALL.iter().copied() {
     ///     let reactor = Reactor::with_backend(backend)?;
-    ///     assert_eq!(reactor.backend(), backend.name());
+    ///     assert_eq!(reactor.core().backend(), backend.name());
     /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -190,6 +191,18 @@ impl<D: 'static> Reactor<D> {
         Ok(SourceId::new(owner))
     }
 
+    /// The core: registrations, timers, the clock, the loop state, stats.
+    #[inline]
+    pub fn core(&self) -> &Core<D> {
+        &self.core
+    }
+
+    /// The core, mutably: register, set timers, stop, reach the loop state.
+    #[inline]
+    pub fn core_mut(&mut self) -> &mut Core<D> {
+        &mut self.core
+    }
+
     /// The source `id` names.
     ///
     /// # Panics
@@ -254,7 +267,7 @@ impl<D: 'static> Reactor<D> {
     /// let mut reactor = edgeloop::Reactor::new()?;
     /// // Nothing registered: waits the timeout out and ran nothing.
     /// assert_eq!(reactor.run_once(Some(Duration::from_millis(1)))?, 0);
-    /// reactor.handle().post(|_| println!("posted"));
+    /// reactor.core().handle().post(|_| println!("posted"));
     /// assert_eq!(reactor.run_once(Some(Duration::ZERO))?, 1);
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -508,20 +521,6 @@ impl<D> Sources<D> {
     fn get(&self, owner: u8) -> Option<&dyn Source<D>> {
         let index = (owner as usize).wrapping_sub(FIRST_SOURCE as usize);
         self.0.get(index).map(|s| &**s)
-    }
-}
-
-impl<D> Deref for Reactor<D> {
-    type Target = Core<D>;
-
-    fn deref(&self) -> &Core<D> {
-        &self.core
-    }
-}
-
-impl<D> DerefMut for Reactor<D> {
-    fn deref_mut(&mut self) -> &mut Core<D> {
-        &mut self.core
     }
 }
 

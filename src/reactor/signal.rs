@@ -4,8 +4,7 @@
 
 use std::io;
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 
 use super::{PostAction, Reactor};
 use crate::sys;
@@ -23,12 +22,12 @@ use crate::{Interest, Token, Trigger};
 /// use edgeloop::{Reactor, Signal, on_signals};
 /// let mut reactor = Reactor::with_data(None)?;
 /// on_signals(&mut reactor, &[Signal::SIGUSR1], |r, signal| {
-///     *r.data_mut() = Some(signal);
-///     r.stop();
+///     *r.core_mut().data_mut() = Some(signal);
+///     r.core_mut().stop();
 /// })?;
 /// nix::sys::signal::raise(Signal::SIGUSR1)?; // queued on the signalfd
 /// reactor.run()?;
-/// assert_eq!(*reactor.data(), Some(Signal::SIGUSR1));
+/// assert_eq!(*reactor.core().data(), Some(Signal::SIGUSR1));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
@@ -42,21 +41,14 @@ pub fn on_signals<D: 'static, F>(
 where
     F: FnMut(&mut Reactor<D>, Signal) + 'static,
 {
-    let mut mask = SigSet::empty();
-    for signal in signals {
-        mask.add(*signal);
-    }
-    mask.thread_block()
-        .map_err(|e| sys::errno_error(e as i32, format_args!("blocking {signals:?}")))?;
-    let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| sys::errno_error(e as i32, "signalfd"))?;
-    reactor.register(fd, Interest::READABLE, Trigger::Level, move |r, fd, _| {
-        // Level-triggered: drain every pending signal, or the fd spins.
-        while let Ok(Some(info)) = fd.read_signal() {
-            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+    let fd = sys::Signals::new(signals)?;
+    reactor
+        .core_mut()
+        .register(fd, Interest::READABLE, Trigger::Level, move |r, fd, _| {
+            // Level-triggered: drain every pending signal, or the fd spins.
+            while let Some(signal) = fd.next() {
                 callback(r, signal);
             }
-        }
-        PostAction::Continue
-    })
+            PostAction::Continue
+        })
 }

@@ -36,9 +36,9 @@ impl Stats {
     ///
     /// ```
     /// let mut reactor = edgeloop::Reactor::new()?;
-    /// let before = *reactor.stats();
+    /// let before = *reactor.core().stats();
     /// reactor.run_once(Some(std::time::Duration::ZERO))?;
-    /// let turn = reactor.stats().since(&before);
+    /// let turn = reactor.core().stats().since(&before);
     /// assert_eq!((turn.waits, turn.dispatched), (1, 0));
     /// # Ok::<(), std::io::Error>(())
     /// ```

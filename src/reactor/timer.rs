@@ -282,12 +282,12 @@ impl<D: 'static> Core<D> {
     /// ```
     /// use std::time::Duration;
     /// let mut reactor = edgeloop::Reactor::with_data(0)?;
-    /// reactor.call_later(Duration::from_millis(5), |r| {
-    ///     *r.data_mut() += 1;
-    ///     r.stop();
+    /// reactor.core_mut().call_later(Duration::from_millis(5), |r| {
+    ///     *r.core_mut().data_mut() += 1;
+    ///     r.core_mut().stop();
     /// });
     /// reactor.run()?;
-    /// assert_eq!(*reactor.data(), 1);
+    /// assert_eq!(*reactor.core().data(), 1);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn call_later(
@@ -305,15 +305,15 @@ impl<D: 'static> Core<D> {
     /// ```
     /// use std::time::Duration;
     /// let mut reactor = edgeloop::Reactor::with_data(0)?;
-    /// let tick = reactor.call_every(Duration::from_millis(1), |r| {
-    ///     *r.data_mut() += 1;
-    ///     if *r.data() == 3 {
-    ///         r.stop();
+    /// let tick = reactor.core_mut().call_every(Duration::from_millis(1), |r| {
+    ///     *r.core_mut().data_mut() += 1;
+    ///     if *r.core().data() == 3 {
+    ///         r.core_mut().stop();
     ///     }
     /// });
     /// reactor.run()?;
-    /// assert!(reactor.cancel(tick));
-    /// assert_eq!((*reactor.data(), reactor.timers()), (3, 0));
+    /// assert!(reactor.core_mut().cancel(tick));
+    /// assert_eq!((*reactor.core().data(), reactor.core().timers()), (3, 0));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn call_every(

@@ -15,9 +15,6 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nix::errno::Errno;
-use nix::sys::eventfd::{EfdFlags, EventFd};
-
 use super::Reactor;
 use crate::sys;
 
@@ -27,7 +24,7 @@ pub(crate) type Posted<D> = Box<dyn FnOnce(&mut Reactor<D>) + Send>;
 /// What a reactor and its handles share: the eventfd, the stop flag and the
 /// posted closures.
 pub(crate) struct Mailbox<D> {
-    eventfd: EventFd,
+    eventfd: sys::Counter,
     pending: AtomicBool,
     stop: AtomicBool,
     queue: Mutex<Vec<Posted<D>>>,
@@ -35,8 +32,7 @@ pub(crate) struct Mailbox<D> {
 
 impl<D> Mailbox<D> {
     pub(crate) fn new() -> io::Result<Arc<Mailbox<D>>> {
-        let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| sys::errno_error(e as i32, "eventfd"))?;
+        let eventfd = sys::Counter::new("the reactor's waker")?;
         Ok(Arc::new(Mailbox {
             eventfd,
             pending: AtomicBool::new(false),
@@ -45,7 +41,7 @@ impl<D> Mailbox<D> {
         }))
     }
 
-    pub(crate) fn eventfd(&self) -> &EventFd {
+    pub(crate) fn eventfd(&self) -> &sys::Counter {
         &self.eventfd
     }
 
@@ -53,9 +49,8 @@ impl<D> Mailbox<D> {
         if !self.pending.swap(true, Ordering::AcqRel) {
             // EAGAIN means the counter is about to overflow: the loop has a
             // wakeup waiting already, which is all we need.
-            match self.eventfd.write(1) {
-                Ok(_) | Err(Errno::EAGAIN) => {}
-                Err(e) => log::error!("edgeloop: waking the loop failed: {e}"),
+            if let Err(e) = self.eventfd.add_one() {
+                log::error!("edgeloop: waking the loop failed: {e}");
             }
         }
     }
@@ -66,7 +61,7 @@ impl<D> Mailbox<D> {
     /// allocate).
     pub(crate) fn take_posted(&self, into: &mut Vec<Posted<D>>) {
         // Order matters: drain, then clear `pending`, then take the queue.
-        let _ = self.eventfd.read();
+        self.eventfd.drain();
         self.pending.store(false, Ordering::Release);
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *queue, into);
@@ -92,7 +87,7 @@ impl<D> Mailbox<D> {
 /// use std::sync::Arc;
 ///
 /// let mut reactor = Reactor::new()?;
-/// let handle = reactor.handle();
+/// let handle = reactor.core().handle();
 /// let ran = Arc::new(AtomicUsize::new(0));
 /// let counter = ran.clone();
 /// let worker = std::thread::spawn(move || {
@@ -170,12 +165,12 @@ mod tests {
             shared.wake();
         }
         // The counter holds the number of writes: one.
-        assert_eq!(shared.eventfd.read().unwrap(), 1);
+        assert_eq!(shared.eventfd.drain(), 1);
         let mut posted = Vec::new();
         shared.take_posted(&mut posted);
         shared.wake();
         assert_eq!(
-            shared.eventfd.read().unwrap(),
+            shared.eventfd.drain(),
             1,
             "the gate reopens after the loop drains"
         );

@@ -177,10 +177,10 @@ impl fmt::Debug for Interest {
 /// ```
 /// use edgeloop::{Backend, Reactor, Trigger};
 /// // Edge and oneshot need epoll; poll and select are level-triggered.
-/// assert!(Reactor::new()?.check_trigger(Trigger::Edge).is_ok());
+/// assert!(Reactor::new()?.core().check_trigger(Trigger::Edge).is_ok());
 /// let poll = Reactor::with_backend(Backend::Poll)?;
-/// assert!(poll.check_trigger(Trigger::Edge).is_err());
-/// assert!(poll.check_trigger(Trigger::Level).is_ok());
+/// assert!(poll.core().check_trigger(Trigger::Edge).is_err());
+/// assert!(poll.core().check_trigger(Trigger::Level).is_ok());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 /// How readiness is reported for one registration.

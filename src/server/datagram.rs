@@ -247,7 +247,7 @@ impl<H: DatagramHandler> Socket<H> {
             }
         }
         if self.options.trigger == Trigger::Edge {
-            reactor.requeue(token, crate::Ready::READABLE);
+            reactor.core_mut().requeue(token, crate::Ready::READABLE);
         }
     }
 }
@@ -346,11 +346,13 @@ impl<H: DatagramHandler> DatagramServer<H> {
             options,
             handled: handled.clone(),
         };
-        reactor.register(socket, Interest::READABLE, trigger, |r, socket, event| {
-            socket.on_readable(r, event.token);
-            PostAction::Continue
-        })?;
-        let shutdown = ShutdownHandle::new(reactor.handle());
+        reactor
+            .core_mut()
+            .register(socket, Interest::READABLE, trigger, |r, socket, event| {
+                socket.on_readable(r, event.token);
+                PostAction::Continue
+            })?;
+        let shutdown = ShutdownHandle::new(reactor.core().handle());
         Ok(DatagramServer {
             reactor,
             handler,

@@ -33,8 +33,6 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
-
 use super::spawn_with_signals_blocked;
 use crate::conn::{CloseReason, Conn, ConnId, Connections, Handler};
 use crate::{Core, Interest, PostAction, Reactor, SourceId, Token, Trigger};
@@ -80,7 +78,7 @@ struct Done {
 /// What finished work the loop has not collected yet, and how to wake it.
 struct Finished {
     done: Mutex<Vec<Done>>,
-    notify: EventFd,
+    notify: crate::sys::Counter,
 }
 
 /// The reactor's share of [`Finished`]: registering it keeps the eventfd
@@ -180,8 +178,7 @@ impl<B: Blocking> Pooled<B> {
     /// # Errors
     /// If the eventfd or a thread cannot be created.
     pub fn new(blocking: B, threads: usize, capacity: usize) -> io::Result<Pooled<B>> {
-        let notify = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| crate::sys::errno_error(e as i32, "eventfd for the pool"))?;
+        let notify = crate::sys::Counter::new("the pool")?;
         let finished = Arc::new(Finished {
             done: Mutex::new(Vec::new()),
             notify,
@@ -316,7 +313,7 @@ fn work<B: Blocking>(jobs: &Mutex<Receiver<Job>>, finished: &Finished, blocking:
                 seq: job.seq,
                 reply,
             });
-        let _ = finished.notify.write(1);
+        let _ = finished.notify.add_one();
     }
 }
 
@@ -381,13 +378,13 @@ pub fn attach_pool<B: Blocking>(
 ) -> io::Result<Token> {
     let notify = Notify(reactor.source(set).handler().finished.clone());
     let mut batch = Vec::new();
-    reactor.register(
+    reactor.core_mut().register(
         notify,
         Interest::READABLE,
         Trigger::Level,
         move |r, notify, _| {
             let finished = &notify.0;
-            let _ = finished.notify.read();
+            finished.notify.drain();
             std::mem::swap(
                 &mut *finished.done.lock().unwrap_or_else(|p| p.into_inner()),
                 &mut batch,

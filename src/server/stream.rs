@@ -134,14 +134,14 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
         handler: H,
         options: ServerOptions,
     ) -> io::Result<StreamServer<H, D>> {
-        reactor.set_panic_policy(options.panic_policy);
+        reactor.core_mut().set_panic_policy(options.panic_policy);
         // A trigger the backend cannot deliver is refused here, naming the
         // option, rather than found out connection by connection.
         for (option, trigger) in [
             ("conn.trigger", options.conn.trigger),
             ("accept.trigger", options.accept.trigger),
         ] {
-            reactor.check_trigger(trigger).map_err(|e| {
+            reactor.core().check_trigger(trigger).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("ServerOptions.{option} is {trigger:?}, which {e}"),
@@ -155,7 +155,7 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
         };
         let (set, core) = reactor.source_mut(connections);
         let token = set.listen(core, listener, accept)?;
-        let shutdown = ShutdownHandle::new(reactor.handle());
+        let shutdown = ShutdownHandle::new(reactor.core().handle());
         Ok(StreamServer {
             reactor,
             connections,

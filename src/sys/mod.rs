@@ -2,10 +2,20 @@
 //! module, each with a `// SAFETY:` line, and every error built from a
 //! syscall keeps its errno.
 //!
+//! The rule for who calls the kernel:
+//! - The selectors, the reactor and the connection layer make no syscall
+//!   of their own: every call they make is a function or type of this
+//!   module (the hot path here, the rest in `socket` and `notify`).
+//! - The server layer (`server/`: listening sockets, datagrams, Unix
+//!   paths, worker processes, signal masks) calls nix's safe API itself.
+//!   Its calls are setup, not the loop's work, only that layer makes them,
+//!   and they are safe; keeping them beside the code that explains them
+//!   reads better than a wrapper each here. The one it cannot make safely,
+//!   `fork`, is here (`process`, built with the `server` feature).
+//!
 //! The hot path (recv, send, sendmsg, epoll_wait) calls libc directly:
-//! nix's wrappers cost about 15 user instructions a call in conversions
-//! the loop does not need. Everything else uses nix's safe API where it has
-//! one.
+//! nix's wrappers add conversions the loop does not need on every call.
+//! Everything else uses nix's safe API where it has one.
 
 use std::fmt;
 use std::io;
@@ -14,9 +24,19 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::libc;
 
 mod error;
+mod notify;
+#[cfg(feature = "server")]
+mod process;
+mod socket;
 
 pub use error::os_error;
 pub(crate) use error::{context, errno_error, errno_error_hint};
+pub(crate) use notify::{Counter, Signals};
+#[cfg(feature = "server")]
+pub(crate) use process::fork;
+pub(crate) use socket::{
+    Family, bind_source, connect, connect_unix, shutdown_write, stream_socket, take_error,
+};
 
 /// The result of a raw call: the value, or the errno.
 pub(crate) type SysResult<T> = Result<T, i32>;
@@ -251,40 +271,4 @@ pub(crate) fn fork_generation() -> u64 {
 #[inline(always)]
 pub(crate) fn forked_since(generation: u64) -> bool {
     FORKS.load(std::sync::atomic::Ordering::Relaxed) != generation
-}
-
-/// The number of threads of this process (`Threads:` in /proc/self/status).
-pub(crate) fn threads() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
-}
-
-/// `fork(2)`, refused unless this process has exactly one thread: a child
-/// of a multi-threaded process may only call async-signal-safe functions
-/// (another thread may have held the allocator's lock), and a server child
-/// allocates. Returns the child's pid in the parent, `None` in the child.
-pub(crate) fn fork() -> io::Result<Option<nix::unistd::Pid>> {
-    let n = threads()?;
-    if n != 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "edgeloop: fork refused: this process has {n} threads, and a child of a \
-                 multi-threaded process must not allocate; fork before starting any thread"
-            ),
-        ));
-    }
-    // SAFETY: the process has a single thread (checked just above, and no
-    // thread can start in between: only this thread could start one), so
-    // the child inherits no lock held by another thread and may run any
-    // code.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child)),
-        Ok(nix::unistd::ForkResult::Child) => Ok(None),
-        Err(e) => Err(errno_error(e as i32, "fork")),
-    }
 }

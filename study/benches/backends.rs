@@ -47,6 +47,7 @@ fn register(c: &mut Criterion) {
             b.iter(|| {
                 let t = fixture
                     .reactor
+                    .core_mut()
                     .register(
                         probe.clone(),
                         Interest::READABLE,
@@ -54,7 +55,7 @@ fn register(c: &mut Criterion) {
                         |_, _, _| PostAction::Continue,
                     )
                     .unwrap();
-                fixture.reactor.deregister(t).unwrap();
+                fixture.reactor.core_mut().deregister(t).unwrap();
             })
         });
     }

@@ -42,7 +42,10 @@ fn start(model: &str, args: &[&str]) -> Option<Server> {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").map(str::to_string);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .map(str::to_string);
     let server = Server {
         child,
         addr: addr.clone().unwrap_or_default(),
@@ -158,10 +161,7 @@ fn the_io_uring_server_echoes_every_byte_with_few_syscalls() {
 /// tests).
 #[test]
 fn posix_aio_on_a_socket_runs_on_a_helper_thread() {
-    let out = Command::new(MODELS)
-        .arg("aio-threads")
-        .output()
-        .unwrap();
+    let out = Command::new(MODELS).arg("aio-threads").output().unwrap();
     assert!(out.status.success());
     let out = String::from_utf8(out.stdout).unwrap();
     let (before, during) = out.trim().split_once(' ').unwrap();

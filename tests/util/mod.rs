@@ -19,7 +19,7 @@ pub const BACKENDS: [Backend; 3] = [Backend::Epoll, Backend::Poll, Backend::Sele
 /// removing the registration (the default `Isolate` policy's job).
 pub fn reactor(backend: Backend) -> Reactor {
     let mut reactor = Reactor::with_backend(backend).unwrap();
-    reactor.set_panic_policy(PanicPolicy::Propagate);
+    reactor.core_mut().set_panic_policy(PanicPolicy::Propagate);
     reactor
 }
 

@@ -77,7 +77,7 @@ pub fn start_with_policy<H: Handler>(
         .unwrap();
         server.serve_forever().unwrap();
         (
-            *server.reactor().stats(),
+            *server.reactor().core().stats(),
             *server.stats(),
             server.connections().len(),
         )

@@ -172,7 +172,7 @@ fn echo_workload(
     server.serve_forever()?;
     clients.join().expect("clients")?;
     Ok((
-        *server.reactor().stats(),
+        *server.reactor().core().stats(),
         *server.stats(),
         (connections * messages) as u64,
     ))

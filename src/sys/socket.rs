@@ -1,0 +1,87 @@
+//! The socket calls of the connection layer beyond the hot path: a
+//! non-blocking stream socket for an outbound connection, binding it to a
+//! source address, connecting, the pending error, and shutting the write
+//! side down.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{
+    self, AddressFamily, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt, sockopt,
+};
+
+use super::{SysResult, errno_error};
+
+/// The address families of an outbound stream connection.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Family {
+    Ipv4,
+    Ipv6,
+    Unix,
+}
+
+/// `socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)`.
+pub(crate) fn stream_socket(family: Family) -> io::Result<OwnedFd> {
+    let family = match family {
+        Family::Ipv4 => AddressFamily::Inet,
+        Family::Ipv6 => AddressFamily::Inet6,
+        Family::Unix => AddressFamily::Unix,
+    };
+    socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| errno_error(e as i32, "socket for an outbound connection"))
+}
+
+/// Binds `fd` to `ip` with the port left to `connect`
+/// (`IP_BIND_ADDRESS_NO_PORT`: the port is chosen per destination, so one
+/// source address serves the whole ephemeral range to each).
+pub(crate) fn bind_source(fd: BorrowedFd<'_>, ip: IpAddr, target: SocketAddr) -> io::Result<()> {
+    setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)
+        .map_err(|e| errno_error(e as i32, format_args!("IP_BIND_ADDRESS_NO_PORT for {ip}")))?;
+    let local = SockaddrStorage::from(SocketAddr::new(ip, 0));
+    socket::bind(fd.as_raw_fd(), &local)
+        .map_err(|e| errno_error(e as i32, format_args!("bind {ip} to connect to {target}")))
+}
+
+/// `connect(fd, addr)`; the errno on failure (`EINPROGRESS` for a
+/// non-blocking socket on its way).
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> SysResult<()> {
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| e as i32)
+}
+
+/// `connect(fd, path)` for a Unix stream socket; the errno on failure.
+///
+/// # Errors
+/// A path too long for `sun_path` is refused before any call.
+pub(crate) fn connect_unix(fd: BorrowedFd<'_>, path: &Path) -> io::Result<SysResult<()>> {
+    let addr = UnixAddr::new(path)
+        .map_err(|e| errno_error(e as i32, format_args!("unix address {}", path.display())))?;
+    Ok(socket::connect(fd.as_raw_fd(), &addr).map_err(|e| e as i32))
+}
+
+/// The socket's pending error (`SO_ERROR`, which reading clears): 0 if
+/// none.
+pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    socket::getsockopt(&fd, sockopt::SocketError).map_err(|e| {
+        errno_error(
+            e as i32,
+            format_args!("getsockopt(SO_ERROR) on fd {}", fd.as_raw_fd()),
+        )
+    })
+}
+
+/// `shutdown(fd, SHUT_WR)`: our FIN goes out after what the socket holds.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write).map_err(|e| {
+        errno_error(
+            e as i32,
+            format_args!("shutdown(SHUT_WR) on fd {}", fd.as_raw_fd()),
+        )
+    })
+}
