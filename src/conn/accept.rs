@@ -12,14 +12,15 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::libc;
 
-use super::Handler;
+use slab::Slab;
+
+use super::ConnStats;
 use super::key::Key;
-use super::set::Connections;
 use super::table::TIMER_ACCEPT;
 use crate::sys;
 use crate::{Core, Interest, Ready, Token, Trigger};
@@ -138,26 +139,23 @@ impl ListenerId {
     }
 }
 
-pub(super) struct Listener {
-    pub(super) fd: OwnedFd,
-    /// The generation of the listener's token.
-    generation: u32,
+struct Listener {
+    fd: OwnedFd,
+    /// The listener's token: its set's owner byte, its slot, its
+    /// generation. An id names this listener only if it carries all three.
+    token: Token,
     reserve: Option<File>,
-    pub(super) options: AcceptOptions,
+    options: AcceptOptions,
     last_log: Option<Instant>,
     /// Out of the kernel's interest list until the pause timer fires.
-    pub(super) paused: bool,
+    paused: bool,
 }
 
 impl Listener {
-    pub(super) fn new(
-        fd: OwnedFd,
-        options: AcceptOptions,
-        generation: u32,
-    ) -> io::Result<Listener> {
+    fn new(fd: OwnedFd, options: AcceptOptions, token: Token) -> io::Result<Listener> {
         Ok(Listener {
             fd,
-            generation,
+            token,
             reserve: Some(open_reserve()?),
             options,
             last_log: None,
@@ -198,98 +196,181 @@ fn open_reserve() -> io::Result<File> {
         .map_err(|e| sys::context(e, "opening the reserve fd"))
 }
 
-impl<H: Handler<D>, D: 'static> Connections<H, D> {
+/// A set's listeners, each named by a [`ListenerId`] with a generation,
+/// and their accept path.
+#[derive(Default)]
+pub(super) struct Listeners {
+    slots: Slab<Listener>,
+    /// The generation of the latest listener (24 bits, as a token holds).
+    generation: u32,
+}
+
+impl Listeners {
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The slot of the listener `token` names, if it is still there.
-    pub(super) fn listener_key(&self, token: Token) -> Option<usize> {
+    fn key(&self, token: Token) -> Option<usize> {
         let Key::Listener(key) = Key::of(token) else {
             return None;
         };
-        let listener = self.listeners.get(key)?;
-        (token.owner() == self.table.owner && token.generation() == listener.generation)
-            .then_some(key)
+        (self.slots.get(key)?.token == token).then_some(key)
     }
 
-    /// The listener in slot `key` (named by `token`) is readable: accept a
-    /// batch. Cold: one accept per connection, against many messages.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn accept(&mut self, core: &mut Core<D>, key: usize, token: Token) -> bool {
-        let Some(listener) = self.listeners.get_mut(key) else {
+    /// Registers `fd` (made non-blocking) as a listener of the set whose
+    /// tokens carry `owner`.
+    pub(super) fn add<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        owner: u8,
+        fd: OwnedFd,
+        options: AcceptOptions,
+    ) -> io::Result<ListenerId> {
+        let key = self.slots.vacant_key();
+        self.generation = (self.generation + 1) & 0xff_ffff;
+        let token = Key::Listener(key).token(owner, self.generation);
+        sys::set_nonblocking(fd.as_fd(), "the listener")?;
+        let entry = Listener::new(fd, options, token)?;
+        core.set_interest(
+            entry.fd.as_fd(),
+            token,
+            Interest::NONE,
+            options.interest(),
+            options.trigger,
+        )?;
+        self.slots.insert(entry);
+        Ok(ListenerId(token))
+    }
+
+    /// Takes the listener `id` out of the kernel's interest list and closes
+    /// it; false if it is gone.
+    pub(super) fn remove<D: 'static>(&mut self, core: &mut Core<D>, id: ListenerId) -> bool {
+        let Some(key) = self.key(id.0) else {
             return false;
         };
-        if listener.generation != token.generation() {
-            return false; // an event for a listener since closed
+        let listener = self.slots.remove(key);
+        let interest = if listener.paused {
+            Interest::NONE
+        } else {
+            listener.options.interest()
+        };
+        let trigger = listener.options.trigger;
+        if let Err(e) =
+            core.set_interest(listener.fd.as_fd(), id.0, interest, Interest::NONE, trigger)
+        {
+            log::debug!("unlisten {:?}: {e}", id.0);
         }
+        true
+    }
+
+    /// The listener's fd (to learn its address).
+    pub(super) fn fd(&self, id: ListenerId) -> Option<BorrowedFd<'_>> {
+        let key = self.key(id.0)?;
+        Some(self.slots[key].fd.as_fd())
+    }
+
+    /// The listener `token` names is readable: accepts a batch into
+    /// `accepted`, and returns the listener's options for them (`None`
+    /// for a stale token). Cold: one accept per connection, against many
+    /// messages.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn accept<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        token: Token,
+        stats: &mut ConnStats,
+        accepted: &mut Vec<OwnedFd>,
+    ) -> Option<AcceptOptions> {
+        let key = self.key(token)?; // none: an event for a listener since closed
+        let listener = &mut self.slots[key];
         if listener.reserve.is_none() {
             // Lost at the fd limit (another thread took the slot it freed):
             // take it back as soon as there is room, or it is gone for good.
             listener.reserve = open_reserve().ok();
         }
         let options = listener.options;
-        let mut accepted = 0;
-        let mut out_of_fds = None;
-        let accepting = FD_SLOTS.read().unwrap_or_else(|p| p.into_inner());
-        while accepted < options.batch {
-            let listener = &mut self.listeners[key];
+        match self.accept_batch(key, stats, accepted) {
+            BatchEnd::Drained => {}
+            BatchEnd::Full => {
+                if options.trigger == Trigger::Edge {
+                    core.requeue(token, Ready::READABLE);
+                }
+            }
+            BatchEnd::OutOfFds(e) => {
+                stats.accept_errors += 1;
+                let listener = &mut self.slots[key];
+                let shed = {
+                    let _shedding = FD_SLOTS.write().unwrap_or_else(|p| p.into_inner());
+                    listener.shed()
+                };
+                let fd = listener.fd.as_raw_fd();
+                listener.log(format_args!(
+                    "accept on fd {fd}: {}; closed {shed} waiting connection(s) to stay responsive",
+                    io::Error::from_raw_os_error(e)
+                ));
+                if listener.reserve.is_none() {
+                    self.pause(core, token);
+                }
+            }
+        }
+        Some(options)
+    }
+
+    /// Up to a batch of `accept4` calls on the listener in slot `key`, the
+    /// connections into `into`.
+    fn accept_batch(
+        &mut self,
+        key: usize,
+        stats: &mut ConnStats,
+        into: &mut Vec<OwnedFd>,
+    ) -> BatchEnd {
+        let listener = &mut self.slots[key];
+        let _accepting = FD_SLOTS.read().unwrap_or_else(|p| p.into_inner());
+        let mut taken = 0;
+        while taken < listener.options.batch {
             match sys::accept(listener.fd.as_fd()) {
                 Ok(conn) => {
-                    accepted += 1;
-                    self.accepted(core, conn, &options);
+                    taken += 1;
+                    into.push(conn);
                 }
-                Err(libc::EAGAIN) => return true,
+                Err(libc::EAGAIN) => return BatchEnd::Drained,
                 Err(libc::EINTR) => {}
-                Err(e @ (libc::EMFILE | libc::ENFILE)) => {
-                    out_of_fds = Some(e);
-                    break;
-                }
+                Err(e @ (libc::EMFILE | libc::ENFILE)) => return BatchEnd::OutOfFds(e),
                 Err(e) => {
                     // ECONNABORTED, EPROTO, EPERM (firewall), ENOBUFS, ENOMEM:
                     // about one connection or a passing shortage, never a
                     // reason to stop listening.
-                    self.table.stats.accept_errors += 1;
+                    stats.accept_errors += 1;
                     let fd = listener.fd.as_raw_fd();
                     listener.log(format_args!(
                         "accept on fd {fd}: {} (the listener keeps going)",
                         io::Error::from_raw_os_error(e)
                     ));
-                    accepted += 1;
+                    taken += 1;
                 }
             }
         }
-        drop(accepting);
-        if let Some(e) = out_of_fds {
-            self.table.stats.accept_errors += 1;
-            let listener = &mut self.listeners[key];
-            let shed = {
-                let _shedding = FD_SLOTS.write().unwrap_or_else(|p| p.into_inner());
-                listener.shed()
-            };
-            let fd = listener.fd.as_raw_fd();
-            listener.log(format_args!(
-                "accept on fd {fd}: {}; closed {shed} waiting connection(s) to stay responsive",
-                io::Error::from_raw_os_error(e)
-            ));
-            if listener.reserve.is_none() {
-                self.pause_accepting(core, token);
-            }
-            return true;
-        }
-        if options.trigger == Trigger::Edge {
-            core.requeue(token, Ready::READABLE);
-        }
-        true
+        BatchEnd::Full
     }
 
     /// The reserve could not be reopened: stop accepting for a while.
-    fn pause_accepting(&mut self, core: &mut Core<D>, token: Token) {
-        let Some(key) = self.listener_key(token) else {
+    fn pause<D: 'static>(&mut self, core: &mut Core<D>, token: Token) {
+        let Some(key) = self.key(token) else {
             return;
         };
-        let listener = &mut self.listeners[key];
-        let (trigger, options) = (listener.options.trigger, listener.options);
+        let listener = &mut self.slots[key];
+        let options = listener.options;
         let fd = listener.fd.as_fd();
         if core
-            .set_interest(fd, token, options.interest(), Interest::NONE, trigger)
+            .set_interest(
+                fd,
+                token,
+                options.interest(),
+                Interest::NONE,
+                options.trigger,
+            )
             .is_ok()
         {
             listener.paused = true;
@@ -298,21 +379,37 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         listener.reserve = open_reserve().ok();
     }
 
-    /// The pause is over.
-    pub(super) fn resume_accepting(&mut self, core: &mut Core<D>, token: Token) {
-        let Some(key) = self.listener_key(token) else {
+    /// The pause timer of the listener `token` names fired.
+    pub(super) fn resume<D: 'static>(&mut self, core: &mut Core<D>, token: Token) {
+        let Some(key) = self.key(token) else {
             return;
         };
-        let listener = &mut self.listeners[key];
+        let listener = &mut self.slots[key];
         if listener.paused {
-            let (trigger, options) = (listener.options.trigger, listener.options);
+            let options = listener.options;
             let fd = listener.fd.as_fd();
             if core
-                .set_interest(fd, token, Interest::NONE, options.interest(), trigger)
+                .set_interest(
+                    fd,
+                    token,
+                    Interest::NONE,
+                    options.interest(),
+                    options.trigger,
+                )
                 .is_ok()
             {
                 listener.paused = false;
             }
         }
     }
+}
+
+/// How a batch of accepts ended.
+enum BatchEnd {
+    /// `EAGAIN`: nobody is waiting.
+    Drained,
+    /// The batch is full; more may be waiting.
+    Full,
+    /// `EMFILE` or `ENFILE`.
+    OutOfFds(i32),
 }

@@ -93,8 +93,10 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     ///
     /// The set calls this from one place only, so with the handler and
     /// the set in one codegen unit (`codegen-units = 1`, or LTO, in the
-    /// release profile) the compiler inlines it there: no `#[inline]` is
-    /// needed on the handler.
+    /// release profile) the compiler inlines it there: a handler in a
+    /// binary crate needs no `#[inline]`. One in a library crate does:
+    /// the library exports its trait impls, and the compiler keeps an
+    /// exported function out of line.
     fn on_data(&mut self, conn: &mut Conn<'_, Self, D>, data: &[u8]);
 
     /// The peer shut down its write side. The default closes the connection

@@ -4,12 +4,15 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
 
 use nix::libc;
-use slab::Slab;
 
-use super::accept::{AcceptOptions, Listener, ListenerId};
+use super::accept::{AcceptOptions, ListenerId, Listeners};
+use super::connect::{self, ConnectOptions, Outcome, Started};
 use super::key::Key;
 use super::state::{Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_CONNECT, TIMER_SWEEP, Table};
@@ -59,9 +62,9 @@ use crate::{Batch, Core, Event, Interest, Ready, Source, Token, Trigger};
 pub struct Connections<H: Handler<D>, D: 'static = ()> {
     handler: H,
     pub(super) table: Table<H::Session>,
-    pub(super) listeners: Slab<Listener>,
-    /// The generation of the newest listener's id.
-    listener_generation: u32,
+    listeners: Listeners,
+    /// The fds a batch of accepts took, kept to reuse its allocation.
+    accepted: Vec<OwnedFd>,
     /// Where every read lands: `read_chunk` bytes, shared by all the
     /// connections of the set (an idle connection owns no buffer).
     scratch: Box<[u8]>,
@@ -89,8 +92,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         Ok(Connections {
             handler,
             table: Table::new(options),
-            listeners: Slab::new(),
-            listener_generation: 0,
+            listeners: Listeners::default(),
+            accepted: Vec::new(),
             scratch,
             _data: PhantomData,
         })
@@ -429,10 +432,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
         match tag {
             TIMER_SWEEP => self.table.sweep(core),
-            TIMER_ACCEPT => return self.resume_accepting(core, token),
+            TIMER_ACCEPT => return self.listeners.resume(core, token),
             TIMER_CONNECT => {
                 if let Some(key) = self.table.live(ConnId(token)) {
-                    self.connect_timed_out(key);
+                    self.table.connect_timed_out(key);
                 }
             }
             _ => {}
@@ -457,13 +460,30 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         match Key::of(token) {
             Key::Conn(_) => self.on_event(core, token, ready),
-            Key::Listener(key) => self.accept(core, key, token),
+            Key::Listener(_) => self.accept(core, token),
         }
+    }
+
+    /// A listener is readable: accept a batch into the set.
+    #[cold]
+    #[inline(never)]
+    fn accept(&mut self, core: &mut Core<D>, token: Token) -> bool {
+        let mut accepted = std::mem::take(&mut self.accepted);
+        let options = self
+            .listeners
+            .accept(core, token, &mut self.table.stats, &mut accepted);
+        if let Some(options) = &options {
+            for fd in accepted.drain(..) {
+                self.accepted(core, fd, options);
+            }
+        }
+        self.accepted = accepted;
+        options.is_some()
     }
 
     /// An accepted connection: attached, turned away at the cap, or let in
     /// in place of the longest-idle one.
-    pub(super) fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, options: &AcceptOptions) {
+    fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, options: &AcceptOptions) {
         self.table.stats.accepts += 1;
         let at_cap = self.len() >= options.max_connections;
         if at_cap && !(options.evict_idle && self.evict_longest_idle(core)) {
@@ -479,26 +499,88 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Closes the open connection quiet for longest; false if there is none.
     #[cold]
     fn evict_longest_idle(&mut self, core: &mut Core<D>) -> bool {
-        self.table.tick(core);
-        let now = self.table.now;
-        let oldest = self
-            .table
-            .slots
-            .iter()
-            .filter(|(_, c)| c.state.phase != Phase::Doomed)
-            .max_by_key(|(_, c)| now.since(c.stamp))
-            .map(|(key, _)| key);
-        let Some(key) = oldest else {
+        if !self.table.evict_longest_idle(core) {
             return false;
-        };
-        log::debug!(
-            "at the cap: evicting {:?}, idle longest",
-            self.table.id(key)
-        );
-        self.table.stats.evicted += 1;
-        self.table.doom(key, CloseReason::Aborted);
+        }
         self.finish_closes(core);
         true
+    }
+
+    /// Opens a TCP connection to `addr` without blocking. Returns its id at
+    /// once; when it is established the handler's
+    /// [`on_open`](Handler::on_open) runs, as for an accepted connection,
+    /// and if it fails later (refused, unreachable, timed out)
+    /// [`on_connect_failed`](Handler::on_connect_failed) runs instead,
+    /// once. Writes made before it is established are queued.
+    ///
+    /// # Errors
+    /// What fails at once: the socket, the local bind (`AddrInUse` when
+    /// the source address has no port left), a connect refused before it
+    /// started, registering. No callback runs then.
+    pub fn connect(
+        &mut self,
+        core: &mut Core<D>,
+        addr: SocketAddr,
+        options: ConnectOptions,
+    ) -> io::Result<ConnId> {
+        let (fd, started) = connect::open_tcp(addr, &options)?;
+        self.connecting(core, fd, started, &addr, options.timeout)
+    }
+
+    /// Opens a Unix stream connection to `path`, as [`connect`](Connections::connect)
+    /// does for TCP (`local_ip` does not apply).
+    ///
+    /// # Errors
+    /// As [`connect`](Connections::connect); a path too long for
+    /// `sun_path`; `ConnectionRefused` if nobody listens there.
+    pub fn connect_unix(
+        &mut self,
+        core: &mut Core<D>,
+        path: &Path,
+        options: ConnectOptions,
+    ) -> io::Result<ConnId> {
+        let (fd, started) = connect::open_unix(path)?;
+        self.connecting(core, fd, started, &path.display(), options.timeout)
+    }
+
+    /// Adds a socket whose `connect` has started.
+    fn connecting(
+        &mut self,
+        core: &mut Core<D>,
+        fd: OwnedFd,
+        started: Started,
+        target: &dyn fmt::Display,
+        timeout: Option<Duration>,
+    ) -> io::Result<ConnId> {
+        match started {
+            Started::Connected => {
+                self.table.stats.connects += 1;
+                self.attach_nonblocking(core, fd)
+            }
+            Started::InProgress => {
+                let id = self.table.insert_connecting(core, fd, timeout)?;
+                log::debug!("connecting {id:?} to {target}");
+                Ok(id)
+            }
+        }
+    }
+
+    /// An event for a connection still connecting: established, failed, or
+    /// (a spurious wakeup) still in progress.
+    #[cold]
+    #[inline(never)]
+    fn finish_connect(&mut self, core: &mut Core<D>, key: usize, ready: Ready) {
+        match connect::outcome(self.table.get(key).fd.as_fd(), ready) {
+            Outcome::Pending => {}
+            Outcome::Failed(error) => self.table.doom(key, CloseReason::Error(error)),
+            Outcome::Established => {
+                self.table.established(core, key);
+                let id = self.table.id(key);
+                log::debug!("connected {id:?}");
+                self.opened(core, key);
+                self.table.after_connected(core, id);
+            }
+        }
     }
 
     /// Starts accepting connections on `listener` (a listening socket; it
@@ -518,56 +600,22 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         listener: OwnedFd,
         options: AcceptOptions,
     ) -> io::Result<ListenerId> {
-        let key = self.listeners.vacant_key();
-        self.listener_generation = (self.listener_generation + 1) & 0xff_ffff;
-        let generation = self.listener_generation;
-        let token = Key::Listener(key).token(self.table.owner, generation);
         if options.evict_idle {
             // Eviction picks by the last read: keep the stamp.
             self.table.plan.track_idle = true;
         }
-        sys::set_nonblocking(listener.as_fd(), "the listener")?;
-        let entry = Listener::new(listener, options, generation)?;
-        core.set_interest(
-            entry.fd.as_fd(),
-            token,
-            Interest::NONE,
-            options.interest(),
-            options.trigger,
-        )?;
-        self.listeners.insert(entry);
-        Ok(ListenerId(token))
+        self.listeners
+            .add(core, self.table.owner, listener, options)
     }
 
     /// Stops accepting on the listener `id` names and closes it; false if
     /// it is gone.
     pub fn unlisten(&mut self, core: &mut Core<D>, id: ListenerId) -> bool {
-        let Some(key) = self.listener_key(id.0) else {
-            return false;
-        };
-        let token = id.0;
-        let listener = self.listeners.remove(key);
-        let interest = if listener.paused {
-            Interest::NONE
-        } else {
-            listener.options.interest()
-        };
-        let trigger = listener.options.trigger;
-        if let Err(e) = core.set_interest(
-            listener.fd.as_fd(),
-            token,
-            interest,
-            Interest::NONE,
-            trigger,
-        ) {
-            log::debug!("unlisten {token:?}: {e}");
-        }
-        true
+        self.listeners.remove(core, id)
     }
 
     /// The listener's fd (to learn its address).
     pub fn listener_fd(&self, id: ListenerId) -> Option<BorrowedFd<'_>> {
-        let key = self.listener_key(id.0)?;
-        Some(self.listeners[key].fd.as_fd())
+        self.listeners.fd(id)
     }
 }

@@ -246,6 +246,85 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 
+    /// Registers a socket whose `connect` is under way: its completion is
+    /// a writable event (or HUP/ERR); `timeout` arms its connect timer.
+    pub(super) fn insert_connecting<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        fd: OwnedFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<ConnId> {
+        let interest = match self.options.trigger {
+            Trigger::Edge => Interest::BOTH,
+            _ => Interest::WRITABLE,
+        };
+        let key = self.insert(core, fd, interest, Phase::Connecting)?;
+        let token = self.token(key);
+        if let Some(timeout) = timeout {
+            core.source_timer(timeout, token, TIMER_CONNECT);
+        }
+        Ok(ConnId(token))
+    }
+
+    /// The connect of `key` completed: from here on it is like an accepted
+    /// connection (its handler's `on_open` comes next).
+    pub(super) fn established<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let state = &mut self.get_mut(key).state;
+        state.phase = match state.phase {
+            Phase::ConnectingThenShut => Phase::ShutAfterFlush,
+            _ => Phase::Open,
+        };
+        self.stats.connects += 1;
+        self.update_interest(core, key);
+        self.opened_stamp(core, key);
+    }
+
+    /// After `on_open` of a connection that was connecting: send what was
+    /// written while connecting, or carry out a shutdown asked meanwhile;
+    /// under Edge, look once for data that came with the connection (it
+    /// raised its edge before we read).
+    pub(super) fn after_connected<D: 'static>(&mut self, core: &mut Core<D>, id: ConnId) {
+        let Some(key) = self.live(id) else {
+            return;
+        };
+        if self.get(key).queued() > 0 {
+            self.flush(core, key);
+        } else {
+            self.after_flush(key);
+        }
+        if self.options.trigger == Trigger::Edge {
+            core.requeue(self.token(key), Ready::READABLE);
+        }
+    }
+
+    /// The connect timer of `key` fired: give up if it is still connecting.
+    pub(super) fn connect_timed_out(&mut self, key: usize) {
+        if self.get(key).state.phase.is_connecting() {
+            let error = io::Error::new(io::ErrorKind::TimedOut, "edgeloop: connect timed out");
+            self.doom(key, CloseReason::Error(error));
+        }
+    }
+
+    /// Dooms the connection quiet for longest (at the cap, to let a new
+    /// one in); false if there is none.
+    pub(super) fn evict_longest_idle<D: 'static>(&mut self, core: &mut Core<D>) -> bool {
+        self.tick(core);
+        let now = self.now;
+        let oldest = self
+            .slots
+            .iter()
+            .filter(|(_, c)| c.state.phase != Phase::Doomed)
+            .max_by_key(|(_, c)| now.since(c.stamp))
+            .map(|(key, _)| key);
+        let Some(key) = oldest else {
+            return false;
+        };
+        log::debug!("at the cap: evicting {:?}, idle longest", self.id(key));
+        self.stats.evicted += 1;
+        self.doom(key, CloseReason::Aborted);
+        true
+    }
+
     /// The socket's pending error as a close reason (after HUP or ERR).
     /// Why a connection that hung up while not reading is closed: the
     /// pending socket error if there is one; else a plain close if nothing
