@@ -9,7 +9,12 @@
 //! `NOT_FOUND`; `DEL <key>` → `DELETED` or `NOT_FOUND`; `STATS` →
 //! `STATS keys=<n> connections=<n> commands=<n>`; `QUIT` → `BYE`, then the
 //! connection closes; anything else → `ERROR <reason>`; a line over 64 KiB
-//! → `ERROR line too long`, then the connection closes.
+//! → `ERROR line too long`, then the connection closes. Keys and values
+//! are bytes (anything but space and newline in a key, anything but
+//! newline in a value), stored and returned as sent.
+//!
+//! One reactor holds the store: `--workers` and `--processes` above 1 are
+//! refused.
 //!
 //! What to look for: no `RefCell`, no thread-local, no lock. Replies to
 //! pipelined commands leave in one `send` per read (the connection layer
@@ -31,7 +36,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// The loop state: what every callback of the reactor reaches.
 #[derive(Default)]
 struct Store {
-    map: HashMap<String, String>,
+    map: HashMap<Vec<u8>, Vec<u8>>,
     commands: u64,
     connections: usize,
 }
@@ -57,10 +62,11 @@ impl Handler<Store> for Kv {
             if line.last() != Some(&b'\n') {
                 break; // the rest of this line comes in a later read
             }
-            let reply = execute(conn.data(), &line[..line.len() - 1]);
-            conn.write(reply.as_bytes());
+            let command = &line[..line.len() - 1];
+            let command = command.strip_suffix(b"\r").unwrap_or(command);
+            let quit = execute(conn, command);
             line.clear();
-            if reply == "BYE\n" {
+            if quit {
                 return conn.close();
             }
         }
@@ -72,35 +78,53 @@ impl Handler<Store> for Kv {
     }
 }
 
-fn execute(store: &mut Store, line: &[u8]) -> String {
+/// Runs one command and writes its reply; true for QUIT.
+fn execute(conn: &mut Conn<'_, Kv, Store>, line: &[u8]) -> bool {
+    let store = conn.data();
     store.commands += 1;
-    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
-    let mut words = line.splitn(3, ' ');
+    let mut words = line.splitn(3, |&b| b == b' ');
     match (words.next(), words.next(), words.next()) {
-        (Some("SET"), Some(key), Some(value)) => {
-            store.map.insert(key.to_string(), value.to_string());
-            "OK\n".into()
+        (Some(b"SET"), Some(key), Some(value)) => {
+            store.map.insert(key.to_vec(), value.to_vec());
+            conn.write(b"OK\n");
         }
-        (Some("GET"), Some(key), None) => match store.map.get(key) {
-            Some(value) => format!("VALUE {value}\n"),
-            None => "NOT_FOUND\n".into(),
+        (Some(b"GET"), Some(key), None) => match store.map.get(key) {
+            Some(value) => {
+                let mut reply = Vec::with_capacity(value.len() + 7);
+                reply.extend_from_slice(b"VALUE ");
+                reply.extend_from_slice(value);
+                reply.push(b'\n');
+                conn.write(&reply);
+            }
+            None => conn.write(b"NOT_FOUND\n"),
         },
-        (Some("DEL"), Some(key), None) => match store.map.remove(key) {
-            Some(_) => "DELETED\n".into(),
-            None => "NOT_FOUND\n".into(),
+        (Some(b"DEL"), Some(key), None) => match store.map.remove(key) {
+            Some(_) => conn.write(b"DELETED\n"),
+            None => conn.write(b"NOT_FOUND\n"),
         },
-        (Some("STATS"), None, None) => format!(
-            "STATS keys={} connections={} commands={}\n",
-            store.map.len(),
-            store.connections,
-            store.commands
-        ),
-        (Some("QUIT"), None, None) => "BYE\n".into(),
-        (Some(command @ ("SET" | "GET" | "DEL" | "STATS" | "QUIT")), ..) => {
-            format!("ERROR wrong arguments for {command}\n")
+        (Some(b"STATS"), None, None) => {
+            let reply = format!(
+                "STATS keys={} connections={} commands={}\n",
+                store.map.len(),
+                store.connections,
+                store.commands
+            );
+            conn.write(reply.as_bytes());
         }
-        _ => "ERROR unknown command\n".into(),
+        (Some(b"QUIT"), None, None) => {
+            conn.write(b"BYE\n");
+            return true;
+        }
+        (Some(command @ (b"SET" | b"GET" | b"DEL" | b"STATS" | b"QUIT")), ..) => {
+            let reply = format!(
+                "ERROR wrong arguments for {}\n",
+                String::from_utf8_lossy(command)
+            );
+            conn.write(reply.as_bytes());
+        }
+        _ => conn.write(b"ERROR unknown command\n"),
     }
+    false
 }
 
 /// A line-based key-value server on edgeloop.
@@ -124,6 +148,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> std::io::Result<()> {
+    args.server.one_reactor("kv")?;
     let mut reactor = args.server.reactor_with(Store::default())?;
     reactor
         .core_mut()
@@ -143,7 +168,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                 r.core_mut()
                     .data_mut()
                     .map
-                    .insert(format!("fed:{i}"), i.to_string());
+                    .insert(format!("fed:{i}").into_bytes(), i.to_string().into_bytes());
             });
         }
     });

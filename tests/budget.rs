@@ -226,3 +226,66 @@ fn a_broadcast_flood_does_not_starve_other_senders() {
         "the flooder was never paused: {stats:?}"
     );
 }
+
+/// Writes 64 KiB for every byte it reads: one handler call can queue far
+/// more than any read brought in (kv's pipelined GETs of a large value).
+struct Amplify;
+
+impl edgeloop::conn::Handler for Amplify {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut edgeloop::conn::Conn<'_, Self>, data: &[u8]) {
+        let block = vec![b'x'; 64 * 1024];
+        for _ in data {
+            conn.write(&block);
+        }
+    }
+}
+
+/// Issue 23 point 1: pausing stops reads, not the writes of a call already
+/// running. A client sends 1,000 bytes in one write and never reads; the
+/// handler answers them with 62.5 MiB in one call. Before the ceiling the
+/// set queued all of it (kv grew 622 MiB on one such connection); now the
+/// write that passes twice the 1 MiB cap aborts the connection, so the
+/// peak stays within the ceiling plus one write, and the loop serves the
+/// next client.
+#[test]
+fn one_handler_call_cannot_queue_past_twice_the_cap() {
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let mut options = ServerOptions::default().with_conn(ConnOptions::with_trigger(trigger));
+        options.conn.max_queued_total = 1 << 20;
+        options.conn.high_water = usize::MAX; // only the set's cap applies
+        let server = start(|| Amplify, options);
+        let mut flooder = util::connect_small_rcvbuf(server.addr, 4096);
+        flooder.write_all(&[b'?'; 1000]).unwrap();
+        // The flooder reads nothing until another client was served: the
+        // loop is single-threaded, so by then the flood's call is over.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut other = connect(server.addr);
+        other.write_all(b"?").unwrap();
+        let mut reply = vec![0u8; 64 * 1024];
+        other.read_exact(&mut reply).unwrap();
+        // Aborted: the flooder gets what its buffers held, then a reset or
+        // EOF, not 62.5 MiB.
+        flooder
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match flooder.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n as u64,
+            }
+        }
+        assert!(got < 8 << 20, "{trigger:?}: {got} bytes came back");
+        drop((flooder, other));
+        let (stats, _) = server.stop();
+        println!("{trigger:?}: {got} bytes reached the flooder; {stats:?}");
+        assert_eq!(stats.budget_aborts, 1, "{trigger:?}: {stats:?}");
+        assert!(
+            stats.peak_queued <= (2 << 20) + (64 << 10),
+            "{trigger:?}: peak {} bytes queued",
+            stats.peak_queued
+        );
+    }
+}

@@ -294,7 +294,7 @@ fn the_examples_close_idle_clients_and_chat_closes_a_line_that_never_ends() {
 }
 
 #[test]
-fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_counts() {
+fn chat_kv_and_threaded_refuse_workers_and_every_example_refuses_zero_counts() {
     for (name, args, says) in [
         (
             "chat",
@@ -314,11 +314,35 @@ fn chat_and_threaded_refuse_workers_and_every_example_refuses_zero_counts() {
         ("threaded", &["--threads", "0"][..], "threads"),
         ("kv", &["--stats-every", "0"][..], "stats-every"),
         ("udp_echo", &["--max-packet", "0"][..], "max-packet"),
+        (
+            "udp_echo",
+            &["--addr", "127.0.0.1:0", "--max-packet", "100000000000"][..],
+            "max_packet_size",
+        ),
+        (
+            "udp_echo",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--max-packet",
+                "18446744073709551615",
+            ][..],
+            "max_packet_size",
+        ),
+        ("unix_echo", &["--path", ""][..], "empty unix socket path"),
+        ("unix_echo", &["--path", "@"][..], "empty unix socket path"),
         ("bench", &["--connections", "100,0"][..], "connections"),
         ("bench", &["--duration", "0"][..], "duration"),
-        ("models", &["--connections", "0"][..], "connections"),
-        ("lt_vs_et", &["--messages", "0"][..], "messages"),
-        ("backends", &["--watched", "0"][..], "watched"),
+        (
+            "kv",
+            &["--addr", "127.0.0.1:0", "--workers", "3"][..],
+            "one reactor",
+        ),
+        (
+            "kv",
+            &["--addr", "127.0.0.1:0", "--processes", "3"][..],
+            "one reactor",
+        ),
     ] {
         let out = Command::new(example(name)).args(args).output().unwrap();
         assert!(!out.status.success(), "{name} {args:?}");

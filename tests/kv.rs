@@ -130,3 +130,18 @@ fn sigterm_delivers_the_replies_owed_and_exits_0() {
     assert!(rest.ends_with('\n') || rest.is_empty());
     assert!(replies >= 1 && replies <= commands.len());
 }
+
+/// Issue 23 point 3: keys and values are bytes. `\xff` and `\xfe` were the
+/// same key (both became U+FFFD), and values came back altered.
+#[test]
+fn keys_and_values_are_bytes() {
+    let server = spawn_example("kv", &["--addr", "127.0.0.1:0"]);
+    let mut stream = connect(&server.addr);
+    stream
+        .write_all(b"SET \xff one\xff\x00\nSET \xfe two\xfe\nGET \xff\nGET \xfe\n")
+        .unwrap();
+    let expected: &[u8] = b"OK\nOK\nVALUE one\xff\x00\nVALUE two\xfe\n";
+    let mut reply = vec![0u8; expected.len()];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, expected, "{:?}", String::from_utf8_lossy(&reply));
+}

@@ -132,6 +132,23 @@ impl ServerArgs {
         }
     }
 
+    /// Refuses `--workers` or `--processes` above 1, naming `what` (a
+    /// server whose state is shared by all its connections, in one
+    /// reactor).
+    pub fn one_reactor(&self, what: &str) -> io::Result<()> {
+        if self.workers > 1 || self.processes > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--workers {} --processes {}: {what} keeps its state in one reactor; run \
+                     it with --workers 1 --processes 1",
+                    self.workers, self.processes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The reactor for `--backend`. Edge mode on poll or select is refused
     /// with a clear message rather than degraded to level.
     pub fn reactor(&self) -> io::Result<Reactor> {
@@ -224,16 +241,7 @@ fn serve_processes<H: Handler>(args: &ServerArgs, make: impl Fn() -> H) -> io::R
 /// One reactor: `--workers` above 1 is refused, naming `what` (a server
 /// whose state is shared by all its connections, like a chat room).
 pub fn serve_one<H: Handler>(args: &ServerArgs, what: &str, handler: H) -> io::Result<()> {
-    if args.workers > 1 || args.processes > 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "--workers {} --processes {}: {what} keeps its state in one reactor; run it \
-                 with --workers 1 --processes 1",
-                args.workers, args.processes
-            ),
-        ));
-    }
+    args.one_reactor(what)?;
     serve(args, handler)
 }
 

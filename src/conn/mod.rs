@@ -195,6 +195,9 @@ pub struct ConnStats {
     /// Times a connection stopped reading because the set's queued output
     /// passed [`ConnOptions::max_queued_total`].
     pub budget_pauses: u64,
+    /// Connections aborted because the set's queued output passed twice
+    /// [`ConnOptions::max_queued_total`].
+    pub budget_aborts: u64,
     /// The most bytes the set ever had queued at once.
     pub peak_queued: usize,
     /// Connections closed at the cap to admit a new one
@@ -224,6 +227,7 @@ impl ConnStats {
             refused: self.refused - earlier.refused,
             idle_timeouts: self.idle_timeouts - earlier.idle_timeouts,
             budget_pauses: self.budget_pauses - earlier.budget_pauses,
+            budget_aborts: self.budget_aborts - earlier.budget_aborts,
             peak_queued: self.peak_queued,
             evicted: self.evicted - earlier.evicted,
             connects: self.connects - earlier.connects,
@@ -298,6 +302,15 @@ pub struct ConnOptions {
     /// broadcasting to many slow readers, cannot grow the server without
     /// bound. A paused connection reads again once its own queue drains to
     /// `low_water`, or once the total is back under half of this.
+    ///
+    /// Pausing stops reads, not the writes of a handler call already
+    /// running, so one call could still queue without bound (a reply to a
+    /// pipelined flood of reads of a large value). Twice this is a hard
+    /// ceiling: a write that takes the total past it aborts connections,
+    /// longest queue first, until the total is back under this cap. Their
+    /// queues are dropped, their handlers see [`CloseReason::Aborted`],
+    /// later writes to them are dropped, and each is counted in
+    /// [`ConnStats::budget_aborts`].
     pub max_queued_total: usize,
     /// How long a closing connection may go without progress (bytes of
     /// its queue sent, or the peer's EOF after our SHUT_WR) before it is

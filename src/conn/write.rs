@@ -229,6 +229,36 @@ impl<S: Default + 'static> Table<S> {
         self.queue_changed(core, key);
         if self.queued_total > self.options.max_queued_total {
             self.pause_for_budget(core, sender);
+            if self.queued_total / 2 > self.options.max_queued_total {
+                self.abort_longest_queues();
+            }
+        }
+    }
+
+    /// Past the hard ceiling (twice the cap): aborts connections, longest
+    /// queue first, until the total is back under the cap.
+    #[cold]
+    #[inline(never)]
+    fn abort_longest_queues(&mut self) {
+        let mut queues: Vec<(usize, usize)> = self
+            .slots
+            .iter()
+            .filter(|(_, c)| c.queued() > 0)
+            .map(|(key, c)| (c.queued(), key))
+            .collect();
+        queues.sort_unstable_by(|a, b| b.cmp(a));
+        for (queued, key) in queues {
+            if self.queued_total <= self.options.max_queued_total {
+                break;
+            }
+            log::warn!(
+                "edgeloop: the set's queued output passed twice its cap ({} bytes): aborting {:?}, \
+                 which held {queued}",
+                self.options.max_queued_total,
+                self.id(key)
+            );
+            self.stats.budget_aborts += 1;
+            self.doom(key, CloseReason::Aborted);
         }
     }
 

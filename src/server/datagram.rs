@@ -138,6 +138,11 @@ impl Datagram<'_> {
     }
 }
 
+/// The largest [`DatagramOptions::max_packet_size`]: 16 MiB, well past the
+/// 64 KiB a UDP datagram can carry and the socket buffers that bound a
+/// Unix datagram.
+pub const MAX_PACKET_SIZE: usize = 16 << 20;
+
 /// Options of a datagram server: start from the default and assign fields,
 /// or chain the `with_*` setters.
 #[derive(Clone, Debug)]
@@ -148,7 +153,9 @@ pub struct DatagramOptions {
     /// Level or Edge for the socket (Edge drains to EAGAIN or the budget and
     /// requeues).
     pub trigger: Trigger,
-    /// The receive buffer: longer datagrams are reported truncated.
+    /// The receive buffer: longer datagrams are reported truncated. At
+    /// most [`MAX_PACKET_SIZE`]; more is refused at bind (it is allocated
+    /// up front).
     pub max_packet_size: usize,
     /// Datagrams read per event before yielding.
     pub read_budget: usize,
@@ -335,6 +342,16 @@ impl<H: DatagramHandler> DatagramServer<H> {
         handler: H,
         options: DatagramOptions,
     ) -> io::Result<DatagramServer<H>> {
+        if options.max_packet_size > MAX_PACKET_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "edgeloop: max_packet_size {} is over {MAX_PACKET_SIZE} bytes (the buffer \
+                     is allocated up front; a UDP datagram carries at most 65,507)",
+                    options.max_packet_size
+                ),
+            ));
+        }
         let mut reactor = Reactor::with_backend(options.backend)?;
         let handler = Rc::new(RefCell::new(handler));
         let handled = Rc::new(std::cell::Cell::new(0));

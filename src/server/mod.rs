@@ -29,7 +29,8 @@ mod unix;
 mod workers;
 
 pub use datagram::{
-    Datagram, DatagramHandler, DatagramOptions, DatagramServer, UdpServer, UnixDatagramServer,
+    Datagram, DatagramHandler, DatagramOptions, DatagramServer, MAX_PACKET_SIZE, UdpServer,
+    UnixDatagramServer,
 };
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
 pub use processes::{ProcessOptions, ProcessStats, Processes};

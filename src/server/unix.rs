@@ -49,6 +49,19 @@ impl UnixPath {
     }
 
     fn addr(&self) -> io::Result<UnixAddr> {
+        let empty = match self {
+            UnixPath::File(path) => path.as_os_str().is_empty(),
+            UnixPath::Abstract(name) => name.is_empty(),
+        };
+        if empty {
+            // An empty sun_path binds to an unnamed abstract address the
+            // kernel picks (autobind): nobody could find the server.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "edgeloop: an empty unix socket path (it would bind an unnamed address \
+                 nobody can reach); give a file path or @name",
+            ));
+        }
         let result = match self {
             UnixPath::File(path) => UnixAddr::new(path.as_path()),
             UnixPath::Abstract(name) => UnixAddr::new_abstract(name),

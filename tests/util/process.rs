@@ -17,10 +17,26 @@ pub fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join("examples").join(name);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified());
+    let advice = "run the whole `cargo test`, or `cargo build --examples` before a filtered run";
+    let Ok(built) = built else {
+        panic!("{} is not built: {advice}", path.display());
+    };
+    // An example is linked after the library it uses: one older than the
+    // newest build of the library is stale.
+    let library = std::fs::read_dir(profile_dir.join("deps"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libedgeloop-") && name.ends_with(".rlib")
+        })
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .max();
     assert!(
-        path.exists(),
-        "{} is not built: run the whole `cargo test`, or `cargo build --examples` \
-         before a filtered run",
+        library.is_none_or(|library| built >= library),
+        "{} is older than the library it was built from: {advice}",
         path.display()
     );
     path
