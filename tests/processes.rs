@@ -167,3 +167,64 @@ fn workers_exit_when_the_supervisor_is_killed() {
         "something still listens on the port"
     );
 }
+
+/// Issue 23 point 8: `echo --processes 2` and then `upper --processes 2`
+/// (or `--workers 2`) on the same port both started, and the kernel split
+/// the connections between them (`abc` and `ABC` replies). The second group
+/// is now refused at bind, naming the address, and the first keeps every
+/// connection.
+#[test]
+fn a_second_reuseport_group_on_a_taken_port_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (server, workers) = {
+        let server = spawn_example(
+            "echo",
+            &["--addr", &addr, "--processes", "2", "--idle-timeout", "0"],
+        );
+        let workers = children(server.child.id());
+        (server, workers)
+    };
+    for flag in ["--processes", "--workers"] {
+        let mut upper = std::process::Command::new(util::process::example("upper"))
+            .args(["--addr", &addr, flag, "2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = upper.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = upper.kill();
+                let _ = upper.wait();
+                panic!("upper {flag} 2 started on {addr}, beside echo");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        upper
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "upper {flag} 2: {status}");
+        assert!(stderr.contains("another socket listens"), "{stderr}");
+    }
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"abc").unwrap();
+        let mut back = [0u8; 3];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"abc", "a reply from another server");
+    }
+    stop(server, &workers);
+}

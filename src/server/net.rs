@@ -65,3 +65,42 @@ pub fn tcp_listener(
     listen(&fd, backlog).map_err(|e| context("listen on", e))?;
     Ok(TcpListener::from(fd))
 }
+
+/// Refuses `addr` if a socket listens there already, before a group of
+/// `SO_REUSEPORT` listeners binds it. `SO_REUSEPORT` lets any socket of the
+/// same user that sets it join the group, and the kernel then splits the
+/// connections between strangers; a probe without it fails with
+/// `EADDRINUSE` against any listener, ours or not. Port 0 picks a free
+/// port, so it is never taken. What this cannot stop: a program that binds
+/// with `SO_REUSEPORT` after the group has started.
+///
+/// # Errors
+/// `AddrInUse`, naming the address, if something listens there.
+pub(crate) fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let context = |what: &str, e: nix::Error| {
+        crate::sys::errno_error(e as i32, format_args!("{what} {addr}"))
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let probe: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| context("socket for", e))?;
+    setsockopt(&probe, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
+    match bind(probe.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EADDRINUSE) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "edgeloop: another socket listens on {addr}; a group of SO_REUSEPORT listeners \
+                 would share its connections with it, so edgeloop refuses (stop it, or pick \
+                 another port)"
+            ),
+        )),
+        Err(e) => Err(context("bind (probe)", e)),
+    }
+}

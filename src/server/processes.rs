@@ -138,7 +138,9 @@ impl Processes {
     /// `SO_REUSEPORT` socket bound to it, never listening.
     ///
     /// # Errors
-    /// `InvalidInput` for `count` 0; binding errors, with the address.
+    /// `InvalidInput` for `count` 0; `AddrInUse` if another socket listens
+    /// on `addr` (the workers' `SO_REUSEPORT` group would share connections
+    /// with it); binding errors, with the address.
     pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Processes> {
         if count == 0 {
             return Err(io::Error::new(
@@ -146,6 +148,7 @@ impl Processes {
                 "edgeloop: Processes needs at least one child",
             ));
         }
+        super::net::refuse_if_taken(addr)?;
         let context =
             |what: &str, e: nix::Error| sys::errno_error(e as i32, format_args!("{what} {addr}"));
         let family = if addr.is_ipv4() {

@@ -57,7 +57,9 @@ impl Workers {
     /// follow) and starts a server on each, with a handler from `make`.
     ///
     /// # Errors
-    /// Binding errors; a worker that failed to start.
+    /// Binding errors; `AddrInUse` if another socket listens on `addr` (a
+    /// `SO_REUSEPORT` group would share connections with it); a worker that
+    /// failed to start.
     pub fn bind<H, F>(
         addr: SocketAddr,
         n: usize,
@@ -68,6 +70,7 @@ impl Workers {
         H: Handler,
         F: Fn() -> H + Send + Sync + Clone + 'static,
     {
+        super::net::refuse_if_taken(addr)?;
         let first = tcp_listener(addr, options.backlog, true)?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
