@@ -161,16 +161,25 @@ fn run(args: &Args) -> std::io::Result<()> {
                 store.commands
             );
         });
-    let (handle, feed) = (reactor.core().handle(), args.feed);
-    std::thread::spawn(move || {
-        for i in 0..feed {
-            handle.post(move |r| {
-                r.core_mut()
-                    .data_mut()
-                    .map
-                    .insert(format!("fed:{i}").into_bytes(), i.to_string().into_bytes());
-            });
-        }
+    let (mut handle, feed) = (Some(reactor.core().handle()), args.feed);
+    // The feeder starts from the loop's first turn: by then serve_on has
+    // blocked SIGINT and SIGTERM in this thread (they go to the loop's
+    // signalfd), and a thread inherits the mask it is started with. One
+    // started before would take a SIGTERM itself, and die of it.
+    reactor.core_mut().call_later(Duration::ZERO, move |_| {
+        let Some(handle) = handle.take() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            for i in 0..feed {
+                handle.post(move |r| {
+                    r.core_mut()
+                        .data_mut()
+                        .map
+                        .insert(format!("fed:{i}").into_bytes(), i.to_string().into_bytes());
+                });
+            }
+        });
     });
     common::serve_on(&args.server, reactor, Kv)
 }

@@ -10,6 +10,7 @@
 //! timers).
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -92,7 +93,8 @@ pub struct Reactor<D = ()> {
     /// (swapped with the core's, to reuse both allocations).
     carried: Events,
     /// Posted closures being run; kept to reuse its allocation.
-    posted: Vec<Posted<D>>,
+    /// Posted closures taken from the mailbox, not yet run.
+    posted: VecDeque<Posted<D>>,
     in_turn: bool,
 }
 
@@ -158,7 +160,7 @@ impl<D: 'static> Reactor<D> {
             sources: Sources(Vec::new()),
             events: Events::with_capacity(INITIAL_EVENTS),
             carried: Events::default(),
-            posted: Vec::new(),
+            posted: VecDeque::new(),
             in_turn: false,
         })
     }
@@ -491,20 +493,38 @@ impl<D: 'static> Reactor<D> {
         ran
     }
 
+    /// Runs closures posted from other threads, at most `POSTED_PER_TURN`
+    /// of them: a flood of posts cannot hold the loop
+    /// (and the IO, timers and signals behind it) for a whole mailbox. The
+    /// rest run on the next turns, which the waker keeps coming.
     fn run_posted(&mut self) {
         self.core.stats.wakeups += 1;
         let mut posted = std::mem::take(&mut self.posted);
         self.core.shared.take_posted(&mut posted);
-        for f in posted.drain(..) {
+        let mut ran = 0;
+        while ran < POSTED_PER_TURN {
+            let Some(f) = posted.pop_front() else {
+                break;
+            };
+            ran += 1;
             self.core.stats.posted += 1;
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
                 self.core
                     .record_loop_panic(format_args!("a posted closure"), payload);
             }
         }
+        if !posted.is_empty() {
+            // Taken from the mailbox but not run: wake the next turn.
+            self.core.shared.wake();
+        }
         self.posted = posted;
     }
 }
+
+/// Posted closures run per turn at most (calloop caps channel draining
+/// the same way): the rest wait for the next turns, behind the IO, timers
+/// and signals that came meanwhile.
+const POSTED_PER_TURN: usize = 1024;
 
 /// The installed sources: the one with owner byte `FIRST_SOURCE + i` at
 /// `i`. A source is never uninstalled, so every slot holds one.

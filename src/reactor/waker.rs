@@ -10,6 +10,7 @@
 //! is level-triggered and always drained, so it can neither spin nor
 //! overflow.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +46,7 @@ impl<D> Mailbox<D> {
         &self.eventfd
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if !self.pending.swap(true, Ordering::AcqRel) {
             // EAGAIN means the counter is about to overflow: the loop has a
             // wakeup waiting already, which is all we need.
@@ -57,14 +58,14 @@ impl<D> Mailbox<D> {
 
     /// Called by the loop when the eventfd is readable: drains the counter,
     /// re-opens the gate for the next wake, and swaps the posted closures
-    /// into `into` (an empty vector the loop reuses, so a quiet loop does not
-    /// allocate).
-    pub(crate) fn take_posted(&self, into: &mut Vec<Posted<D>>) {
+    /// behind what `into` holds (both keep their allocations, so a quiet
+    /// loop does not allocate).
+    pub(crate) fn take_posted(&self, into: &mut VecDeque<Posted<D>>) {
         // Order matters: drain, then clear `pending`, then take the queue.
         self.eventfd.drain();
         self.pending.store(false, Ordering::Release);
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *queue, into);
+        into.extend(queue.drain(..));
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -132,9 +133,12 @@ impl<D> Handle<D> {
         self.shared.wake();
     }
 
-    /// Runs `f` on the loop's thread, on its next turn, with the reactor and
-    /// through it the loop state. Every posted closure runs exactly once, in
-    /// the order posted by any one thread.
+    /// Runs `f` on the loop's thread, with the reactor and through it the
+    /// loop state. Every posted closure runs exactly once, in the order
+    /// posted by any one thread. A turn runs at most 1,024 of them, so a
+    /// flood of posts cannot hold up the loop's IO, timers and signals; the
+    /// rest run on the turns after. The mailbox itself is not bounded: a
+    /// thread that posts faster than the loop runs them grows it.
     pub fn post(&self, f: impl FnOnce(&mut Reactor<D>) + Send + 'static) {
         self.shared
             .queue
@@ -166,7 +170,7 @@ mod tests {
         }
         // The counter holds the number of writes: one.
         assert_eq!(shared.eventfd.drain(), 1);
-        let mut posted = Vec::new();
+        let mut posted = VecDeque::new();
         shared.take_posted(&mut posted);
         shared.wake();
         assert_eq!(
