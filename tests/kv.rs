@@ -145,3 +145,15 @@ fn keys_and_values_are_bytes() {
     stream.read_exact(&mut reply).unwrap();
     assert_eq!(reply, expected, "{:?}", String::from_utf8_lossy(&reply));
 }
+
+/// SIGTERM while the feeder thread posts: the feeder once started before
+/// the signals were blocked, took the SIGTERM itself, and the process died
+/// of it (exit by signal 15) instead of shutting down and exiting 0.
+#[test]
+fn sigterm_while_feeding_exits_0() {
+    let mut server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--feed", "5000000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
