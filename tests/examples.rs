@@ -513,3 +513,32 @@ fn threaded_answers_quick_lines_at_once_and_keeps_order_per_connection() {
     busy.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"SLOW ONE\nquick after\n");
 }
+
+/// Issue 23 point 12: the pool's drop joined every worker, so a 20 s job
+/// delayed threaded's exit by 20 s, and one that never returns kept it
+/// forever. The graceful shutdown gives replies in flight its grace (5 s
+/// by default); then the process exits 0, leaving the job behind.
+#[test]
+fn threaded_exits_after_the_grace_period_with_a_job_still_running() {
+    let mut server = spawn_example(
+        "threaded",
+        &["--addr", "127.0.0.1:0", "--delay-ms", "600000"],
+    );
+    let mut client = TcpStream::connect(&server.addr).unwrap();
+    client.write_all(b"slow forever\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the job is running
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "threaded still running 60 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("exited {status} {:?} after SIGTERM", started.elapsed());
+    assert!(status.success(), "{status}");
+}

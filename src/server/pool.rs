@@ -357,11 +357,34 @@ impl<B: Blocking> Handler for Pooled<B> {
     }
 }
 
+/// How long dropping a pool waits for its workers to exit.
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl<B: Blocking> Drop for Pooled<B> {
+    /// Closes the job queue: idle workers exit at once, and are joined. A
+    /// worker still inside a job is not waited for beyond a moment: the
+    /// server's graceful shutdown already gave replies in flight its grace
+    /// period, so joining it would stretch the grace by however long the
+    /// job runs (forever, for one that never returns). Such a worker is
+    /// left to finish on its own (its reply goes nowhere), and ends with
+    /// the process.
     fn drop(&mut self) {
         self.jobs = None; // workers see the channel close and exit
-        for t in self.threads.drain(..) {
+        let deadline = std::time::Instant::now() + DROP_WAIT;
+        while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.threads.drain(..).partition(|t| t.is_finished());
+        for t in done {
             let _ = t.join();
+        }
+        if !running.is_empty() {
+            log::warn!(
+                "edgeloop: {} pool worker(s) still running a job were left behind at shutdown",
+                running.len()
+            );
         }
     }
 }
