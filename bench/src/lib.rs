@@ -249,11 +249,19 @@ pub fn main() -> io::Result<()> {
         }) => {
             let outcome = load::run(addr, connections, size, pipeline, messages, None)?;
             println!(
-                "{} of {} messages echoed in {:?}, {} errors",
+                "{} of {} messages echoed in {:?}, {} errors{}",
                 outcome.messages,
                 connections as u64 * messages,
                 outcome.window,
-                outcome.errors
+                outcome.errors,
+                if outcome.stalled {
+                    format!(
+                        " (no echo for {:?}: the rest counted as errors)",
+                        load::STALL
+                    )
+                } else {
+                    String::new()
+                }
             );
             return if outcome.errors == 0 {
                 Ok(())

@@ -65,15 +65,24 @@ pub struct Outcome {
     pub messages: u64,
     /// Round-trip times of those messages, in nanoseconds, sorted.
     pub rtts: Vec<u32>,
+    /// Wrong bytes, connections closed or failed under load, and messages
+    /// never echoed.
     pub errors: u64,
     pub window: Duration,
+    /// The run ended because no echo came for [`STALL`].
+    pub stalled: bool,
 }
+
+/// How long the load waits for any echoed byte before it gives up on the
+/// messages in flight (counted as errors).
+pub const STALL: Duration = Duration::from_secs(10);
 
 impl Outcome {
     /// Adds another load thread's outcome to this one.
     pub fn merge(&mut self, other: Outcome) {
         self.messages += other.messages;
         self.errors += other.errors;
+        self.stalled |= other.stalled;
         self.rtts.extend(other.rtts);
         self.rtts.sort_unstable();
     }
@@ -174,8 +183,17 @@ pub fn run(
         top_up(c, i, &epoll, &table, size, pipeline, &mut outcome)?;
     }
     let mut live = conns.len();
+    // The last time an echoed byte arrived: a server that goes silent, or
+    // drops bytes, leaves messages in flight forever; past STALL without
+    // progress they are counted as errors and the run ends.
+    let mut last_progress = Instant::now();
     while live > 0 {
         let now = Instant::now();
+        if now - last_progress > STALL {
+            outcome.errors += conns.iter().map(|c| c.in_flight.len() as u64).sum::<u64>();
+            outcome.stalled = true;
+            break;
+        }
         if !measuring && now >= open_at {
             measuring = true;
             if let Some(on_open) = window.as_mut().and_then(|w| w.on_open.as_mut()) {
@@ -223,16 +241,23 @@ pub fn run(
                         break;
                     }
                     Ok(k) => {
+                        last_progress = now;
                         if !matches(&table, c.shift, c.received, &buf[..k]) {
                             outcome.errors += 1;
+                        }
+                        if c.received + k as u64 > c.sent {
+                            // More came back than was sent (an echo twice):
+                            // this stream can no longer be checked.
+                            outcome.errors += 1;
+                            retire(c, &epoll)?;
+                            break;
                         }
                         let before = c.received / size64;
                         c.received += k as u64;
                         for _ in before..c.received / size64 {
-                            let sent_at = c
-                                .in_flight
-                                .pop_front()
-                                .expect("an echo for a message in flight");
+                            let Some(sent_at) = c.in_flight.pop_front() else {
+                                break; // unreachable: received <= sent
+                            };
                             if measuring && sending {
                                 outcome.messages += 1;
                                 outcome
