@@ -104,17 +104,20 @@
 //!   timers, the waker and [`Handle`], signals ([`on_signals`]), [`Stats`].
 //! - [`conn`]: buffered connections served by a [`conn::Handler`], the
 //!   listener's accept path, [`conn::ConnStats`].
-//! - [`server`]: TCP, UDP, Unix stream and datagram servers,
-//!   `serve_forever` / `shutdown`, a worker pool, [`server::Workers`] (one
-//!   reactor per core) and [`server::net`] (listening sockets).
+//! - `server` (the `server` feature, on by default): TCP, UDP, Unix
+//!   stream and datagram servers, `serve_forever` / `shutdown`, a worker
+//!   pool, `server::Workers` (one reactor per core), `server::Processes`
+//!   (worker processes) and `server::net` (listening sockets).
 
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod conn;
 mod reactor;
 pub mod selector;
 #[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod sys;
 

@@ -40,7 +40,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// limit.
 static FD_SLOTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Options for [`Connections::listen`]: start from the default and assign
+/// Options for [`Connections::listen`](super::Connections::listen): start from the default and assign
 /// fields, or chain the `with_*` setters.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
@@ -126,7 +126,7 @@ impl AcceptOptions {
     }
 }
 
-/// Names a listener of a [`Connections`] set, as
+/// Names a listener of a [`Connections`](super::Connections) set, as
 /// [`ConnId`](super::ConnId) names a connection: its token (owner, slot and
 /// generation), so an id kept after its listener was closed names nothing.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]

@@ -44,7 +44,7 @@ use crate::{Batch, Core, Event, Interest, Ready, Source, Token, Trigger};
 ///
 /// let mut reactor = Reactor::new()?;
 /// let set = reactor.install(Connections::new(Echo, ConnOptions::default())?)?;
-/// let listener = edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // made non-blocking by listen
 /// let addr = listener.local_addr()?;
 /// let (connections, core) = reactor.source_mut(set);
 /// connections.listen(core, listener.into(), AcceptOptions::default())?;
