@@ -162,3 +162,51 @@ fn more_connections_than_one_process_can_hold_each_echo() {
     }
     stop(server, &workers);
 }
+
+/// Issue 23 point 14: `bench serve --processes 2 --exit-after 2` never
+/// ended: each worker exited as told and the supervisor restarted it. A
+/// worker that returns from `serve` is now done, and so is the supervisor
+/// once both are.
+#[test]
+fn serve_with_processes_ends_after_exit_after() {
+    let mut child = Command::new(BENCH)
+        .args([
+            "serve",
+            "edgeloop-lt",
+            "--processes",
+            "2",
+            "--exit-after",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    // Connections until both workers have had one close (the kernel picks
+    // the worker of each).
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the supervisor still runs after 30 s of connections"
+        );
+        if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+            let _ = c.write_all(b"x");
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut c, &mut b);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -73,10 +73,12 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 ///   child as SIGTERM; the supervisor reaps them and returns when all have
 ///   exited (no zombie, no orphan). Children still running after
 ///   [`ProcessOptions::stop_grace`] are killed.
-/// - **Restarts.** A child that exits while the supervisor is not stopping
-///   is restarted after a backoff (doubling from
-///   [`ProcessOptions::restart_backoff`] up to 5 s, reset once a child has
-///   lived 10 s), and counted.
+/// - **Restarts.** A child that dies (killed, or an error from `serve`)
+///   while the supervisor is not stopping is restarted after a backoff
+///   (doubling from [`ProcessOptions::restart_backoff`] up to 5 s, reset
+///   once a child has lived 10 s), and counted. One whose `serve` returned
+///   `Ok` (exit 0) finished on purpose and is not restarted; the supervisor
+///   returns once every child has finished.
 /// - **Orphans.** Each child asks for SIGTERM when the supervisor dies
 ///   (`PR_SET_PDEATHSIG`), so a supervisor killed with SIGKILL leaves no
 ///   server behind.
@@ -350,7 +352,13 @@ impl Supervisor<'_> {
     ) -> io::Result<ProcessStats> {
         let mut stop_deadline: Option<Instant> = None;
         loop {
-            if stop_deadline.is_some() && self.children.iter().all(|c| c.pid.is_none()) {
+            // Done once every child is gone for good: after a stop, or when
+            // each finished on its own (exit 0: it returned from `serve`).
+            if self
+                .children
+                .iter()
+                .all(|c| c.pid.is_none() && c.restart_at.is_none())
+            {
                 return Ok(self.stats);
             }
             let next = self
@@ -423,8 +431,9 @@ impl Supervisor<'_> {
     /// Collects every exited child; schedules a restart unless stopping.
     fn reap(&mut self, stopping: bool) {
         loop {
-            let pid = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => pid,
+            let (pid, finished) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code == 0),
+                Ok(WaitStatus::Signaled(pid, _, _)) => (pid, false),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
@@ -434,6 +443,12 @@ impl Supervisor<'_> {
             let child = &mut self.children[index];
             child.pid = None;
             if stopping {
+                continue;
+            }
+            if finished {
+                // `serve` returned Ok: the worker ended on purpose (an
+                // `--exit-after`, say), so it is not restarted.
+                log::info!("worker process {index} (pid {pid}) finished");
                 continue;
             }
             if child.started_at.elapsed() >= STABLE_AFTER {

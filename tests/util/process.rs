@@ -22,23 +22,18 @@ pub fn example(name: &str) -> PathBuf {
     let Ok(built) = built else {
         panic!("{} is not built: {advice}", path.display());
     };
-    // An example is linked after the library it uses: one older than the
-    // newest build of the library is stale.
-    let library = std::fs::read_dir(profile_dir.join("deps"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("libedgeloop-") && name.ends_with(".rlib")
-        })
-        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .max();
-    assert!(
-        library.is_none_or(|library| built >= library),
-        "{} is older than the library it was built from: {advice}",
-        path.display()
-    );
+    // Cargo's dep-info file beside the binary lists every source it was
+    // built from, the library's included: one edited since is stale.
+    let sources = std::fs::read_to_string(path.with_extension("d")).unwrap_or_default();
+    let sources = sources.lines().next().and_then(|l| l.split_once(": "));
+    for source in sources.map_or("", |(_, s)| s).split_whitespace() {
+        let edited = std::fs::metadata(source).and_then(|m| m.modified());
+        assert!(
+            edited.is_ok_and(|edited| edited <= built),
+            "{} is older than {source}: {advice}",
+            path.display()
+        );
+    }
     path
 }
 
