@@ -69,12 +69,8 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> io::Result<()> {
-    if cli.server.workers > 1 || cli.server.processes > 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "--workers/--processes: threaded runs one reactor and scales with --threads",
-        ));
-    }
+    cli.server
+        .one_reactor("threaded (it scales with --threads)")?;
     let slow = SlowUpper {
         delay: Duration::from_millis(cli.delay_ms),
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use util::process::{example, spawn_example, spawn_example_with};
+use util::process::{example, exited_within, spawn_example, spawn_example_with};
 
 fn connect(addr: &str) -> TcpStream {
     let c = TcpStream::connect(addr).unwrap();
@@ -463,14 +463,10 @@ fn hello_exits_when_its_stdout_is_closed() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap(); // and the pipe's read end is closed here
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("hello still runs 10 s after its stdout closed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        exited_within(&mut child, Duration::from_secs(10)).is_some(),
+        "hello still runs 10 s after its stdout closed"
+    );
 }
 
 /// The threaded contract: `slow` lines run on the pool and come back
@@ -529,16 +525,8 @@ fn threaded_exits_after_the_grace_period_with_a_job_still_running() {
     std::thread::sleep(Duration::from_millis(300)); // the job is running
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "threaded still running 60 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exited_within(&mut server.child, Duration::from_secs(60))
+        .expect("threaded still running 60 s after SIGTERM");
     println!("exited {status} {:?} after SIGTERM", started.elapsed());
     assert!(status.success(), "{status}");
 }

@@ -196,18 +196,8 @@ fn a_second_reuseport_group_on_a_taken_port_is_refused() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = upper.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = upper.kill();
-                let _ = upper.wait();
-                panic!("upper {flag} 2 started on {addr}, beside echo");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = util::process::exited_within(&mut upper, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("upper {flag} 2 started on {addr}, beside echo"));
         let mut stderr = String::new();
         upper
             .stderr

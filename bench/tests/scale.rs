@@ -33,11 +33,11 @@ impl Drop for Server {
     }
 }
 
-/// `bench serve edgeloop-et --processes N`, its listening line read, and
-/// its worker pids.
-fn serve_processes(n: usize) -> (Server, Vec<u32>) {
+/// `bench serve ARGS`, its listening line read.
+fn serve(args: &[&str]) -> Server {
     let mut child = Command::new(BENCH)
-        .args(["serve", "edgeloop-et", "--processes", &n.to_string()])
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -50,7 +50,12 @@ fn serve_processes(n: usize) -> (Server, Vec<u32>) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("bench serve printed {line:?}"))
         .to_string();
-    let server = Server { child, addr };
+    Server { child, addr }
+}
+
+/// `bench serve edgeloop-et --processes N`, and its worker pids.
+fn serve_processes(n: usize) -> (Server, Vec<u32>) {
+    let server = serve(&["edgeloop-et", "--processes", &n.to_string()]);
     let workers = children(server.child.id());
     assert_eq!(workers.len(), n, "workers: {workers:?}");
     (server, workers)
@@ -169,32 +174,13 @@ fn more_connections_than_one_process_can_hold_each_echo() {
 /// once both are.
 #[test]
 fn serve_with_processes_ends_after_exit_after() {
-    let mut child = Command::new(BENCH)
-        .args([
-            "serve",
-            "edgeloop-lt",
-            "--processes",
-            "2",
-            "--exit-after",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let mut server = serve(&["edgeloop-lt", "--processes", "2", "--exit-after", "1"]);
+    let addr = server.addr.clone();
     let started = std::time::Instant::now();
     // Connections until both workers have had one close (the kernel picks
     // the worker of each).
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -40,25 +40,8 @@ pub fn tcp_listener(
     backlog: Option<i32>,
     reuse_port: bool,
 ) -> io::Result<TcpListener> {
-    let context = |what: &str, e: nix::Error| {
-        crate::sys::errno_error(e as i32, format_args!("{what} {addr}"))
-    };
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd: OwnedFd = socket::socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| context("socket for", e))?;
-    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
-    if reuse_port {
-        setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| context("SO_REUSEPORT on", e))?;
-    }
+    let context = |what: &str, e: nix::Error| in_context(addr, what, e);
+    let fd = socket_for(addr, SockFlag::SOCK_NONBLOCK, reuse_port)?;
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| context("bind", e))?;
     let backlog =
         Backlog::new(backlog.unwrap_or_else(somaxconn).max(1)).unwrap_or(Backlog::MAXCONN);
@@ -80,17 +63,7 @@ pub(crate) fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let context = |what: &str, e: nix::Error| {
-        crate::sys::errno_error(e as i32, format_args!("{what} {addr}"))
-    };
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let probe: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| context("socket for", e))?;
-    setsockopt(&probe, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
+    let probe = socket_for(addr, SockFlag::empty(), false)?;
     match bind(probe.as_raw_fd(), &SockaddrStorage::from(addr)) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EADDRINUSE) => Err(io::Error::new(
@@ -101,6 +74,38 @@ pub(crate) fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
                  another port)"
             ),
         )),
-        Err(e) => Err(context("bind (probe)", e)),
+        Err(e) => Err(in_context(addr, "bind (probe)", e)),
     }
+}
+
+/// A close-on-exec TCP socket (plus `flags`) for `addr`'s family, with
+/// `SO_REUSEADDR`, and `SO_REUSEPORT` if asked; not bound yet.
+pub(crate) fn socket_for(
+    addr: SocketAddr,
+    flags: SockFlag,
+    reuse_port: bool,
+) -> io::Result<OwnedFd> {
+    let context = |what: &str, e: nix::Error| in_context(addr, what, e);
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        flags | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| context("socket for", e))?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| context("SO_REUSEPORT on", e))?;
+    }
+    Ok(fd)
+}
+
+/// `e` from `what` on `addr`, as an error that names both.
+pub(crate) fn in_context(addr: SocketAddr, what: &str, e: nix::Error) -> io::Error {
+    crate::sys::errno_error(e as i32, format_args!("{what} {addr}"))
 }

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    self, AddressFamily, SockFlag, SockType, SockaddrStorage, setsockopt, sockopt,
-};
+use nix::sys::socket::{self, SockFlag, SockaddrStorage};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -151,17 +149,8 @@ impl Processes {
             ));
         }
         super::net::refuse_if_taken(addr)?;
-        let context =
-            |what: &str, e: nix::Error| sys::errno_error(e as i32, format_args!("{what} {addr}"));
-        let family = if addr.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
-        let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(|e| context("socket for", e))?;
-        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
-        setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| context("SO_REUSEPORT on", e))?;
+        let context = |what: &str, e: nix::Error| super::net::in_context(addr, what, e);
+        let fd = super::net::socket_for(addr, SockFlag::empty(), true)?;
         socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
             .map_err(|e| context("bind", e))?;
         let bound: SockaddrStorage =

@@ -37,6 +37,23 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Waits up to `limit` for `child` to exit: its status, or `None` if it
+/// still ran then (it is killed and reaped, so nothing outlives the test).
+pub fn exited_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running example server; killed on drop.
 pub struct Server {
     pub child: Child,
