@@ -336,13 +336,11 @@ fn chat_kv_and_threaded_refuse_workers_and_every_example_refuses_zero_counts() {
         (
             "kv",
             &["--addr", "127.0.0.1:0", "--workers", "3"][..],
-            "one reactor",
+            "one reactor per process",
         ),
-        (
-            "kv",
-            &["--addr", "127.0.0.1:0", "--processes", "3"][..],
-            "one reactor",
-        ),
+        ("kv", &["--request-timeout", "0"][..], "request-timeout"),
+        ("kv", &["--max-request", "0"][..], "max-request"),
+        ("kv", &["--protocol", "memcache"][..], "protocol"),
     ] {
         let out = Command::new(example(name)).args(args).output().unwrap();
         assert!(!out.status.success(), "{name} {args:?}");

@@ -149,6 +149,22 @@ impl ServerArgs {
         Ok(())
     }
 
+    /// Refuses `--workers` above 1, naming `what` (a server whose state is
+    /// one per process: `--processes N` gives each process its own).
+    pub fn one_reactor_per_process(&self, what: &str) -> io::Result<()> {
+        if self.workers > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--workers {}: {what} keeps its state in one reactor per process; use \
+                     --processes N for N of them",
+                    self.workers
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The reactor for `--backend`. Edge mode on poll or select is refused
     /// with a clear message rather than degraded to level.
     pub fn reactor(&self) -> io::Result<Reactor> {
@@ -216,12 +232,21 @@ pub fn serve_workers<H: Handler>(
 /// all listen, relays SIGINT/SIGTERM, restarts a child that dies, and
 /// returns when all have exited.
 fn serve_processes<H: Handler>(args: &ServerArgs, make: impl Fn() -> H) -> io::Result<()> {
+    serve_processes_on(args, || Ok((args.reactor()?, make())))
+}
+
+/// Like `--processes N` for a server with loop state: `setup` makes each
+/// child's reactor (its loop state, timers) and handler.
+pub fn serve_processes_on<H: Handler<D>, D: 'static>(
+    args: &ServerArgs,
+    setup: impl Fn() -> io::Result<(Reactor<D>, H)>,
+) -> io::Result<()> {
     args.reactor()?; // the same checks as one reactor, before forking
     let processes = edgeloop::server::Processes::bind(args.addr, args.processes as usize)?;
     let stats = processes.run(
         |_, listener| {
-            let mut server =
-                TcpServer::from_tcp(args.reactor()?, listener, make(), args.options())?;
+            let (reactor, handler) = setup()?;
+            let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
             let shutdown = server.shutdown_handle();
             stop_on_signals(server.reactor(), shutdown)?;
             server.serve_forever()
