@@ -32,7 +32,17 @@ fn pipeline(addr: &str, commands: &[String]) -> Vec<String> {
 
 #[test]
 fn pipelining_clients_get_every_reply_in_order() {
-    let server = spawn_example("kv", &["--protocol", "line", "--addr", "127.0.0.1:0", "--feed", "100"]);
+    let server = spawn_example(
+        "kv",
+        &[
+            "--protocol",
+            "line",
+            "--addr",
+            "127.0.0.1:0",
+            "--feed",
+            "100",
+        ],
+    );
     let addr = server.addr.clone();
     let clients: Vec<_> = (0..16)
         .map(|c| {
@@ -154,7 +164,17 @@ fn keys_and_values_are_bytes() {
 /// of it (exit by signal 15) instead of shutting down and exiting 0.
 #[test]
 fn sigterm_while_feeding_exits_0() {
-    let mut server = spawn_example("kv", &["--protocol", "line", "--addr", "127.0.0.1:0", "--feed", "5000000"]);
+    let mut server = spawn_example(
+        "kv",
+        &[
+            "--protocol",
+            "line",
+            "--addr",
+            "127.0.0.1:0",
+            "--feed",
+            "5000000",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     let status = server.child.wait().unwrap();
@@ -202,7 +222,10 @@ fn resp_replies_are_the_bytes_redis_sends() {
             b"FOO a b\r\n",
             b"-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n",
         ),
-        (b"SET a b\r\nGET a\r\nGET nothing\r\n", b"+OK\r\n$1\r\nb\r\n$-1\r\n"),
+        (
+            b"SET a b\r\nGET a\r\nGET nothing\r\n",
+            b"+OK\r\n$1\r\nb\r\n$-1\r\n",
+        ),
         (
             b"INCR a\r\n",
             b"-ERR value is not an integer or out of range\r\n",
@@ -221,14 +244,14 @@ fn resp_replies_are_the_bytes_redis_sends() {
         (b"DEL a a b\r\n", b":1\r\n"),
         (b"DBSIZE\r\n", b":2\r\n"),
         (b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
-        (b"SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\n", b"+OK\r\n$3\r\ncAd\r\n"),
+        (
+            b"SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\n",
+            b"+OK\r\n$3\r\ncAd\r\n",
+        ),
         (b"\r\n\r\nPING\r\n", b"+PONG\r\n"),
         (b"SET k v XX GET\r\n", b"$-1\r\n"),
         (b"SET k v BAD\r\n", b"-ERR syntax error\r\n"),
-        (
-            b"CONFIG GET save\r\n",
-            b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n",
-        ),
+        (b"CONFIG GET save\r\n", b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n"),
         (b"FLUSHALL\r\nDBSIZE\r\n", b"+OK\r\n:0\r\n"),
     ] {
         exchange(&mut stream, request, expected);
@@ -256,11 +279,26 @@ fn resp_replies_are_the_bytes_redis_sends() {
 fn resp_protocol_errors_reply_then_close() {
     let server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--max-request", "1000"]);
     for (request, expected) in [
-        (&b"PING\r\n*x\r\n"[..], &b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"[..]),
-        (b"*1\r\n+PING\r\n", b"-ERR Protocol error: expected '$', got '+'\r\n"),
-        (b"*1\r\n$-1\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$1001\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"SET \"a\"b c\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
+        (
+            &b"PING\r\n*x\r\n"[..],
+            &b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"[..],
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            b"-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*1\r\n$-1\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$1001\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"SET \"a\"b c\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
     ] {
         let mut stream = connect(&server.addr);
         stream.write_all(request).unwrap();
@@ -352,7 +390,11 @@ fn a_request_trickled_past_the_request_timeout_is_closed() {
     );
     // The first connection, between requests, is not on the clock.
     std::thread::sleep(Duration::from_millis(1200));
-    exchange(&mut slow_but_done, &resp(&[b"GET", b"key"]), b"$5\r\nvalue\r\n");
+    exchange(
+        &mut slow_but_done,
+        &resp(&[b"GET", b"key"]),
+        b"$5\r\nvalue\r\n",
+    );
 }
 
 /// `--processes 2`: each process its own store, a connection's commands
@@ -365,7 +407,11 @@ fn resp_kv_runs_as_processes_and_exits_0_on_sigterm() {
         let value = format!("v{i}");
         let mut request = resp(&[b"SET", b"k", value.as_bytes()]);
         request.extend(resp(&[b"GET", b"k"]));
-        exchange(&mut stream, &request, format!("+OK\r\n$2\r\n{value}\r\n").as_bytes());
+        exchange(
+            &mut stream,
+            &request,
+            format!("+OK\r\n$2\r\n{value}\r\n").as_bytes(),
+        );
     }
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     let status = server.child.wait().unwrap();

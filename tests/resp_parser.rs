@@ -127,7 +127,10 @@ fn an_unfinished_request_buffers_at_most_the_limit_and_one_line() {
     );
     assert!(most <= MAX_REQUEST + 7, "buffered {most}");
     // A count line with no end is refused past 64 KiB.
-    let stream = vec![b'*'; 1].into_iter().chain(vec![b'1'; 70_000]).collect::<Vec<_>>();
+    let stream = vec![b'*'; 1]
+        .into_iter()
+        .chain(vec![b'1'; 70_000])
+        .collect::<Vec<_>>();
     let (_, error, _) = run(&stream.chunks(1000).collect::<Vec<_>>());
     assert_eq!(error.as_deref(), Some("too big mbulk count string"));
 }
@@ -138,10 +141,21 @@ fn inline_words_follow_redis_quoting() {
     resp::split_args(br#"SET "a b" 'c\'d' "\x41\n" plain"#, &mut words).unwrap();
     assert_eq!(words, [&b"SET"[..], b"a b", b"c'd", b"A\n", b"plain"]);
     for unbalanced in [&br#"SET "a"b"#[..], br#""abc"#, b"'abc", br#"'a'b"#] {
-        assert!(resp::split_args(unbalanced, &mut words).is_err(), "{unbalanced:?}");
+        assert!(
+            resp::split_args(unbalanced, &mut words).is_err(),
+            "{unbalanced:?}"
+        );
     }
     assert_eq!(resp::parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-    for bad in [&b"01"[..], b"+1", b"-0", b" 1", b"", b"-", b"9223372036854775808"] {
+    for bad in [
+        &b"01"[..],
+        b"+1",
+        b"-0",
+        b" 1",
+        b"",
+        b"-",
+        b"9223372036854775808",
+    ] {
         assert_eq!(resp::parse_i64(bad), None, "{bad:?}");
     }
 }

@@ -279,13 +279,19 @@ fn hello(client: u64, args: &Args<'_>, out: &mut Vec<u8>) {
         match parse_i64(args.get(1)) {
             Some(2) => {}
             Some(3) => {
-                return reply::error(out, b"NOPROTO sorry, this protocol version is not supported");
+                return reply::error(
+                    out,
+                    b"NOPROTO sorry, this protocol version is not supported",
+                );
             }
             Some(_) => {
                 return reply::error(out, b"NOPROTO unsupported protocol version");
             }
             None => {
-                return reply::error(out, b"ERR Protocol version is not an integer or out of range");
+                return reply::error(
+                    out,
+                    b"ERR Protocol version is not an integer or out of range",
+                );
             }
         }
         if args.len() > 2 {

@@ -27,9 +27,9 @@
 //! out in one write), and SIGINT/SIGTERM deliver every reply owed before
 //! the process exits 0.
 
+mod commands;
 #[path = "../common/mod.rs"]
 mod common;
-mod commands;
 mod line;
 mod resp;
 
@@ -289,7 +289,9 @@ fn setup(args: &Args) -> std::io::Result<(edgeloop::Reactor<Store>, Kv)> {
             for i in 0..feed {
                 handle.post(move |r| {
                     let key = format!("fed:{i}");
-                    r.core_mut().data_mut().put(key.as_bytes(), i.to_string().as_bytes());
+                    r.core_mut()
+                        .data_mut()
+                        .put(key.as_bytes(), i.to_string().as_bytes());
                 });
             }
         });

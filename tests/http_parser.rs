@@ -1,0 +1,229 @@
+//! The `http` example's request framing on its own
+//! (examples/http/request.rs): pipelined requests with Content-Length and
+//! chunked bodies frame the same however the stream is split into reads,
+//! and arbitrary bytes never panic and are framed or refused the same
+//! whatever the split.
+
+#[allow(dead_code)]
+#[path = "../examples/http/request.rs"]
+mod request;
+
+use proptest::prelude::*;
+use request::{Body, Parsed, Refusal};
+
+const MAX_HEAD: usize = 1024;
+const MAX_BODY: u64 = 4096;
+
+/// Frames `reads` as the server does: the paths of the requests whose
+/// bodies ended, and the refusal that ended the stream, if any.
+fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
+    let (mut buf, mut paths, mut in_body) = (Vec::new(), Vec::new(), None);
+    for read in reads {
+        buf.extend_from_slice(read);
+        let mut at = 0;
+        loop {
+            if let Some(head) = &mut in_body {
+                let head: &mut request::Head = head;
+                match request::skip_body(&mut head.body, &buf[at..], MAX_BODY) {
+                    Ok((took, true)) => {
+                        at += took;
+                        paths.push(head.path.clone());
+                        in_body = None;
+                        continue;
+                    }
+                    Ok((took, false)) => {
+                        at += took;
+                        break;
+                    }
+                    Err(refusal) => return (paths, Some(refusal)),
+                }
+            }
+            if at == buf.len() {
+                break;
+            }
+            match request::parse_head(&buf[at..], MAX_HEAD, MAX_BODY) {
+                Parsed::Head(head, length) => {
+                    at += length;
+                    in_body = Some(head);
+                }
+                Parsed::Incomplete => break,
+                Parsed::Refused(refusal) => return (paths, Some(refusal)),
+            }
+        }
+        buf.drain(..at);
+    }
+    (paths, None)
+}
+
+fn split<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(data.len())).collect();
+    bounds.extend([0, data.len()]);
+    bounds.sort_unstable();
+    bounds.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+}
+
+/// A request: its path and body, sent with Content-Length or chunked
+/// (in chunks of the given sizes).
+fn encode(path: &str, body: &[u8], chunks: Option<&[usize]>) -> Vec<u8> {
+    let mut out = format!("POST /{path} HTTP/1.1\r\nHost: x\r\n").into_bytes();
+    match chunks {
+        None => {
+            out.extend(format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes());
+            out.extend_from_slice(body);
+        }
+        Some(sizes) => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            let mut rest = body;
+            for &size in sizes.iter().chain(std::iter::once(&usize::MAX)) {
+                let n = size.min(rest.len());
+                if n == 0 {
+                    break;
+                }
+                out.extend(format!("{n:x}\r\n").into_bytes());
+                out.extend_from_slice(&rest[..n]);
+                out.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+            }
+            out.extend_from_slice(b"0\r\nTrailer: x\r\n\r\n");
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn pipelined_bodies_frame_the_same_however_split(
+        requests in prop::collection::vec((
+            "[a-z]{1,8}",
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::option::of(prop::collection::vec(1usize..64, 1..6)),
+        ), 1..6),
+        cuts in prop::collection::vec(0usize..3000, 0..30),
+    ) {
+        let mut stream = Vec::new();
+        for (path, body, chunks) in &requests {
+            stream.extend(encode(path, body, chunks.as_deref()));
+        }
+        let (paths, refusal) = frame(&split(&stream, &cuts));
+        prop_assert_eq!(refusal, None);
+        let sent: Vec<String> = requests.iter().map(|(p, _, _)| format!("/{p}")).collect();
+        prop_assert_eq!(paths, sent);
+    }
+
+    #[test]
+    fn arbitrary_bytes_are_framed_or_refused_the_same_however_split(
+        stream in prop::collection::vec(prop_oneof![
+            3 => any::<u8>(),
+            2 => Just(b'\r'), 2 => Just(b'\n'), 1 => Just(b':'), 1 => Just(b' '),
+        ], 0..400),
+        prefix in prop_oneof![
+            Just(&b""[..]),
+            Just(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]),
+            Just(&b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..]),
+        ],
+        cuts in prop::collection::vec(0usize..500, 0..20),
+    ) {
+        let stream = [prefix, &stream].concat();
+        let whole = frame(&[&stream]);
+        prop_assert_eq!(frame(&split(&stream, &cuts)), whole);
+    }
+}
+
+#[test]
+fn refusals_follow_rfc_9112() {
+    let head = |text: &str| request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY);
+    let refused = |text: &str| match head(text) {
+        Parsed::Refused(r) => Some(r),
+        _ => None,
+    };
+    use Refusal::*;
+    for (text, refusal) in [
+        ("GET / HTTP/1.1\r\n\r\n", BadRequest), // no Host
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            BadRequest,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            BadRequest,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            BadRequest,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n",
+            BadRequest,
+        ),
+        (
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            BadRequest,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            NotImplemented,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n",
+            TooLarge,
+        ),
+        ("GET /\0 HTTP/1.1\r\n\r\n", BadRequest),
+    ] {
+        assert_eq!(refused(text), Some(refusal), "{text:?}");
+    }
+    let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
+    assert_eq!(refused(&long_line), Some(UriTooLong));
+    let long_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n",
+        "a".repeat(MAX_HEAD)
+    );
+    assert_eq!(refused(&long_head), Some(HeadersTooLarge));
+    let many = format!(
+        "GET / HTTP/1.1\r\n{}\r\n",
+        "A: b\r\n".repeat(request::MAX_HEADERS + 1)
+    );
+    assert_eq!(
+        request::parse_head(many.as_bytes(), 1 << 20, MAX_BODY),
+        Parsed::Refused(HeadersTooLarge)
+    );
+    // A chunked body over the limit, however its chunks add up.
+    let mut body = Body::Chunked(Default::default());
+    let chunks = b"800\r\n"
+        .iter()
+        .chain(vec![b'x'; 0x800].iter())
+        .copied()
+        .collect::<Vec<_>>();
+    let mut refusal = None;
+    for _ in 0..3 {
+        let mut at = 0;
+        let mut data = chunks.clone();
+        data.extend_from_slice(b"\r\n");
+        while at < data.len() {
+            match request::skip_body(&mut body, &data[at..], MAX_BODY) {
+                Ok((took, _)) => at += took,
+                Err(r) => {
+                    refusal = Some(r);
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refusal, Some(TooLarge));
+}
+
+#[test]
+fn keep_alive_follows_the_version_and_connection_header() {
+    let keep = |text: &str| match request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY) {
+        Parsed::Head(head, _) => head.keep_alive,
+        other => panic!("{other:?}"),
+    };
+    assert!(keep("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert!(!keep(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(!keep("GET / HTTP/1.0\r\n\r\n"));
+    assert!(keep("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    assert!(!keep(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n"
+    ));
+}
