@@ -12,6 +12,7 @@
 //! to `target/edgeloop-report/`: results.csv, report.md, and SVG plots of
 //! throughput and CPU per message against connections.
 
+mod field;
 pub mod load;
 pub mod plot;
 pub mod procfs;
@@ -133,6 +134,26 @@ enum Sub {
         #[arg(long, default_value_t = 0)]
         tag: u64,
     },
+    /// The shipped kv and http examples against redis-server and nginx,
+    /// driven by redis-benchmark, wrk and h2load; writes field.md,
+    /// field.csv and field.svg.
+    Field {
+        /// Requests per redis-benchmark cell at -P 1 (16 times as many at
+        /// -P 16 and for h2load).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        requests: u64,
+        /// Seconds per wrk cell.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Server processes: ours with --processes N, nginx with
+        /// worker_processes N (the kv cells need 1: redis-server is one
+        /// process).
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        processes: usize,
+        /// Where field.md, field.csv and field.svg go.
+        #[arg(long, default_value = "target/edgeloop-report")]
+        out: PathBuf,
+    },
     /// Run the load generator against a server for a fixed message count.
     Load {
         #[arg(long)]
@@ -201,7 +222,7 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 }
 
 /// The bench's command line: parses the arguments and runs what they ask
-/// for (the default sweep, `serve`, `load`, `scale`, `scale-client`).
+/// for (the default sweep, `serve`, `load`, `scale`, `scale-client`, `field`).
 pub fn main() -> io::Result<()> {
     let mut cli = Cli::parse();
     match cli.command.take() {
@@ -240,6 +261,19 @@ pub fn main() -> io::Result<()> {
             sources,
             tag,
         }) => return scale_client::run(addr, connections, &sources, tag),
+        Some(Sub::Field {
+            requests,
+            seconds,
+            processes,
+            out,
+        }) => {
+            return field::run(&field::Plan {
+                requests,
+                seconds,
+                processes,
+                out,
+            });
+        }
         Some(Sub::Load {
             addr,
             connections,

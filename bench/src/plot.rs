@@ -96,3 +96,73 @@ pub fn human(v: f64) -> String {
     };
     format!("{scaled:.digits$}{suffix}")
 }
+
+/// Draws a pair of horizontal bars per row (`series` names the two), for
+/// figures where one of a pair may be missing.
+pub fn bars(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    series: [&str; 2],
+    rows: &[(String, [Option<f64>; 2])],
+) -> io::Result<()> {
+    let max = rows
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .fold(0.0f64, |a, &b| a.max(b));
+    if rows.is_empty() || max <= 0.0 {
+        return Ok(());
+    }
+    let height = 120 + 44 * rows.len() as u32;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    let n = rows.len() as f64;
+    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(360)
+            .build_cartesian_2d(0.0..max * 1.15, 0.0..n)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(x_label)
+            .y_labels(rows.len() * 2 + 1)
+            .y_label_formatter(&|y| {
+                let i = (n - y - 0.5).round();
+                let centered = (n - y - 0.5 - i).abs() < 0.01;
+                match rows.get(i as usize) {
+                    Some((name, _)) if centered && i >= 0.0 => name.clone(),
+                    _ => String::new(),
+                }
+            })
+            .draw()?;
+        for (s, name) in series.iter().enumerate() {
+            let color = COLORS[s];
+            let rects = rows.iter().enumerate().filter_map(|(i, (_, values))| {
+                let value = values[s]?;
+                let top = n - i as f64 - 0.1 - 0.4 * s as f64;
+                Some(Rectangle::new(
+                    [(0.0, top), (value, top - 0.38)],
+                    color.filled(),
+                ))
+            });
+            chart
+                .draw_series(rects)?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| io::Error::other(format!("plotting {}: {e}", path.display())))
+}

@@ -37,3 +37,27 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .collect();
     f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
 }
+
+/// The parent of a process (field 4 of /proc/PID/stat), if it is alive.
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time of every thread of a live process so far: the sum of
+/// /proc/PID/task/TID/schedstat's first field (nanoseconds on a CPU, what
+/// utime + stime are sampled from, without their 10 ms ticks).
+pub fn run_time(pid: u32) -> std::time::Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return std::time::Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    std::time::Duration::from_nanos(nanos)
+}
