@@ -9,9 +9,9 @@
 # Servers:
 #   echo-lt, echo-et   the shipped `echo` example with its default flags
 #                      (60 s idle timeout on), only --mode chosen
-#   kv                 the shipped `kv` example with its default flags, fed
-#                      pipelined SET/GET (16 in flight per connection) by
-#                      scripts/kv_load.py (python3); figures per command
+#   kv                 the shipped `kv` example with its default flags (RESP),
+#                      fed pipelined SET/GET (16 in flight per connection)
+#                      by scripts/kv_load.py (python3); figures per command
 #   edgeloop-lt, edgeloop-et, edgeloop-et-drain, raw, ...
 #                      `bench serve NAME` (the bench's servers)
 #

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""A pipelined load for the `kv` example: CONNS connections, each sending
-COMMANDS commands (SET and GET of its own keys, alternating) in batches of
-16 in flight, every reply checked. Used by scripts/instructions.sh.
+"""A pipelined load for the `kv` example over RESP (its default protocol):
+CONNS connections, each sending COMMANDS commands (SET and GET of its own
+keys, alternating, as arrays of bulk strings like a client library) in
+batches of 16 in flight, every reply checked. Used by
+scripts/instructions.sh.
 
 Usage: kv_load.py HOST:PORT CONNS COMMANDS
 """
@@ -9,6 +11,13 @@ import socket
 import sys
 
 DEPTH = 16
+
+
+def command(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def main():
@@ -23,16 +32,20 @@ def main():
         for i, s in enumerate(socks):
             batch = []
             for j in range(start, min(start + DEPTH, commands)):
-                key = f"k{i}.{j // 2}"
-                batch.append(f"SET {key} v{j}\n" if j % 2 == 0 else f"GET {key}\n")
-            s.sendall("".join(batch).encode())
+                key = b"k%d.%d" % (i, j // 2)
+                if j % 2 == 0:
+                    batch.append((command(b"SET", key, b"v%d" % j), [b"+OK\r\n"]))
+                else:
+                    value = b"v%d" % (j - 1)
+                    want = [b"$%d\r\n" % len(value), value + b"\r\n"]
+                    batch.append((command(b"GET", key), want))
+            s.sendall(b"".join(c for c, _ in batch))
             batches.append(batch)
         for i, batch in enumerate(batches):
-            for command in batch:
-                reply = replies[i].readline()
-                want = b"OK\n" if command.startswith("SET") else b"VALUE v"
-                if not reply.startswith(want):
-                    sys.exit(f"kv_load: {command.strip()!r} got {reply!r}")
+            for sent, want in batch:
+                got = [replies[i].readline() for _ in want]
+                if got != want:
+                    sys.exit(f"kv_load: {sent!r} got {got!r}, not {want!r}")
     for s in socks:
         s.close()
 
