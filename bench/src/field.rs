@@ -43,7 +43,11 @@ pub struct Plan {
 struct Figure {
     requests: u64,
     seconds: f64,
+    /// Server CPU over the cell, user and kernel.
     cpu: Duration,
+    /// The user-space part of it (10 ms ticks): what the server's own code
+    /// costs, the kernel's network stack left out.
+    user: Duration,
     errors: u64,
 }
 
@@ -54,6 +58,10 @@ impl Figure {
 
     fn cpu_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+
+    fn user_us(&self) -> f64 {
+        self.user.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 }
 
@@ -325,8 +333,9 @@ impl Server {
         Ok(Server { child, addr })
     }
 
-    /// CPU time so far of every thread of the server and its children.
-    fn cpu(&self) -> Duration {
+    /// CPU time so far of every thread of the server and its children,
+    /// and the user-space part of it.
+    fn cpu(&self) -> (Duration, Duration) {
         let root = self.child.id();
         let mut pids = vec![root];
         if let Ok(entries) = std::fs::read_dir("/proc") {
@@ -343,7 +352,12 @@ impl Server {
                 }
             }
         }
-        pids.into_iter().map(crate::procfs::run_time).sum()
+        let run_time = pids.iter().map(|&pid| crate::procfs::run_time(pid)).sum();
+        let ticks: u64 = pids
+            .iter()
+            .map(|&pid| crate::procfs::user_system_ticks(pid)[0])
+            .sum();
+        (run_time, Duration::from_millis(ticks * 10))
     }
 
     /// SIGTERM, then (after 10 s) SIGKILL.
@@ -373,7 +387,11 @@ fn measure(
 ) -> io::Result<Figure> {
     let before = server.cpu();
     let output = client.stdin(Stdio::null()).output()?;
-    let cpu = server.cpu().saturating_sub(before);
+    let after = server.cpu();
+    let (cpu, user) = (
+        after.0.saturating_sub(before.0),
+        after.1.saturating_sub(before.1),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -392,6 +410,7 @@ fn measure(
         requests,
         seconds,
         cpu,
+        user,
         errors,
     })
 }
@@ -511,9 +530,10 @@ fn print_cell(name: &str, figures: &[Option<Figure>; 2]) {
     for figure in figures.iter().flatten() {
         let _ = write!(
             line,
-            " | {:>10.0} req/s {:>6.2} us/req {} err",
+            " | {:>9.0} req/s {:>6.2} us/req ({:.2} user) {} err",
             figure.per_second(),
             figure.cpu_us(),
+            figure.user_us(),
             figure.errors
         );
     }
@@ -525,9 +545,10 @@ fn table(cells: &[Cell], plan: &Plan, missing: &[String]) -> String {
     let _ = writeln!(
         out,
         "| client and cell | ours | peer | ours req/s | peer req/s | req/s ours/peer | \
-         ours CPU µs/req | peer CPU µs/req | CPU ours/peer | errors ours, peer |"
+         ours CPU µs/req | peer CPU µs/req | CPU ours/peer | user µs/req ours, peer | \
+         errors ours, peer |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for cell in cells {
         let [ours, peer] = &cell.figures;
         let cols = |f: &Option<Figure>| match f {
@@ -543,14 +564,20 @@ fn table(cells: &[Cell], plan: &Plan, missing: &[String]) -> String {
             _ => "-".into(),
         };
         let errors = |f: &Option<Figure>| f.as_ref().map_or("-".into(), |f| f.errors.to_string());
+        let user = |f: &Option<Figure>| {
+            f.as_ref()
+                .map_or("-".into(), |f| format!("{:.2}", f.user_us()))
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {our_rps} | {peer_rps} | {} | {our_cpu} | {peer_cpu} | {} | {}, {} |",
+            "| `{}` | {} | {} | {our_rps} | {peer_rps} | {} | {our_cpu} | {peer_cpu} | {} | {}, {} | {}, {} |",
             cell.name,
             cell.ours,
             cell.peer,
             ratio(Figure::per_second),
             ratio(Figure::cpu_us),
+            user(ours),
+            user(peer),
             errors(ours),
             errors(peer),
         );
@@ -560,7 +587,7 @@ fn table(cells: &[Cell], plan: &Plan, missing: &[String]) -> String {
         "\nServers: the shipped `kv` and `http` examples with default flags (`--processes {}`), \
          redis-server with persistence off, nginx with `worker_processes {}` and access_log off. \
          CPU: every thread of the server's processes over the cell (schedstat), the client's \
-         excluded.",
+         excluded; user: its user-space part (utime, 10 ms ticks).",
         plan.processes, plan.processes
     );
     if !missing.is_empty() {
@@ -571,19 +598,21 @@ fn table(cells: &[Cell], plan: &Plan, missing: &[String]) -> String {
 
 fn csv(cells: &[Cell]) -> String {
     let mut out = String::from(
-        "cell,server,requests,seconds,requests_per_s,server_cpu_us_per_request,errors\n",
+        "cell,server,requests,seconds,requests_per_s,server_cpu_us_per_request,\
+         server_user_us_per_request,errors\n",
     );
     for cell in cells {
         for (server, figure) in [cell.ours, cell.peer].iter().zip(&cell.figures) {
             if let Some(f) = figure {
                 let _ = writeln!(
                     out,
-                    "\"{}\",{server},{},{:.3},{:.0},{:.3},{}",
+                    "\"{}\",{server},{},{:.3},{:.0},{:.3},{:.3},{}",
                     cell.name,
                     f.requests,
                     f.seconds,
                     f.per_second(),
                     f.cpu_us(),
+                    f.user_us(),
                     f.errors
                 );
             }

@@ -27,6 +27,13 @@ fn field(path: &str, key: &str) -> u64 {
 /// User + system CPU time of a process, in clock ticks (10 ms: USER_HZ is
 /// 100 on every Linux ABI).
 pub fn cpu_ticks(pid: u32) -> u64 {
+    let [user, system] = user_system_ticks(pid);
+    user + system
+}
+
+/// User and system CPU time of a process (all its threads, the exited
+/// ones included), in clock ticks.
+pub fn user_system_ticks(pid: u32) -> [u64; 2] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the ")" that ends the command name: utime is the 12th,
     // stime the 13th.
@@ -35,7 +42,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .split_whitespace()
         .map(|v| v.parse().unwrap_or(0))
         .collect();
-    f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
+    [*f.get(11).unwrap_or(&0), *f.get(12).unwrap_or(&0)]
 }
 
 /// The parent of a process (field 4 of /proc/PID/stat), if it is alive.
