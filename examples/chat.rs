@@ -88,7 +88,7 @@ struct Client {
     /// The unterminated tail of what the client sent.
     partial: Vec<u8>,
     /// When that tail's first byte came.
-    line_started: Option<std::time::Instant>,
+    line_started: common::RequestClock,
 }
 
 impl Handler for Chat {
@@ -109,15 +109,10 @@ impl Handler for Chat {
         let unfinished = !partial.is_empty();
         session.partial = partial;
         // A line's clock starts at its first byte and stops at its newline.
-        let now = std::time::Instant::now();
-        if !unfinished {
-            session.line_started = None;
-        } else if !lines.is_empty() || session.line_started.is_none() {
-            session.line_started = Some(now);
-        }
-        let too_slow = session
-            .line_started
-            .is_some_and(|t| now.duration_since(t) > self.line_timeout);
+        let too_slow =
+            session
+                .line_started
+                .overdue(unfinished, !lines.is_empty(), self.line_timeout);
         let others: Vec<ConnId> = conn.ids().filter(|id| *id != me).collect();
         for line in lines {
             self.message.clear();

@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use edgeloop::conn::Handler;
@@ -329,5 +330,31 @@ pub fn exit_on_error(result: io::Result<()>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// When a client's unfinished request (a chat line, a RESP command, an
+/// HTTP head and body) started. A request must end within a timeout of its
+/// first byte: a slowloris trickling a byte at a time keeps the idle
+/// timeout happy but not this. Checked as bytes arrive; a client that goes
+/// silent mid-request is the idle timeout's.
+#[derive(Default)]
+pub struct RequestClock(Option<Instant>);
+
+impl RequestClock {
+    /// After a read: `unfinished`, whether a request is still incomplete;
+    /// `completed`, whether one ended in this read (so the unfinished one
+    /// began in it). True when the unfinished request is older than
+    /// `timeout`.
+    pub fn overdue(&mut self, unfinished: bool, completed: bool, timeout: Duration) -> bool {
+        if !unfinished {
+            self.0 = None;
+            return false;
+        }
+        let now = Instant::now();
+        if completed || self.0.is_none() {
+            self.0 = Some(now);
+        }
+        self.0.is_some_and(|t| now.duration_since(t) > timeout)
     }
 }

@@ -25,7 +25,7 @@
 mod common;
 mod request;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use edgeloop::conn::{Conn, Handler};
@@ -65,7 +65,7 @@ struct Session {
     /// The request whose body is being read: answered once it is whole.
     in_body: Option<Head>,
     /// When the unfinished request's first byte came.
-    started: Option<Instant>,
+    started: common::RequestClock,
 }
 
 /// What a read left the connection to do.
@@ -93,21 +93,9 @@ impl Handler<Clock> for Http {
         } else {
             session.partial.drain(..consumed);
         }
-        if !unfinished {
-            session.started = None;
-        } else {
-            // A request's clock starts at its first byte.
-            let now = Instant::now();
-            if answered || session.started.is_none() {
-                session.started = Some(now);
-            }
-            if session
-                .started
-                .is_some_and(|t| now - t > self.header_timeout)
-            {
-                self.refuse(conn.data(), Refusal::Timeout);
-                after = After::Close;
-            }
+        if session.started.overdue(unfinished, answered, self.header_timeout) {
+            self.refuse(conn.data(), Refusal::Timeout);
+            after = After::Close;
         }
         if !self.out.is_empty() {
             conn.write(&self.out);

@@ -34,7 +34,7 @@ mod line;
 mod resp;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use edgeloop::Core;
@@ -95,7 +95,7 @@ struct Session {
     partial: Vec<u8>,
     parser: resp::Parser,
     /// When its first byte came.
-    started: Option<Instant>,
+    started: common::RequestClock,
 }
 
 impl Handler<Store> for Kv {
@@ -117,9 +117,14 @@ impl Handler<Store> for Kv {
                 (conn.data().commands > before, after)
             }
         };
-        let (progress, mut after) = served;
-        if after == After::Continue && !session.partial.is_empty() {
-            after = self.check_deadline(&mut session, progress);
+        let (completed, mut after) = served;
+        let unfinished = after == After::Continue && !session.partial.is_empty();
+        if session
+            .started
+            .overdue(unfinished, completed, self.request_timeout)
+        {
+            self.refuse_overdue();
+            after = After::Close;
         }
         if !self.out.is_empty() {
             conn.write(&self.out);
@@ -193,31 +198,19 @@ impl Kv {
         (ran, after)
     }
 
-    /// A request's clock starts at its first byte and stops when it ends:
-    /// one unfinished past `--request-timeout` closes the connection.
-    fn check_deadline(&mut self, session: &mut Session, progress: bool) -> After {
-        let now = Instant::now();
-        if progress || session.started.is_none() {
-            session.started = Some(now);
-        }
-        if session
-            .started
-            .is_some_and(|t| now.duration_since(t) > self.request_timeout)
-        {
-            let seconds = self.request_timeout.as_secs();
-            match self.protocol {
-                Protocol::Resp => {
-                    let message =
-                        format!("ERR Protocol error: request not finished within {seconds} s");
-                    resp::reply::error(&mut self.out, message.as_bytes());
-                }
-                Protocol::Line => self.out.extend_from_slice(
-                    format!("ERROR line not finished within {seconds} s\n").as_bytes(),
-                ),
+    /// The reply to a request not finished within `--request-timeout`.
+    fn refuse_overdue(&mut self) {
+        let seconds = self.request_timeout.as_secs();
+        match self.protocol {
+            Protocol::Resp => {
+                let message =
+                    format!("ERR Protocol error: request not finished within {seconds} s");
+                resp::reply::error(&mut self.out, message.as_bytes());
             }
-            return After::Close;
+            Protocol::Line => self.out.extend_from_slice(
+                format!("ERROR line not finished within {seconds} s\n").as_bytes(),
+            ),
         }
-        After::Continue
     }
 }
 
