@@ -528,3 +528,39 @@ fn threaded_exits_after_the_grace_period_with_a_job_still_running() {
     println!("exited {status} {:?} after SIGTERM", started.elapsed());
     assert!(status.success(), "{status}");
 }
+
+/// Issue 23 point 7: `threaded --delay-ms 3000 --idle-timeout 2` closed a
+/// connection whose reply was still being computed (EOF at 2 s, no
+/// reply). Work in flight on the pool is activity: the reply comes, and
+/// the idle timeout counts from the last of it.
+#[test]
+fn threaded_keeps_a_connection_whose_reply_is_on_the_pool_past_the_idle_timeout() {
+    let server = spawn_example(
+        "threaded",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--idle-timeout",
+            "1",
+            "--delay-ms",
+            "2500",
+            "--threads",
+            "1",
+        ],
+    );
+    let mut clients: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        // One pool thread: the third reply waits 7.5 s in the queue.
+        client.write_all(format!("slow {i}\n").as_bytes()).unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap(); // the reply, then the idle close
+        assert_eq!(reply, format!("SLOW {i}\n"), "client {i}");
+    }
+}

@@ -93,7 +93,10 @@ impl Handler<Clock> for Http {
         } else {
             session.partial.drain(..consumed);
         }
-        if session.started.overdue(unfinished, answered, self.header_timeout) {
+        if session
+            .started
+            .overdue(unfinished, answered, self.header_timeout)
+        {
             self.refuse(conn.data(), Refusal::Timeout);
             after = After::Close;
         }

@@ -134,6 +134,16 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     fn busy(&self) -> bool {
         false
     }
+
+    /// True while this connection's reply is being worked on elsewhere (a
+    /// worker pool computing it): work in flight is activity, so the idle
+    /// timeout does not close the connection, and counts again from the
+    /// last sweep that found it busy. Asked only of a connection already
+    /// past its idle timeout. The default is false.
+    fn in_flight(&self, session: &Self::Session) -> bool {
+        let _ = session;
+        false
+    }
 }
 
 /// Identifies a connection: its registration's [`Token`] (owner, slot and

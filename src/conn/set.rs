@@ -431,7 +431,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
 
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
         match tag {
-            TIMER_SWEEP => self.table.sweep(core),
+            TIMER_SWEEP => {
+                let handler = &self.handler;
+                self.table.sweep(core, |session| handler.in_flight(session));
+            }
             TIMER_ACCEPT => return self.listeners.resume(core, token),
             TIMER_CONNECT => {
                 if let Some(key) = self.table.live(ConnId(token)) {

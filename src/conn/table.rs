@@ -513,10 +513,11 @@ impl<S: Default + 'static> Table<S> {
     }
 
     /// The deadline sweep: every open connection quiet past its idle
-    /// timeout is closed (gracefully), every closing one without progress
-    /// for `linger` is aborted, and the sweep re-arms for the earliest
-    /// deadline left.
-    pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>) {
+    /// timeout is closed (gracefully) unless `in_flight` says its reply is
+    /// being worked on (then that is its activity), every closing one
+    /// without progress for `linger` is aborted, and the sweep re-arms for
+    /// the earliest deadline left.
+    pub(super) fn sweep<D: 'static>(&mut self, core: &mut Core<D>, in_flight: impl Fn(&S) -> bool) {
         self.sweep = None;
         let now = self.clock.now();
         let open_limit = self.open_limit();
@@ -539,6 +540,11 @@ impl<S: Default + 'static> Table<S> {
             c.stamp = clamped(now, c.stamp);
             match limit.verdict(now, c.stamp) {
                 Verdict::Expired if closing => lingered.push(key),
+                Verdict::Expired if self.idle.is_some() && in_flight(&c.session) => {
+                    c.stamp = now;
+                    let ms = limit.first_check();
+                    recheck = Some(recheck.map_or(ms, |r| r.min(ms)));
+                }
                 Verdict::Expired if self.idle.is_some() => idle.push(key),
                 Verdict::Expired => {}
                 Verdict::Recheck(ms) => recheck = Some(recheck.map_or(ms, |r| r.min(ms))),

@@ -355,6 +355,10 @@ impl<B: Blocking> Handler for Pooled<B> {
     fn busy(&self) -> bool {
         self.held > 0
     }
+
+    fn in_flight(&self, session: &PooledSession) -> bool {
+        !session.settled()
+    }
 }
 
 /// How long dropping a pool waits for its workers to exit.
