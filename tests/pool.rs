@@ -260,3 +260,45 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
     shutdown.shutdown();
     server.join().unwrap();
 }
+
+/// Issue 23 point 11: `--queue 64` did not bound the queue. One read of
+/// many lines became as many requests at once (100 clients writing 64 KiB
+/// of `slow` lines queued 1.3M jobs); the bound was checked only after the
+/// whole read. Now the lines past the bound stay unread until a slot frees.
+#[test]
+fn one_read_of_many_lines_holds_no_more_than_the_pools_capacity() {
+    watchdog(Duration::from_secs(60), || {
+        let upper = |request: &[u8]| request.to_ascii_uppercase();
+        let mut server = TcpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Pooled::new(upper, 1, 8).unwrap().lines(),
+            ServerOptions::default(),
+        )
+        .unwrap();
+        let conns = server.connections_id();
+        attach_pool(server.reactor(), conns).unwrap();
+        let addr = server.local_addr().to_string();
+        let lines = 3000;
+        let client = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            let request: String = (0..lines).map(|i| format!("slow {i}\n")).collect();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut reader = BufReader::new(stream);
+            for i in 0..lines {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                assert_eq!(line, format!("SLOW {i}\n"));
+            }
+        });
+        let mut most = 0;
+        while !client.is_finished() {
+            server
+                .reactor()
+                .run_once(Some(Duration::from_millis(10)))
+                .unwrap();
+            most = most.max(server.connections().handler().outstanding());
+        }
+        client.join().unwrap();
+        assert!(most <= 8, "{most} requests held at once, capacity 8");
+    });
+}

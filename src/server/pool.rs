@@ -102,6 +102,9 @@ pub struct PooledSession {
     waiting: VecDeque<(u64, Vec<u8>)>,
     /// With line framing: the line read so far.
     partial: Vec<u8>,
+    /// Bytes read while the pool was full, not yet made requests: taken
+    /// before the connection is read again.
+    unread: Vec<u8>,
     /// Not read because too many quick replies wait behind a slow one.
     paused_for_order: bool,
 }
@@ -109,7 +112,7 @@ pub struct PooledSession {
 impl PooledSession {
     /// Every request answered and none waiting.
     fn settled(&self) -> bool {
-        self.next_to_write == self.next_seq && self.waiting.is_empty()
+        self.next_to_write == self.next_seq && self.waiting.is_empty() && self.unread.is_empty()
     }
 }
 
@@ -231,6 +234,46 @@ impl<B: Blocking> Pooled<B> {
         self.panics
     }
 
+    /// Makes requests of `data` while the pool has room. What is left
+    /// once it is full stays unread in the session, and the connection is
+    /// not read again until a slot frees: the pool never holds more than
+    /// its capacity, however many requests one read brings.
+    fn take(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        let mut taken = 0;
+        if !self.lines {
+            if self.held < self.capacity {
+                self.request(conn, data.to_vec());
+                taken = data.len();
+            }
+        } else {
+            let mut line = std::mem::take(&mut conn.session().partial);
+            for chunk in data.split_inclusive(|&b| b == b'\n') {
+                if self.held >= self.capacity {
+                    break;
+                }
+                taken += chunk.len();
+                line.extend_from_slice(chunk);
+                if line.ends_with(b"\n") || line.len() >= MAX_LINE {
+                    self.request(conn, std::mem::take(&mut line));
+                }
+            }
+            conn.session().partial = line;
+        }
+        if taken < data.len() {
+            conn.session().unread = data[taken..].to_vec();
+            self.pause(conn);
+        }
+    }
+
+    /// The pool is full: `conn` is not read until a slot frees.
+    fn pause(&mut self, conn: &mut Conn<'_, Self>) {
+        let id = conn.id();
+        conn.pause_reading();
+        if !self.paused.contains(&id) {
+            self.paused.push_back(id);
+        }
+    }
+
     /// One request: answered at once if [`Blocking::quick`] can, else to
     /// an idle worker, else waiting its turn.
     fn request(&mut self, conn: &mut Conn<'_, Self>, request: Vec<u8>) {
@@ -262,11 +305,7 @@ impl<B: Blocking> Pooled<B> {
             session.waiting.push_back((seq, request));
         }
         if self.held >= self.capacity {
-            // Full: this connection is not read until a slot frees.
-            conn.pause_reading();
-            if !self.paused.contains(&id) {
-                self.paused.push_back(id);
-            }
+            self.pause(conn);
         }
     }
 
@@ -321,17 +360,13 @@ impl<B: Blocking> Handler for Pooled<B> {
     type Session = PooledSession;
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        if !self.lines {
-            return self.request(conn, data.to_vec());
+        let mut unread = std::mem::take(&mut conn.session().unread);
+        if unread.is_empty() {
+            self.take(conn, data);
+        } else {
+            unread.extend_from_slice(data);
+            self.take(conn, &unread);
         }
-        let mut line = std::mem::take(&mut conn.session().partial);
-        for chunk in data.split_inclusive(|&b| b == b'\n') {
-            line.extend_from_slice(chunk);
-            if line.ends_with(b"\n") || line.len() >= MAX_LINE {
-                self.request(conn, std::mem::take(&mut line));
-            }
-        }
-        conn.session().partial = line;
     }
 
     fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
@@ -457,8 +492,15 @@ pub fn attach_pool<B: Blocking>(
                 let Some(id) = pool.paused.pop_front() else {
                     break;
                 };
-                connections.with_conn(core, id, |_, conn| {
-                    if !conn.session().paused_for_order {
+                connections.with_conn(core, id, |pool, conn| {
+                    // What was read while the pool was full goes first; if
+                    // it fills the pool again, the connection waits again.
+                    let unread = std::mem::take(&mut conn.session().unread);
+                    if !unread.is_empty() {
+                        pool.take(conn, &unread);
+                    }
+                    let session = conn.session();
+                    if session.unread.is_empty() && !session.paused_for_order {
                         conn.resume_reading();
                     }
                 });
