@@ -289,3 +289,70 @@ fn one_handler_call_cannot_queue_past_twice_the_cap() {
         );
     }
 }
+
+/// Issue 23 point 10, the chat freeze: clients that never read, each
+/// under its own limit, held the set over its budget, and every sender was
+/// paused for good (resumed only once the total fell to half, which a
+/// non-reader never lets happen). Now a pause lasts at most
+/// `budget_grace`: then the longest queues, the non-readers', are aborted
+/// until the total is under half, and the paused senders read again.
+#[test]
+fn non_readers_under_their_own_limit_cannot_pause_the_senders_for_good() {
+    let mut options = ServerOptions::default().with_conn(
+        ConnOptions::with_trigger(Trigger::Edge).with_budget_grace(Duration::from_millis(500)),
+    );
+    options.conn.max_queued_total = 2 << 20;
+    options.conn.high_water = usize::MAX; // only the set's budget applies
+    let server = start(|| Broadcast, options);
+    let stuck: Vec<TcpStream> = (0..10)
+        .map(|_| util::connect_small_rcvbuf(server.addr, 4096))
+        .collect();
+    // One reader that reads everything, looking for the last line.
+    let mut reader = connect(server.addr);
+    reader
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut window = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            assert!(n > 0, "the reader was closed");
+            window.extend_from_slice(&buf[..n]);
+            if window.windows(4).any(|w| w == b"DONE") {
+                return;
+            }
+            let keep = window.len().saturating_sub(3);
+            window.drain(..keep);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50)); // all attached
+    let mut sender = connect(server.addr);
+    sender.set_nonblocking(true).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let (mut sent, mut stalls) = (0u64, 0);
+    while stalls < 10 && sent < 256 << 20 {
+        match sender.write(&chunk) {
+            Ok(n) => {
+                sent += n as u64;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sender.set_nonblocking(false).unwrap();
+    sender
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    sender.write_all(b"DONE").unwrap();
+    drain.join().unwrap(); // arrives once the grace is over
+    drop((stuck, sender));
+    let (stats, _) = server.stop();
+    println!("sent {sent}; {stats:?}");
+    assert!(stats.budget_pauses > 0, "{stats:?}");
+    assert!(stats.budget_aborts > 0, "{stats:?}");
+}

@@ -322,6 +322,14 @@ pub struct ConnOptions {
     /// later writes to them are dropped, and each is counted in
     /// [`ConnStats::budget_aborts`].
     pub max_queued_total: usize,
+    /// How long the connections paused by the set's budget wait for it to
+    /// fall back under half (default 10 s). Past it, the longest queues
+    /// are aborted, as at the hard ceiling, until the total is under half,
+    /// and the paused connections read again: clients that never read,
+    /// each under its own `high_water`, cannot hold the budget and pause
+    /// every sender for good. A queue that drains within the grace (a slow
+    /// reader that reads) is never touched. At most [`MAX_TIMEOUT`].
+    pub budget_grace: std::time::Duration,
     /// How long a closing connection may go without progress (bytes of
     /// its queue sent, or the peer's EOF after our SHUT_WR) before it is
     /// aborted (default 5 s, as nginx's `lingering_timeout`). A peer that
@@ -354,6 +362,7 @@ impl Default for ConnOptions {
             high_water: 1 << 20,
             low_water: 1 << 18,
             max_queued_total: 64 << 20,
+            budget_grace: std::time::Duration::from_secs(10),
             linger: std::time::Duration::from_secs(5),
             idle_timeout: None,
         }
@@ -405,6 +414,12 @@ impl ConnOptions {
         self
     }
 
+    /// Sets [`budget_grace`](ConnOptions::budget_grace).
+    pub fn with_budget_grace(mut self, grace: std::time::Duration) -> ConnOptions {
+        self.budget_grace = grace;
+        self
+    }
+
     /// Sets [`linger`](ConnOptions::linger).
     #[must_use]
     pub fn with_linger(mut self, linger: std::time::Duration) -> ConnOptions {
@@ -433,10 +448,13 @@ impl ConnOptions {
         if self.low_water > self.high_water {
             return invalid("edgeloop: low_water must not exceed high_water");
         }
-        if self.linger > MAX_TIMEOUT || self.idle_timeout.is_some_and(|t| t > MAX_TIMEOUT) {
+        if self.linger > MAX_TIMEOUT
+            || self.budget_grace > MAX_TIMEOUT
+            || self.idle_timeout.is_some_and(|t| t > MAX_TIMEOUT)
+        {
             return invalid(
-                "edgeloop: idle_timeout and linger must be at most edgeloop::conn::MAX_TIMEOUT \
-                 (about 12 days); use None for no idle timeout",
+                "edgeloop: idle_timeout, linger and budget_grace must be at most \
+                 edgeloop::conn::MAX_TIMEOUT (about 12 days); use None for no idle timeout",
             );
         }
         Ok(())

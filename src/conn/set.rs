@@ -15,7 +15,7 @@ use super::accept::{AcceptOptions, ListenerId, Listeners};
 use super::connect::{self, ConnectOptions, Outcome, Started};
 use super::key::Key;
 use super::state::{Peer, Phase, State};
-use super::table::{TIMER_ACCEPT, TIMER_CONNECT, TIMER_SWEEP, Table};
+use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::selector::Events;
 use crate::sys;
@@ -436,6 +436,7 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
                 self.table.sweep(core, |session| handler.in_flight(session));
             }
             TIMER_ACCEPT => return self.listeners.resume(core, token),
+            TIMER_BUDGET => self.table.budget_grace_over(core),
             TIMER_CONNECT => {
                 if let Some(key) = self.table.live(ConnId(token)) {
                     self.table.connect_timed_out(key);

@@ -24,6 +24,8 @@ pub(super) const TIMER_SWEEP: u32 = 0;
 pub(super) const TIMER_CONNECT: u32 = 1;
 /// A listener's pause at the fd limit is over.
 pub(super) const TIMER_ACCEPT: u32 = 2;
+/// The budget's grace is over (see `ConnOptions::budget_grace`).
+pub(super) const TIMER_BUDGET: u32 = 3;
 
 /// One connection: 24 bytes while idle (no queue, no buffer).
 pub(super) struct Slot<S> {
@@ -76,6 +78,8 @@ pub(super) struct Table<S> {
     linger: Limit,
     /// The set's deadline sweep, if armed, and when it fires.
     sweep: Option<(TimerId, Instant)>,
+    /// Armed while connections are paused by the budget: its grace.
+    pub(super) budget_timer: Option<TimerId>,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it), and
     /// whether each was still connecting (its handler hears of a failed
@@ -132,6 +136,7 @@ impl<S: Default + 'static> Table<S> {
             doomed: Vec::new(),
             queued_total: 0,
             budget_paused: 0,
+            budget_timer: None,
             cork: Cork::new(),
         }
     }

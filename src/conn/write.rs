@@ -11,9 +11,9 @@ use super::CloseReason;
 use super::cork::Hold;
 use super::queue::MAX_IOVECS;
 use super::state::{Pause, Phase};
-use super::table::Table;
-use crate::Core;
+use super::table::{TIMER_BUDGET, Table};
 use crate::sys;
+use crate::{Core, Token};
 
 impl<S: Default + 'static> Table<S> {
     /// Writes `data` on `key` for `sender`'s handler: held if it is the
@@ -230,16 +230,17 @@ impl<S: Default + 'static> Table<S> {
         if self.queued_total > self.options.max_queued_total {
             self.pause_for_budget(core, sender);
             if self.queued_total / 2 > self.options.max_queued_total {
-                self.abort_longest_queues();
+                self.abort_longest_queues(self.options.max_queued_total);
             }
         }
     }
 
-    /// Past the hard ceiling (twice the cap): aborts connections, longest
-    /// queue first, until the total is back under the cap.
+    /// Past the hard ceiling (twice the cap), or at the end of the budget's
+    /// grace: aborts connections, longest queue first, until the total is
+    /// at most `target`.
     #[cold]
     #[inline(never)]
-    fn abort_longest_queues(&mut self) {
+    fn abort_longest_queues(&mut self, target: usize) {
         let mut queues: Vec<(usize, usize)> = self
             .slots
             .iter()
@@ -248,12 +249,13 @@ impl<S: Default + 'static> Table<S> {
             .collect();
         queues.sort_unstable_by(|a, b| b.cmp(a));
         for (queued, key) in queues {
-            if self.queued_total <= self.options.max_queued_total {
+            if self.queued_total <= target {
                 break;
             }
             log::warn!(
-                "edgeloop: the set's queued output passed twice its cap ({} bytes): aborting {:?}, \
-                 which held {queued}",
+                "edgeloop: the set's queued output ({} bytes) is over its budget ({} bytes): \
+                 aborting {:?}, which held {queued}",
+                self.queued_total,
                 self.options.max_queued_total,
                 self.id(key)
             );
@@ -337,7 +339,26 @@ impl<S: Default + 'static> Table<S> {
             self.budget_paused += 1;
             self.stats.budget_pauses += 1;
             self.update_interest(core, key);
+            if self.budget_timer.is_none() {
+                let token = Token::new(self.owner, 0, 0);
+                let grace = self.options.budget_grace;
+                self.budget_timer = Some(core.source_timer(grace, token, TIMER_BUDGET));
+            }
         }
+    }
+
+    /// The budget's grace is over. Connections still paused by it wait on
+    /// queues that did not drain: the longest are aborted until the total
+    /// is under half the cap, and the paused connections read again.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn budget_grace_over<D: 'static>(&mut self, core: &mut Core<D>) {
+        self.budget_timer = None;
+        if self.budget_paused == 0 {
+            return;
+        }
+        self.abort_longest_queues(self.options.max_queued_total / 2);
+        self.resume_budget_paused(core);
     }
 
     /// The total is back under half the cap: every connection the budget
@@ -352,6 +373,9 @@ impl<S: Default + 'static> Table<S> {
             .map(|(k, _)| k)
             .collect();
         self.budget_paused = 0;
+        if let Some(timer) = self.budget_timer.take() {
+            core.cancel(timer);
+        }
         for key in keys {
             self.slots[key].state.pauses.remove(Pause::Budget);
             self.resumed(core, key);
