@@ -188,3 +188,123 @@ fn the_io_uring_buffer_ring_server_echoes_every_byte() {
     assert!(count(&counts, "completions") >= 4_000, "{counts}");
     assert_eq!(count(&counts, "no_buffers"), 0, "{counts}");
 }
+
+/// Like [`start`], with the server's soft fd limit lowered to `nofile`.
+fn start_limited(model: &str, nofile: u32) -> Option<Server> {
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -S -n {nofile} && exec \"$0\" serve {model}"),
+        ])
+        .arg(MODELS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .map(str::to_string);
+    let server = Server {
+        child,
+        addr: addr.clone().unwrap_or_default(),
+    };
+    addr.map(|_| server)
+}
+
+/// One message and its echo on `stream`.
+fn echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(message).unwrap();
+    let mut back = vec![0; message.len()];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back, message);
+}
+
+/// Sends without reading until the server stops taking bytes (ten stalls
+/// in a row); returns the bytes sent.
+fn flood_without_reading(stream: &mut TcpStream, limit: u64) -> u64 {
+    stream.set_nonblocking(true).unwrap();
+    let chunk = vec![b'f'; 64 * 1024];
+    let (mut sent, mut stalls) = (0u64, 0);
+    while stalls < 10 && sent < limit {
+        match stream.write(&chunk) {
+            Ok(n) => {
+                sent += n as u64;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sent
+}
+
+/// Issue 23 point 13: at the fd limit both io_uring servers re-armed the
+/// multishot accept that EMFILE had just ended, a busy loop; sigio exited.
+/// Now each waits for a connection to close: past the limit the clients
+/// wait in the backlog, and are served once others leave.
+#[test]
+fn at_the_fd_limit_the_models_wait_for_a_close_instead_of_spinning_or_exiting() {
+    for model in ["io_uring", "io_uring-pbuf", "sigio"] {
+        let Some(server) = start_limited(model, 32) else {
+            skip(model, "the kernel refused it");
+            continue;
+        };
+        let mut clients: Vec<TcpStream> = (0..48)
+            .map(|_| TcpStream::connect(&server.addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500)); // at the limit
+        echoes(&mut clients[0], b"first");
+        clients.drain(1..25); // closed: fds free up
+        for client in clients.iter_mut() {
+            echoes(client, b"after the limit"); // the waiting ones too
+        }
+        let counts = stop(server);
+        println!("{model}: {counts}");
+        if model != "sigio" {
+            // A spin makes millions of io_uring_enter calls in 500 ms.
+            assert!(count(&counts, "enters") < 10_000, "{model}: {counts}");
+        }
+    }
+}
+
+/// Issue 23 point 13: one client that sends and never reads drove the
+/// buffer-ring server to 100 % CPU (11M ENOBUFS completions, the recv
+/// re-armed at once) and grew sigio by 1.76 GB (it read without bound).
+/// Now the non-reader is no longer read past a bound, and another client
+/// is served meanwhile.
+#[test]
+fn a_client_that_never_reads_is_bounded_and_starves_nobody() {
+    for model in ["io_uring-pbuf", "sigio"] {
+        let Some(server) = start(model, &[]) else {
+            skip(model, "the kernel refused it");
+            continue;
+        };
+        let mut hog = TcpStream::connect(&server.addr).unwrap();
+        let sent = flood_without_reading(&mut hog, 1 << 30);
+        let mut other = TcpStream::connect(&server.addr).unwrap();
+        echoes(&mut other, b"still served");
+        std::thread::sleep(Duration::from_millis(500));
+        echoes(&mut other, b"still served, later");
+        drop(hog);
+        let counts = stop(server);
+        println!("{model}: sent {sent} without reading; {counts}");
+        assert!(
+            sent < 256 << 20,
+            "{model} took {sent} bytes from a non-reader"
+        );
+        if model == "io_uring-pbuf" {
+            assert!(count(&counts, "completions") < 100_000, "{counts}");
+        }
+    }
+}

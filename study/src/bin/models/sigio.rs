@@ -8,6 +8,12 @@
 //! fd: the server then cannot know who is ready and falls back to trying
 //! every socket (the overflow path). `--sigpending N` lowers the limit so
 //! that path is taken; the count of overflows is printed on SIGTERM.
+//!
+//! The failure modes the library answers, answered here too: a client
+//! that sends and never reads holds at most `MAX_PENDING` bytes of echo
+//! (past it the server stops reading it; the signal for write space, once
+//! it reads, resumes it), and at the fd limit (EMFILE, ENFILE) the server
+//! stops accepting until a connection closes, instead of exiting.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -79,12 +85,18 @@ struct Client {
     pending: Vec<u8>,
 }
 
-/// Reads `client` until EAGAIN, echoing; false once it is closed.
+/// Echo bytes one client may have waiting before it is no longer read.
+const MAX_PENDING: usize = 1 << 20;
+
+/// Reads `client` until EAGAIN (or until its echo backs up past
+/// `MAX_PENDING`), echoing; false once it is closed.
 fn service(client: &mut Client, buf: &mut [u8]) -> bool {
     if !flush(client) {
         return false;
     }
-    loop {
+    // Reading stops once the echo backs up past MAX_PENDING: the socket
+    // had no room then, so the kernel signals again when it has.
+    while client.pending.len() < MAX_PENDING {
         match client.stream.read(buf) {
             Ok(0) => return false,
             Ok(n) => {
@@ -98,6 +110,7 @@ fn service(client: &mut Client, buf: &mut [u8]) -> bool {
             Err(_) => return false,
         }
     }
+    true
 }
 
 /// Writes what is pending; false if the connection failed.
@@ -115,8 +128,10 @@ fn flush(client: &mut Client) -> bool {
     true
 }
 
-/// Accepts until EAGAIN. A new connection is serviced at once: what it
-/// sent before O_ASYNC was set raised no signal.
+/// Accepts until EAGAIN, or until the fd limit (then the connections wait
+/// in the backlog: accept_all runs again when a client closes). A new
+/// connection is serviced at once: what it sent before O_ASYNC was set
+/// raised no signal.
 fn accept_all(
     listener: &TcpListener,
     clients: &mut HashMap<RawFd, Client>,
@@ -137,6 +152,9 @@ fn accept_all(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                return Ok(());
+            }
             Err(e) => return Err(e),
         }
     }
@@ -178,6 +196,9 @@ pub fn serve(listener: TcpListener, sigpending: Option<u64>) -> io::Result<()> {
                 } else if let Some(client) = clients.get_mut(&fd) {
                     if !service(client, &mut buf) {
                         clients.remove(&fd);
+                        // An fd is free: a connection waiting at the limit
+                        // may come in.
+                        accept_all(&listener, &mut clients, &mut buf)?;
                     }
                 }
             } else if signo == libc::SIGIO {
@@ -186,6 +207,7 @@ pub fn serve(listener: TcpListener, sigpending: Option<u64>) -> io::Result<()> {
                 counts.overflows += 1;
                 accept_all(&listener, &mut clients, &mut buf)?;
                 clients.retain(|_, client| service(client, &mut buf));
+                accept_all(&listener, &mut clients, &mut buf)?;
             } else {
                 eprintln!(
                     "sigio: rt_signals={} overflows={} signalfd_reads={} clients={}",

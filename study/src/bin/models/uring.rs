@@ -24,6 +24,8 @@ pub const BUFFER: usize = 4096;
 /// a connection's key shifted left) a connection's recv or send.
 pub const ACCEPT: u64 = u64::MAX;
 pub const SIGNAL: u64 = u64::MAX - 1;
+/// A cancel's own completion (ignored).
+pub const CANCEL: u64 = u64::MAX - 2;
 pub const RECV: u64 = 0;
 pub const SEND: u64 = 1;
 
@@ -41,6 +43,9 @@ struct Conn {
 pub struct Loop {
     pub ring: IoUring,
     accept: squeue::Entry,
+    /// The accept ended at the fd limit and is not armed: a closed
+    /// connection frees an fd, and arms it again ([`Loop::fd_freed`]).
+    accept_paused: bool,
     /// The signalfd and the buffer its read fills: both outlive the read.
     _signals: SignalFd,
     _siginfo: Box<[u8]>,
@@ -77,6 +82,7 @@ impl Loop {
         let mut lp = Loop {
             ring,
             accept: accept.clone(),
+            accept_paused: false,
             _signals: signals,
             _siginfo: siginfo,
             enters: 0,
@@ -100,6 +106,15 @@ impl Loop {
             }
             self.ring.submit()?;
         }
+    }
+
+    /// A connection closed: if the accept waits for an fd, arm it again.
+    pub fn fd_freed(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.accept_paused) {
+            let accept = self.accept.clone();
+            self.push(&accept)?;
+        }
+        Ok(())
     }
 
     /// Sends `rest` on `fd` for connection `key`.
@@ -133,12 +148,17 @@ impl Loop {
     }
 
     /// An accept completion: the new connection, if there is one; the
-    /// multishot accept is armed again if it ended.
+    /// multishot accept is armed again if it ended, except at the fd limit
+    /// (EMFILE, ENFILE): armed again at once, it would end again at once,
+    /// a busy loop. It waits for a connection to close instead.
     pub fn accepted(&mut self, result: i32, flags: u32) -> io::Result<Option<OwnedFd>> {
         if !cqueue::more(flags) {
-            // Ended (an error, or the kernel's choice): arm it again.
-            let accept = self.accept.clone();
-            self.push(&accept)?;
+            if result == -nix::libc::EMFILE || result == -nix::libc::ENFILE {
+                self.accept_paused = true;
+            } else {
+                let accept = self.accept.clone();
+                self.push(&accept)?;
+            }
         }
         // SAFETY: a successful accept completion's result is a new fd that
         // nothing else owns.
@@ -216,6 +236,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             // EOF or an error, with nothing else in flight
                             // for this connection: close it.
                             conns.remove(key);
+                            lp.fd_freed()?;
                         }
                     }
                 }

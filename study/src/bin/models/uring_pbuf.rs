@@ -4,6 +4,13 @@
 //! that asks for a buffer from the ring only when data arrives. The buffer
 //! goes back to the ring once its echo is sent. An idle connection holds a
 //! pending operation, not memory.
+//!
+//! Backpressure: a connection holds at most `MAX_OUT` buffers waiting to
+//! be echoed. At that, its multishot recv is cancelled (a peer that never
+//! reads cannot take the ring), and armed again once the queue is down to
+//! half. When the ring runs dry (ENOBUFS ends a recv), the connection waits
+//! for a buffer to come back, one connection per returned buffer: re-armed
+//! at once, the recv would end again at once, a busy loop.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -15,13 +22,15 @@ use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, opcode, types};
 use slab::Slab;
 
-use super::uring::{ACCEPT, Loop, RECV, SIGNAL};
+use super::uring::{ACCEPT, CANCEL, Loop, RECV, SIGNAL};
 
 /// Buffers in the ring (a power of two) and the size of each.
 const BUFFERS: u16 = 4096;
 const BUFFER_SIZE: usize = 2048;
 /// The buffer group id.
 const GROUP: u16 = 7;
+/// Buffers one connection may hold waiting to be echoed.
+const MAX_OUT: usize = 8;
 
 /// The ring of buffer descriptors (shared with the kernel) and the
 /// buffers themselves.
@@ -103,9 +112,19 @@ struct Conn {
     sent: usize,
     /// The multishot recv ended (EOF or error): close once `out` drains.
     done: bool,
+    /// The multishot recv is in flight.
+    armed: bool,
+    /// Its cancel (at `MAX_OUT`) is in flight.
+    cancelling: bool,
 }
 
-fn recv(lp: &mut Loop, key: usize, conn: &Conn) -> io::Result<()> {
+/// Arms the connection's multishot recv, if it is not armed, not done, and
+/// its queue has room.
+fn recv(lp: &mut Loop, key: usize, conn: &mut Conn) -> io::Result<()> {
+    if conn.armed || conn.done || conn.out.len() >= MAX_OUT / 2 {
+        return Ok(());
+    }
+    conn.armed = true;
     let entry = opcode::RecvMulti::new(types::Fd(conn.fd.as_raw_fd()), GROUP)
         .build()
         .user_data((key as u64) << 1 | RECV);
@@ -128,6 +147,8 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("IORING_REGISTER_PBUF_RING: {e}")))?;
     let mut conns: Slab<Conn> = Slab::new();
     let mut no_buffers = 0u64;
+    // Connections whose recv ended for want of a buffer, oldest first.
+    let mut starved: VecDeque<usize> = VecDeque::new();
     let mut done = Vec::new();
     loop {
         lp.turn(&mut done)?;
@@ -143,6 +164,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                     );
                     return Ok(());
                 }
+                CANCEL => {}
                 ACCEPT => {
                     if let Some(fd) = lp.accepted(result, flags)? {
                         let entry = conns.vacant_entry();
@@ -152,6 +174,8 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             out: VecDeque::new(),
                             sent: 0,
                             done: false,
+                            armed: false,
+                            cancelling: false,
                         });
                         recv(&mut lp, key, conn)?;
                     }
@@ -162,6 +186,10 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                         continue;
                     };
                     if user_data & 1 == RECV {
+                        if !cqueue::more(flags) {
+                            conn.armed = false;
+                            conn.cancelling = false;
+                        }
                         match (result, cqueue::buffer_select(flags)) {
                             (n, Some(bid)) if n > 0 => {
                                 conn.out.push_back((bid, n as usize));
@@ -169,18 +197,27 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                                     conn.sent = 0;
                                     send(&mut lp, key, conn, &buffers)?;
                                 }
+                                if conn.out.len() >= MAX_OUT && conn.armed && !conn.cancelling {
+                                    // A peer that sends and does not read
+                                    // must not take the ring.
+                                    conn.cancelling = true;
+                                    let cancel = opcode::AsyncCancel::new(user_data)
+                                        .build()
+                                        .user_data(CANCEL);
+                                    lp.push(&cancel)?;
+                                }
                             }
                             (e, _) if e == -nix::libc::ENOBUFS => {
-                                // The ring ran dry: the multishot recv
-                                // ended; ask again (buffers come back as
-                                // sends complete).
+                                // The ring ran dry: wait for a buffer to
+                                // come back (a send completing).
                                 no_buffers += 1;
+                                starved.push_back(key);
+                                continue;
                             }
+                            (e, _) if e == -nix::libc::ECANCELED => {}
                             _ => conn.done = true, // EOF or an error
                         }
-                        if !cqueue::more(flags) && !conn.done {
-                            recv(&mut lp, key, conn)?;
-                        }
+                        recv(&mut lp, key, conn)?;
                     } else if result > 0 {
                         conn.sent += result as usize;
                         let (bid, len) = conn.out[0];
@@ -194,6 +231,17 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                         if !conn.out.is_empty() {
                             send(&mut lp, key, conn, &buffers)?;
                         }
+                        recv(&mut lp, key, conn)?;
+                        // A buffer came back: one starved connection may
+                        // read again.
+                        while let Some(waiting) = starved.pop_front() {
+                            if let Some(other) = conns.get_mut(waiting) {
+                                if !other.armed && !other.done {
+                                    recv(&mut lp, waiting, other)?;
+                                    break;
+                                }
+                            }
+                        }
                     } else {
                         // The send failed (the peer is gone): drop what was
                         // queued. The recv ends with the connection's error,
@@ -204,8 +252,9 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                         }
                     }
                     let conn = &conns[key];
-                    if conn.done && conn.out.is_empty() {
+                    if conn.done && conn.out.is_empty() && !conn.armed {
                         conns.remove(key);
+                        lp.fd_freed()?;
                     }
                 }
             }
