@@ -10,6 +10,11 @@
 //!   interval, spread evenly → `trickle MESSAGES ERRORS P50_US P99_US
 //!   RTT_US,RTT_US,...` (every round trip, in µs)
 //! - `quit` (or EOF) → exits.
+//!
+//! A message for a connection that has closed is an error (the server is
+//! meant to keep every connection open), and so is one whose echo does not
+//! come back within the phase's deadline. A command it cannot parse gets
+//! `error ...` and changes nothing.
 
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -89,11 +94,11 @@ impl Handler for Probe {
 type Set = SourceId<Connections<Probe>>;
 
 /// Sends one message on connection `index` of the set (if not still
-/// waiting for the last one).
+/// waiting for the last one); one for a closed connection is an error.
 fn send(reactor: &mut Reactor, set: Set, index: usize, tag: u64) {
     let (connections, core) = reactor.source_mut(set);
     let id = connections.handler().ids[index];
-    connections.with_conn(core, id, |probe, conn| {
+    let open = connections.with_conn(core, id, |probe, conn| {
         let w = conn.session();
         if !w.expect.is_empty() {
             return;
@@ -104,6 +109,22 @@ fn send(reactor: &mut Reactor, set: Set, index: usize, tag: u64) {
         let message = w.expect.clone();
         conn.write(&message);
     });
+    if open.is_none() {
+        let probe = connections.handler_mut();
+        probe.sent += 1;
+        probe.errors += 1;
+    }
+}
+
+/// `trickle SECONDS INTERVAL_MS`'s arguments: a positive, finite number of
+/// seconds and a positive whole number of milliseconds.
+fn trickle_args(seconds: &str, interval_ms: &str) -> Option<(f64, Duration)> {
+    let seconds: f64 = seconds
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)?;
+    let interval_ms: u64 = interval_ms.parse().ok().filter(|&ms| ms > 0)?;
+    Some((seconds.min(1e6), Duration::from_millis(interval_ms)))
 }
 
 /// Runs turns until `done` or `limit`.
@@ -169,28 +190,36 @@ pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -
         match words.as_slice() {
             ["echo"] => {
                 let start = Instant::now();
-                let n = reactor.source(set).handler().ids.len();
+                let p = reactor.source(set).handler();
+                let (n, echoed0, errors0) = (p.ids.len(), p.echoed, p.errors);
                 for index in 0..n {
                     send(&mut reactor, set, index, tag);
                 }
                 let goal = n as u64;
                 run_until(&mut reactor, Duration::from_secs(30), |r| {
                     let p = r.source(set).handler();
-                    p.echoed + p.errors >= goal
+                    (p.echoed - echoed0) + (p.errors - errors0) >= goal
                 });
                 let p = reactor.source(set).handler();
+                let (echoed, errors) = (p.echoed - echoed0, p.errors - errors0);
                 // What never came back within the limit counts as an error.
-                let errors = p.errors + goal.saturating_sub(p.echoed + p.errors);
+                let errors = errors + goal.saturating_sub(echoed + errors);
                 writeln!(
                     out,
-                    "echoed {} {errors} {:.3}",
-                    p.echoed,
+                    "echoed {echoed} {errors} {:.3}",
                     start.elapsed().as_secs_f64()
                 )?;
             }
             ["trickle", seconds, interval_ms] => {
-                let seconds: f64 = seconds.parse().unwrap_or(10.0);
-                let interval = Duration::from_millis(interval_ms.parse().unwrap_or(5000));
+                let Some((seconds, interval)) = trickle_args(seconds, interval_ms) else {
+                    writeln!(
+                        out,
+                        "error trickle takes SECONDS (positive) and INTERVAL_MS (a positive \
+                         integer): {line:?}"
+                    )?;
+                    out.flush()?;
+                    continue;
+                };
                 let (set_ref, _) = reactor.source_mut(set);
                 let probe = set_ref.handler_mut();
                 let (sent0, echoed0, errors0) = (probe.sent, probe.echoed, probe.errors);

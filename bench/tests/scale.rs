@@ -196,3 +196,52 @@ fn serve_with_processes_ends_after_exit_after() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// Issue 23 point 14: against a server that closes each connection after
+/// one echo, scale-client reported `echoed 20 0` and then `trickle 0 0`:
+/// the dead connections were counted as nothing, so the sweep would have
+/// recorded 0 errors. Every message a dead connection cannot carry is an
+/// error now. And `trickle -1 10` panicked; bad arguments get an `error`
+/// line and the client goes on.
+#[test]
+fn scale_client_counts_dead_connections_as_errors_and_refuses_bad_commands() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Echoes one read on each connection, then closes it.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                if let Ok(n @ 1..) = stream.read(&mut buf) {
+                    let _ = stream.write_all(&buf[..n]);
+                }
+            });
+        }
+    });
+    let mut client = Client::start(&addr, 20, "127.0.0.1", 0);
+    assert_eq!(client.line()[..3], ["connected", "20", "0"]);
+    assert_eq!(client.command("echo")[..3], ["echoed", "20", "0"]);
+    std::thread::sleep(std::time::Duration::from_millis(300)); // the server closed all
+    let trickle = client.command("trickle 1 100");
+    assert_eq!(trickle[0], "trickle");
+    assert_eq!(trickle[1], "0", "{trickle:?}");
+    let errors: u64 = trickle[2].parse().unwrap();
+    assert!(
+        errors >= 20,
+        "20 dead connections, {errors} errors: {trickle:?}"
+    );
+    assert_eq!(client.command("echo")[..3], ["echoed", "0", "20"]);
+    for bad in [
+        "trickle -1 10",
+        "trickle 1 -5",
+        "trickle x 10",
+        "trickle inf 10",
+        "fly",
+    ] {
+        let reply = client.command(bad);
+        assert_eq!(reply[0], "error", "{bad}: {reply:?}");
+    }
+    client.quit();
+}
