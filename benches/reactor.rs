@@ -120,7 +120,7 @@ fn waker(c: &mut Criterion) {
     c.bench_function("post 1000 closures + one turn", |b| {
         b.iter(|| {
             for _ in 0..1000 {
-                handle.post(|r| {
+                let _ = handle.post(|r| {
                     black_box(r);
                 });
             }

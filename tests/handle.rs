@@ -74,16 +74,18 @@ fn eight_threads_posting_100_000_closures_each_run_exactly_once() {
         threads.push(std::thread::spawn(move || {
             for i in (t..TOTAL).step_by(THREADS) {
                 let runs = runs.clone();
-                handle.post(move |_| {
-                    runs[i].fetch_add(1, Ordering::Relaxed);
-                });
+                handle
+                    .post(move |_| {
+                        runs[i].fetch_add(1, Ordering::Relaxed);
+                    })
+                    .unwrap();
                 if i % 97 == 0 {
                     std::thread::yield_now();
                 }
             }
             if done.fetch_add(1, Ordering::SeqCst) + 1 == THREADS {
                 // Posted after every closure of every thread: runs last.
-                handle.post(|r| r.core_mut().stop());
+                handle.post(|r| r.core_mut().stop()).unwrap();
             }
         }));
     }
@@ -149,9 +151,11 @@ fn a_closure_posted_just_before_stop_still_runs() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let t = std::thread::spawn(move || {
-            handle.post(move |_| {
-                r.fetch_add(1, Ordering::SeqCst);
-            });
+            handle
+                .post(move |_| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap();
             handle.stop();
         });
         t.join().unwrap(); // both happened before run() starts
@@ -169,7 +173,7 @@ fn a_turn_runs_at_most_1024_posted_closures() {
     let mut reactor = Reactor::with_data(0usize).unwrap();
     let handle = reactor.core().handle();
     for _ in 0..3_000 {
-        handle.post(|r| *r.core_mut().data_mut() += 1);
+        handle.post(|r| *r.core_mut().data_mut() += 1).unwrap();
     }
     reactor.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(*reactor.core().data(), 1_024, "the first turn");

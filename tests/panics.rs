@@ -94,7 +94,7 @@ fn a_panicking_timer_or_posted_closure_is_counted_removed_and_reported_and_the_l
     reactor
         .core_mut()
         .call_every(Duration::from_millis(1), |_| panic!("periodic"));
-    reactor.core().handle().post(|_| panic!("posted"));
+    reactor.core().handle().post(|_| panic!("posted")).unwrap();
     let fired = std::rc::Rc::new(std::cell::Cell::new(false));
     let f = fired.clone();
     reactor
@@ -137,7 +137,7 @@ fn a_panicking_timer_or_posted_closure_stops_run_with_an_error() {
     );
     assert_eq!(reactor.core().stats().panics, 1);
 
-    reactor.core().handle().post(|_| panic!("posted"));
+    reactor.core().handle().post(|_| panic!("posted")).unwrap();
     let e = reactor.run().unwrap_err();
     assert!(
         e.to_string().contains("a posted closure panicked: posted"),
@@ -145,6 +145,10 @@ fn a_panicking_timer_or_posted_closure_stops_run_with_an_error() {
     );
     // Nothing left that panics: the reactor runs and stops as usual.
     reactor.core_mut().cancel(backstop);
-    reactor.core().handle().post(|r| r.core_mut().stop());
+    reactor
+        .core()
+        .handle()
+        .post(|r| r.core_mut().stop())
+        .unwrap();
     reactor.run().unwrap();
 }

@@ -282,7 +282,9 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
     // While the slow line sleeps, the server must have stopped reading.
     std::thread::sleep(Duration::from_millis(300));
     let (tx, rx) = mpsc::channel();
-    handle.post(move |r| tx.send(r.source(set).stats().bytes_in).unwrap());
+    handle
+        .post(move |r| tx.send(r.source(set).stats().bytes_in).unwrap())
+        .unwrap();
     let read_while_slow = rx.recv().unwrap();
     assert!(
         read_while_slow < (5 + 2 * QUICK) as u64 / 2,

@@ -83,6 +83,7 @@ fn a_set_is_reachable_from_its_handler_a_timer_a_posted_closure_and_a_callback()
     let handle = reactor.core().handle();
     std::thread::spawn(move || handle.post(move |r| broadcast(r, b"posted\n")))
         .join()
+        .unwrap()
         .unwrap();
     let (ours, mut theirs) = util::pair();
     reactor

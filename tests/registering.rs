@@ -516,7 +516,7 @@ fn the_wakers_token_is_not_a_registration_and_cannot_be_removed() {
     assert_eq!(reactor.core().registrations(), 0);
     // And the waker still works.
     let handle = reactor.core().handle();
-    handle.post(|r| r.core_mut().stop());
+    handle.post(|r| r.core_mut().stop()).unwrap();
     reactor.run().unwrap();
     assert_eq!(reactor.core().stats().posted, 1);
 }

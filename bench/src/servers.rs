@@ -152,7 +152,7 @@ impl Running {
             Control::Edgeloop(_, handle, set) => {
                 let (tx, rx) = mpsc::channel();
                 let set = *set;
-                handle.post(move |r| {
+                let _ = handle.post(move |r| {
                     let _ = tx.send(Syscalls::from_stats(
                         r.core().stats(),
                         r.source(set).stats(),

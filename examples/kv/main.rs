@@ -102,7 +102,7 @@ impl Handler<Store> for Kv {
     type Session = Session;
 
     fn on_open(&mut self, conn: &mut Conn<'_, Self, Store>) {
-        conn.data().connections += 1;
+        conn.data_mut().connections += 1;
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self, Store>, data: &[u8]) {
@@ -110,7 +110,7 @@ impl Handler<Store> for Kv {
         let served = match self.protocol {
             Protocol::Resp => self.resp(conn, &mut session, data),
             Protocol::Line => {
-                let store = conn.data();
+                let store = conn.data_mut();
                 let before = store.commands;
                 let fed = line::feed(store, &mut session.partial, data, &mut self.out);
                 let after = fed.unwrap_or(After::Close);
@@ -164,7 +164,7 @@ impl Kv {
             match session.parser.parse(buf, self.max_request) {
                 Parsed::Request => {
                     let args = session.parser.args(buf);
-                    after = commands::execute(conn.data(), client, &args, &mut self.out);
+                    after = commands::execute(conn.data_mut(), client, &args, &mut self.out);
                     session.parser.finish();
                     ran = true;
                     if after == After::Close {
@@ -280,12 +280,15 @@ fn setup(args: &Args) -> std::io::Result<(edgeloop::Reactor<Store>, Kv)> {
         };
         std::thread::spawn(move || {
             for i in 0..feed {
-                handle.post(move |r| {
+                let posted = handle.post(move |r| {
                     let key = format!("fed:{i}");
                     r.core_mut()
                         .data_mut()
                         .put(key.as_bytes(), i.to_string().as_bytes());
                 });
+                if posted.is_err() {
+                    return; // the loop is gone: the server is exiting
+                }
             }
         });
     });

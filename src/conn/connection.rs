@@ -65,8 +65,14 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         self.core
     }
 
-    /// The loop state.
-    pub fn data(&mut self) -> &mut D {
+    /// The loop state, shared. The receiver rule is [`Core`]'s:
+    /// `data()` lends `&D`, `data_mut()` lends `&mut D`.
+    pub fn data(&self) -> &D {
+        self.core.data()
+    }
+
+    /// The loop state, to change it.
+    pub fn data_mut(&mut self) -> &mut D {
         self.core.data_mut()
     }
 

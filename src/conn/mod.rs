@@ -63,7 +63,8 @@ pub use set::Connections;
 /// One handler serves every connection of a [`Connections`] set (so it can
 /// hold what they share, like a chat room); per-connection state lives in
 /// [`Handler::Session`]; state shared with the rest of the program lives in
-/// the reactor's loop state `D`, reached through [`Conn::data`].
+/// the reactor's loop state `D`, reached through [`Conn::data`] and
+/// [`Conn::data_mut`].
 ///
 /// ```
 /// use edgeloop::conn::{Conn, Handler};

@@ -599,3 +599,10 @@ impl<D> fmt::Debug for Core<D> {
             .finish()
     }
 }
+
+impl<D> Drop for Core<D> {
+    /// Handles outlive the reactor: their posts are refused from now on.
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}

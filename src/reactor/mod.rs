@@ -257,7 +257,8 @@ impl<D: 'static> Reactor<D> {
     }
 
     /// Runs one turn: waits at most `timeout` (`None`: until something
-    /// happens), then dispatches. Returns how many callbacks ran.
+    /// happens), then dispatches. Returns how many callbacks ran: IO
+    /// callbacks, timer callbacks and posted closures, one each.
     ///
     /// # Errors
     /// `Other` if called from inside a callback; what the selector's wait
@@ -269,8 +270,12 @@ impl<D: 'static> Reactor<D> {
     /// let mut reactor = edgeloop::Reactor::new()?;
     /// // Nothing registered: waits the timeout out and ran nothing.
     /// assert_eq!(reactor.run_once(Some(Duration::from_millis(1)))?, 0);
-    /// reactor.core().handle().post(|_| println!("posted"));
-    /// assert_eq!(reactor.run_once(Some(Duration::ZERO))?, 1);
+    /// let handle = reactor.core().handle();
+    /// for _ in 0..3 {
+    ///     handle.post(|_| println!("posted"))?;
+    /// }
+    /// // Three posted closures: three callbacks.
+    /// assert_eq!(reactor.run_once(Some(Duration::ZERO))?, 3);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
@@ -349,7 +354,7 @@ impl<D: 'static> Reactor<D> {
                 ran += delivered;
                 i = next;
             } else {
-                ran += self.dispatch(event.token, event.ready) as usize;
+                ran += self.dispatch(event.token, event.ready);
                 i += 1;
             }
         }
@@ -357,18 +362,16 @@ impl<D: 'static> Reactor<D> {
     }
 
     /// Routes one event for the reactor's own registrations (plain
-    /// callbacks and the waker); false if it was stale.
+    /// callbacks and the waker): how many callbacks it ran (posted
+    /// closures count one each; a stale event none).
     #[inline]
-    fn dispatch(&mut self, token: Token, ready: Ready) -> bool {
+    fn dispatch(&mut self, token: Token, ready: Ready) -> usize {
         match token.owner() {
-            callbacks::OWNER => self.dispatch_callback(token, ready),
-            WAKER => {
-                self.run_posted();
-                true
-            }
+            callbacks::OWNER => self.dispatch_callback(token, ready) as usize,
+            WAKER => self.run_posted(),
             _ => {
                 self.core.stats.stale += 1;
-                false
+                0
             }
         }
     }
@@ -496,8 +499,9 @@ impl<D: 'static> Reactor<D> {
     /// Runs closures posted from other threads, at most `POSTED_PER_TURN`
     /// of them: a flood of posts cannot hold the loop
     /// (and the IO, timers and signals behind it) for a whole mailbox. The
-    /// rest run on the next turns, which the waker keeps coming.
-    fn run_posted(&mut self) {
+    /// rest run on the next turns, which the waker keeps coming. Returns
+    /// how many ran.
+    fn run_posted(&mut self) -> usize {
         self.core.stats.wakeups += 1;
         let mut posted = std::mem::take(&mut self.posted);
         self.core.shared.take_posted(&mut posted);
@@ -518,6 +522,7 @@ impl<D: 'static> Reactor<D> {
             self.core.shared.wake();
         }
         self.posted = posted;
+        ran
     }
 }
 

@@ -28,7 +28,8 @@ pub(crate) struct Mailbox<D> {
     eventfd: sys::Counter,
     pending: AtomicBool,
     stop: AtomicBool,
-    queue: Mutex<Vec<Posted<D>>>,
+    /// The posted closures; `None` once the reactor is dropped.
+    queue: Mutex<Option<Vec<Posted<D>>>>,
 }
 
 impl<D> Mailbox<D> {
@@ -38,7 +39,7 @@ impl<D> Mailbox<D> {
             eventfd,
             pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Some(Vec::new())),
         }))
     }
 
@@ -65,7 +66,16 @@ impl<D> Mailbox<D> {
         self.eventfd.drain();
         self.pending.store(false, Ordering::Release);
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        into.extend(queue.drain(..));
+        if let Some(queue) = queue.as_mut() {
+            into.extend(queue.drain(..));
+        }
+    }
+
+    /// The reactor is gone: later posts are refused, and what was posted
+    /// and never run is dropped.
+    pub(crate) fn close(&self) {
+        let queued = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(queued); // outside the lock: a closure's drop may post
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -94,12 +104,15 @@ impl<D> Mailbox<D> {
 /// let worker = std::thread::spawn(move || {
 ///     handle.post(move |_reactor| {
 ///         counter.fetch_add(1, Ordering::SeqCst);
-///     });
+///     })?; // Err once the reactor is gone
 ///     handle.stop();
+///     Ok::<_, std::io::Error>(handle)
 /// });
 /// reactor.run()?; // returns once the stop arrives
-/// worker.join().unwrap();
+/// let handle = worker.join().unwrap()?;
 /// assert_eq!(ran.load(Ordering::SeqCst), 1);
+/// drop(reactor);
+/// assert!(handle.post(|_| {}).is_err()); // the loop is gone
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Handle<D = ()> {
@@ -139,13 +152,23 @@ impl<D> Handle<D> {
     /// flood of posts cannot hold up the loop's IO, timers and signals; the
     /// rest run on the turns after. The mailbox itself is not bounded: a
     /// thread that posts faster than the loop runs them grows it.
-    pub fn post(&self, f: impl FnOnce(&mut Reactor<D>) + Send + 'static) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(f));
+    ///
+    /// # Errors
+    /// `BrokenPipe` once the reactor is dropped: `f` will never run (it is
+    /// dropped). Closures posted before the drop that had not run are
+    /// dropped with the reactor.
+    pub fn post(&self, f: impl FnOnce(&mut Reactor<D>) + Send + 'static) -> io::Result<()> {
+        let mut guard = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = guard.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "edgeloop: Handle::post: the reactor is gone; the closure will not run",
+            ));
+        };
+        queue.push(Box::new(f));
+        drop(guard);
         self.shared.wake();
+        Ok(())
     }
 }
 
