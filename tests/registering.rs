@@ -589,3 +589,132 @@ fn a_registration_whose_fd_has_a_dup_leaves_the_kernel_list_on_deregister() {
     );
     drop(dup);
 }
+
+/// Issue 22 point 7: a second registration of a live fd was accepted when
+/// either interest was `Interest::NONE` (no `EPOLL_CTL_ADD` was made to
+/// fail). The reactor knows its own fds: AlreadyExists whatever the
+/// interests, on every backend.
+#[test]
+fn a_second_registration_of_a_live_fd_is_refused_whatever_the_interests() {
+    let _fds = many_fds();
+    for backend in BACKENDS {
+        for (first, second) in [
+            (Interest::NONE, Interest::READABLE),
+            (Interest::READABLE, Interest::NONE),
+            (Interest::NONE, Interest::NONE),
+        ] {
+            let mut reactor = reactor(backend);
+            let (ours, _theirs) = pair();
+            let ours = Rc::new(ours);
+            let token = reactor
+                .core_mut()
+                .register(ours.clone(), first, Trigger::Level, ignore())
+                .unwrap();
+            let err = reactor
+                .core_mut()
+                .register(ours.clone(), second, Trigger::Level, ignore())
+                .unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::AlreadyExists,
+                "{backend:?} {first:?} {second:?}"
+            );
+            assert_eq!(reactor.core().registrations(), 1);
+            reactor.core_mut().deregister(token).unwrap();
+            reactor
+                .core_mut()
+                .register(ours, second, Trigger::Level, ignore())
+                .unwrap();
+        }
+    }
+}
+
+/// Issue 22 point 7: deregistering a registration from its own callback
+/// left the fd in the kernel until the callback returned, so registering
+/// the same socket again in that callback failed with AlreadyExists. Now
+/// it succeeds, and the new registration gets the next event.
+#[test]
+fn a_callback_can_deregister_itself_and_register_its_fd_again() {
+    let _fds = many_fds();
+    for backend in BACKENDS {
+        let mut reactor = reactor(backend);
+        let (ours, mut theirs) = pair();
+        let ours = Rc::new(ours);
+        let again = ours.clone();
+        let second_ran = Rc::new(Cell::new(0));
+        let counter = second_ran.clone();
+        let first = Rc::new(Cell::new(None::<Token>));
+        let me = first.clone();
+        let token = reactor
+            .core_mut()
+            .register(ours, Interest::READABLE, Trigger::Level, move |r, _, _| {
+                r.core_mut().deregister(me.get().unwrap()).unwrap();
+                let counter = counter.clone();
+                let again = again.clone();
+                r.core_mut()
+                    .register(
+                        again,
+                        Interest::READABLE,
+                        Trigger::Level,
+                        move |_, fd, _| {
+                            let mut buf = [0u8; 16];
+                            let _ = io::Read::read(&mut &**fd, &mut buf);
+                            counter.set(counter.get() + 1);
+                            PostAction::Continue
+                        },
+                    )
+                    .expect("registering the fd again from the callback that deregistered it");
+                PostAction::Continue
+            })
+            .unwrap();
+        first.set(Some(token));
+        theirs.write_all(b"1").unwrap();
+        reactor.run_once(Some(Duration::from_secs(5))).unwrap();
+        theirs.write_all(b"2").unwrap();
+        for _ in 0..3 {
+            reactor.run_once(Some(Duration::from_millis(200))).unwrap();
+        }
+        assert!(
+            second_ran.get() >= 1,
+            "{backend:?}: the new registration never ran"
+        );
+        assert_eq!(reactor.core().registrations(), 1, "{backend:?}");
+    }
+}
+
+/// Issue 22 point 7: `PostAction::Modify` with a trigger the backend cannot
+/// deliver (Edge on poll or select) was dropped with a log, the interest
+/// left as it was. It is applied as Level, the documented closest trigger
+/// (it reports at least every edge): here the new interest, WRITABLE,
+/// takes effect.
+#[test]
+fn a_modify_to_edge_on_a_level_only_backend_applies_as_level() {
+    let _fds = many_fds();
+    for backend in [Backend::Poll, Backend::Select] {
+        let mut reactor = reactor(backend);
+        let (ours, mut theirs) = pair();
+        let writable = Rc::new(Cell::new(0));
+        let seen = writable.clone();
+        let token = reactor
+            .core_mut()
+            .register(
+                ours,
+                Interest::READABLE,
+                Trigger::Level,
+                move |_, _, event| {
+                    if event.ready.is_writable() {
+                        seen.set(seen.get() + 1);
+                        return PostAction::Disable;
+                    }
+                    PostAction::Modify(Interest::WRITABLE, Trigger::Edge)
+                },
+            )
+            .unwrap();
+        theirs.write_all(b"x").unwrap();
+        for _ in 0..3 {
+            reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+        }
+        assert_eq!(writable.get(), 1, "{backend:?}: the modify was dropped");
+        let _ = token;
+    }
+}

@@ -8,7 +8,9 @@
 //! (`modify`, `deregister` on its own token) are recorded and applied when
 //! it returns, together with the [`PostAction`] it returns.
 
+use std::collections::HashSet;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use slab::Slab;
@@ -44,6 +46,9 @@ where
 
 pub(super) struct Entry<D> {
     pub(super) token: Token,
+    /// The fd's number, while the registration is in the kernel's list
+    /// (`None` once a deregister from its own callback took it out).
+    pub(super) fd: Option<RawFd>,
     /// What the registration wants.
     pub(super) interest: Interest,
     pub(super) trigger: Trigger,
@@ -64,6 +69,10 @@ pub(super) struct Callbacks<D> {
     next_generation: u32,
     /// Entries marked `removed`, still in the slab.
     removing: usize,
+    /// The fds of the live registrations: a second registration of one is
+    /// refused whatever the interests (an empty interest makes no
+    /// `EPOLL_CTL_ADD` that the kernel could refuse).
+    pub(super) fds: HashSet<RawFd>,
 }
 
 impl<D> Default for Callbacks<D> {
@@ -72,6 +81,7 @@ impl<D> Default for Callbacks<D> {
             slab: Slab::new(),
             next_generation: 0,
             removing: 0,
+            fds: HashSet::new(),
         }
     }
 }
@@ -110,10 +120,17 @@ impl<D> Callbacks<D> {
         }
     }
 
+    /// Deregistered while its callback runs: taken out when it returns.
+    /// Its fd is no longer live, so the callback may register it again
+    /// (see `Core::register`).
     pub(super) fn mark_removed(&mut self, token: Token) {
         if let Ok(entry) = self.get_mut(token) {
             entry.removed = true;
+            let fd = entry.fd;
             self.removing += 1;
+            if let Some(fd) = fd {
+                self.fds.remove(&fd);
+            }
         }
     }
 
@@ -121,6 +138,27 @@ impl<D> Callbacks<D> {
     pub(super) fn take_removed(&mut self, key: usize) -> Entry<D> {
         self.removing -= 1;
         self.slab.remove(key)
+    }
+
+    /// Takes a live entry out, and its fd out of the live set.
+    pub(super) fn remove(&mut self, key: usize) -> Entry<D> {
+        let entry = self.slab.remove(key);
+        if let Some(fd) = entry.fd {
+            self.fds.remove(&fd);
+        }
+        entry
+    }
+
+    /// A removed entry (its callback still running) whose fd `fd` is still
+    /// in the kernel's list.
+    pub(super) fn removed_in_kernel(&mut self, fd: RawFd) -> Option<&mut Entry<D>> {
+        if self.removing == 0 {
+            return None;
+        }
+        self.slab
+            .iter_mut()
+            .map(|(_, entry)| entry)
+            .find(|entry| entry.removed && entry.fd == Some(fd))
     }
 }
 

@@ -208,9 +208,14 @@ impl<D: 'static> Core<D> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
+    /// A registration deregistered from its own callback may have its fd
+    /// registered again from that callback: the old registration leaves
+    /// the kernel's list at once, and gets no further event.
+    ///
     /// # Errors
-    /// `AlreadyExists` if the fd is registered already, `PermissionDenied`
-    /// for a regular file (epoll), `Unsupported` for a trigger the backend
+    /// `AlreadyExists` if the fd is registered already (whatever either
+    /// interest, [`Interest::NONE`] included), `PermissionDenied` for a
+    /// regular file (epoll), `Unsupported` for a trigger the backend
     /// cannot deliver, `InvalidInput` for an fd the backend cannot hold. On
     /// error nothing is registered and `io` and `callback` are dropped.
     pub fn register<F, C>(
@@ -228,13 +233,40 @@ impl<D: 'static> Core<D> {
         self.check_trigger(trigger)?;
         let token = self.callbacks.next_token()?;
         let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
+        let fd = callback.fd().as_raw_fd();
+        if self.callbacks.fds.contains(&fd) {
+            return Err(crate::sys::errno_error(
+                nix::libc::EEXIST,
+                format_args!("edgeloop: fd {fd} is registered already (deregister it first)"),
+            ));
+        }
+        if let Some(old) = self.callbacks.removed_in_kernel(fd) {
+            // Deregistered from its own running callback, which registers
+            // the fd again: the old registration leaves the kernel's list
+            // now (through the new owner of the same fd), not when the
+            // callback returns.
+            let armed = std::mem::replace(&mut old.armed, Interest::NONE);
+            old.fd = None;
+            let (selector, stats) = (&mut *self.selector, &mut self.stats);
+            sync_interest(
+                selector,
+                stats,
+                callback.fd(),
+                token,
+                armed,
+                Interest::NONE,
+                trigger,
+            )?;
+        }
         self.set_interest(callback.fd(), token, Interest::NONE, interest, trigger)?;
         log::debug!(
             "register fd {} as {token:?}: {interest:?} {trigger:?}",
             callback.fd().as_raw_fd()
         );
+        self.callbacks.fds.insert(fd);
         let key = self.callbacks.slab.insert(Entry {
             token,
+            fd: Some(fd),
             interest,
             trigger,
             armed: interest,
@@ -325,7 +357,7 @@ impl<D: 'static> Core<D> {
             self.callbacks.mark_removed(token);
             return Ok(());
         }
-        let entry = self.callbacks.slab.remove(token.key());
+        let entry = self.callbacks.remove(token.key());
         self.release(entry, None);
         Ok(())
     }
@@ -368,21 +400,29 @@ impl<D: 'static> Core<D> {
             let entry = if self.callbacks.slab[key].removed {
                 self.callbacks.take_removed(key)
             } else {
-                self.callbacks.slab.remove(key)
+                self.callbacks.remove(key)
             };
             return self.release(entry, Some(callback));
         }
         let entry = &mut self.callbacks.slab[key];
         match action {
             PostAction::Modify(interest, trigger) => {
-                if self.selector.supports(trigger) {
-                    entry.interest = interest;
-                    entry.trigger = trigger;
-                    // A MOD even to the same mask: it re-arms.
-                    entry.rearm = true;
+                entry.interest = interest;
+                entry.trigger = if self.selector.supports(trigger) {
+                    trigger
                 } else {
-                    log::error!("{token:?}: PostAction::Modify with unsupported {trigger:?}");
-                }
+                    // Edge on a level-only backend: Level reports at least
+                    // every edge (an edge callback reads to WouldBlock
+                    // anyway), so nothing is lost; see PostAction::Modify.
+                    log::warn!(
+                        "{token:?}: PostAction::Modify with {trigger:?}, which the {} backend \
+                         cannot deliver: applied as Level",
+                        self.selector.name()
+                    );
+                    Trigger::Level
+                };
+                // A MOD even to the same mask: it re-arms.
+                entry.rearm = true;
             }
             PostAction::Disable => entry.interest = Interest::NONE,
             PostAction::Continue | PostAction::Remove => {}

@@ -30,7 +30,11 @@ pub enum PostAction {
     Continue,
     /// Change its interest and trigger (`EPOLL_CTL_MOD`: this also re-arms
     /// a oneshot registration and makes an edge-triggered one report
-    /// pending readiness again).
+    /// pending readiness again). A trigger the backend cannot deliver
+    /// (Edge on poll or select) is applied as [`Trigger::Level`], the
+    /// closest: it reports at least every edge, so nothing is lost (a
+    /// warning is logged). [`Core::modify`] refuses it instead, with
+    /// `Unsupported`: there is a caller to tell.
     Modify(Interest, Trigger),
     /// Take the fd out of the kernel's interest list; the token stays
     /// valid and a later [`modify`](Core::modify) puts it back.
