@@ -360,11 +360,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     return;
                 }
                 Err(libc::EINTR) => {}
-                Err(libc::ECONNRESET) => return self.table.doom(key, CloseReason::Reset),
-                Err(e) => {
-                    let error = io::Error::from_raw_os_error(e);
-                    return self.table.doom(key, CloseReason::Error(error));
-                }
+                Err(e) => return self.table.doom(key, CloseReason::from_errno(e)),
             }
         }
         // Budget spent with data maybe left: under Edge no new edge will come

@@ -338,7 +338,7 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn socket_error(&self, key: usize) -> CloseReason {
         let c = self.get(key);
         match sys::take_error(c.fd.as_fd()) {
-            Ok(errno) if errno != 0 => CloseReason::Error(io::Error::from_raw_os_error(errno)),
+            Ok(errno) if errno != 0 => CloseReason::from_errno(errno),
             _ if c.queue.is_none() && (c.state.phase.is_closing() || c.state.peer == Peer::Eof) => {
                 CloseReason::Closed
             }

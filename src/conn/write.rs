@@ -2,7 +2,7 @@
 //! writes (through the `cork`), sending at once when the socket takes
 //! it, queueing the rest, flushing the queue, and the set's output budget.
 
-use std::io::{self, IoSlice};
+use std::io::IoSlice;
 use std::os::fd::AsFd;
 
 use nix::libc;
@@ -266,11 +266,7 @@ impl<S: Default + 'static> Table<S> {
 
     #[cold]
     fn write_failed(&mut self, key: usize, errno: i32) {
-        let reason = match errno {
-            libc::EPIPE | libc::ECONNRESET => CloseReason::Reset,
-            e => CloseReason::Error(io::Error::from_raw_os_error(e)),
-        };
-        self.doom(key, reason);
+        self.doom(key, CloseReason::from_errno(errno));
     }
 
     /// Sends what is queued, as far as the socket takes it.
