@@ -121,6 +121,15 @@ pub mod selector;
 pub mod server;
 mod sys;
 
+/// The `nix` edgeloop is built on, re-exported: [`Signal`] (in
+/// [`on_signals`]) and the fds and errors that cross the API are nix's
+/// types, so a program names them through `edgeloop::nix` and always gets
+/// the matching version. Version policy: edgeloop follows nix's minor
+/// releases (0.31 now); moving to a nix release that breaks these types is
+/// a breaking release of edgeloop.
+pub use nix;
+/// The signals [`on_signals`] takes: `nix`'s, re-exported (see
+/// [`nix`](crate::nix) for the version policy).
 pub use nix::sys::signal::Signal;
 pub use reactor::{
     Batch, Core, Handle, PanicPolicy, PostAction, Reactor, Source, SourceId, Stats, TimerId,

@@ -101,6 +101,7 @@ fn poll_and_select_refuse_an_exclusive_interest() {
     for backend in [Backend::Poll, Backend::Select] {
         let mut reactor = util::reactor(backend);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let e = reactor
             .core_mut()
             .register(

@@ -226,7 +226,7 @@ fn a_pipe_whose_writer_closed_reports_hup() {
     // K10: writer closed, empty reader sees HUP only (select: readable, and
     // the read returns 0).
     for backend in BACKENDS {
-        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
         drop(writer);
         let ready = first_event(backend, reader, Interest::READABLE);
         if backend == Backend::Select {

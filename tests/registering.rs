@@ -73,7 +73,12 @@ fn misuse_returns_typed_errors_and_leaves_the_table_unchanged() {
         // A regular file (K11: EPERM). epoll only: poll and select report
         // regular files as always ready, as their man pages say.
         if backend == Backend::Epoll {
-            let file = std::fs::File::open("/proc/self/exe").unwrap();
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::File::options()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open("/proc/self/exe")
+                .unwrap();
             let err = reactor
                 .core_mut()
                 .register(file, Interest::READABLE, Trigger::Level, ignore())
@@ -716,5 +721,30 @@ fn a_modify_to_edge_on_a_level_only_backend_applies_as_level() {
         }
         assert_eq!(writable.get(), 1, "{backend:?}: the modify was dropped");
         let _ = token;
+    }
+}
+
+/// Issue 22 point 1, for `register`: a blocking fd is refused with an
+/// error naming the fix (a callback's read past the data would stall the
+/// loop for good); made non-blocking, the same fd registers.
+#[test]
+fn register_refuses_a_blocking_fd_and_names_the_fix() {
+    let _fds = many_fds();
+    for backend in BACKENDS {
+        let mut reactor = reactor(backend);
+        let (ours, _theirs) = UnixStream::pair().unwrap(); // blocking
+        let ours = Rc::new(ours);
+        let err = reactor
+            .core_mut()
+            .register(ours.clone(), Interest::READABLE, Trigger::Level, ignore())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("set_nonblocking"), "{err}");
+        assert_eq!(reactor.core().registrations(), 0);
+        ours.set_nonblocking(true).unwrap();
+        reactor
+            .core_mut()
+            .register(ours, Interest::READABLE, Trigger::Level, ignore())
+            .unwrap();
     }
 }

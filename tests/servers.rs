@@ -520,10 +520,22 @@ fn idle_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
     });
 }
 
+/// Issue 22 point 8 too: the cap is one setting. `ServerOptions`'s own
+/// `max_connections` used to override `AcceptOptions::max_connections`
+/// (with an accept limit of 1, three clients got in); the setter now sets
+/// the accept option, and either way of asking caps the same.
 #[test]
 fn connections_over_the_cap_are_accepted_closed_and_counted() {
-    watchdog(Duration::from_secs(20), || {
-        let options = ServerOptions::default().with_max_connections(2);
+    let by_server = ServerOptions::default().with_max_connections(2);
+    let by_accept = ServerOptions::default()
+        .with_accept(edgeloop::conn::AcceptOptions::default().with_max_connections(2));
+    for options in [by_server, by_accept] {
+        over_the_cap(options);
+    }
+}
+
+fn over_the_cap(options: ServerOptions) {
+    watchdog(Duration::from_secs(20), move || {
         let server = start(|| Echo, options);
         let mut kept: Vec<TcpStream> = (0..2)
             .map(|_| TcpStream::connect(server.addr).unwrap())

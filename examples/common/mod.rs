@@ -119,7 +119,7 @@ impl ServerArgs {
             (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout));
         options.backend = self.backend.into();
         if let Some(max) = self.max_connections {
-            options.max_connections = max;
+            options.accept.max_connections = max;
         }
         options.accept.evict_idle = self.evict_idle;
         options

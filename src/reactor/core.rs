@@ -212,9 +212,15 @@ impl<D: 'static> Core<D> {
     /// registered again from that callback: the old registration leaves
     /// the kernel's list at once, and gets no further event.
     ///
+    /// The fd must be non-blocking: a blocking one is refused (edgeloop's
+    /// connection layer sets `O_NONBLOCK` on the sockets it is handed, but
+    /// `register` takes any fd, whose flag may be shared with other
+    /// processes: stdin's is the terminal's).
+    ///
     /// # Errors
-    /// `AlreadyExists` if the fd is registered already (whatever either
-    /// interest, [`Interest::NONE`] included), `PermissionDenied` for a
+    /// `InvalidInput` for a blocking fd, naming the fix; `AlreadyExists`
+    /// if the fd is registered already (whatever either interest,
+    /// [`Interest::NONE`] included), `PermissionDenied` for a
     /// regular file (epoll), `Unsupported` for a trigger the backend
     /// cannot deliver, `InvalidInput` for an fd the backend cannot hold. On
     /// error nothing is registered and `io` and `callback` are dropped.
@@ -234,6 +240,17 @@ impl<D: 'static> Core<D> {
         let token = self.callbacks.next_token()?;
         let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
         let fd = callback.fd().as_raw_fd();
+        if !crate::sys::is_nonblocking(callback.fd())? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "edgeloop: fd {fd} is blocking: a read or write past what is ready would \
+                     stall the loop; make it non-blocking first (set_nonblocking(true), or \
+                     fcntl O_NONBLOCK; the reactor does not, since the flag is shared with \
+                     every copy of the fd, a terminal's included)"
+                ),
+            ));
+        }
         if self.callbacks.fds.contains(&fd) {
             return Err(crate::sys::errno_error(
                 nix::libc::EEXIST,
@@ -297,6 +314,7 @@ impl<D: 'static> Core<D> {
     /// use edgeloop::{Interest, PostAction, Reactor, Trigger};
     /// let mut reactor = Reactor::new()?;
     /// let (ours, _theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// ours.set_nonblocking(true)?;
     /// let token = reactor.core_mut().register(ours, Interest::READABLE, Trigger::Level, |_, _, _| {
     ///     PostAction::Continue
     /// })?;

@@ -25,7 +25,7 @@ use crate::{Interest, Token, Trigger};
 ///     *r.core_mut().data_mut() = Some(signal);
 ///     r.core_mut().stop();
 /// })?;
-/// nix::sys::signal::raise(Signal::SIGUSR1)?; // queued on the signalfd
+/// edgeloop::nix::sys::signal::raise(Signal::SIGUSR1)?; // queued on the signalfd
 /// reactor.run()?;
 /// assert_eq!(*reactor.core().data(), Some(Signal::SIGUSR1));
 /// # Ok::<(), std::io::Error>(())

@@ -114,11 +114,11 @@ pub struct ServerOptions {
     pub backlog: Option<i32>,
     /// The connections' trigger, buffers and water marks.
     pub conn: ConnOptions,
-    /// The listener's trigger and accept batch.
+    /// The listener's trigger, accept batch and connection cap
+    /// ([`AcceptOptions::max_connections`]: the one place the cap lives;
+    /// [`with_max_connections`](ServerOptions::with_max_connections) sets
+    /// it).
     pub accept: AcceptOptions,
-    /// Connections beyond this are accepted and closed at once (or, with
-    /// `accept.evict_idle`, let in in place of the longest-idle one).
-    pub max_connections: usize,
     /// How long a graceful shutdown waits for queued output to drain before
     /// it aborts what is left.
     pub shutdown_grace: Duration,
@@ -133,7 +133,6 @@ impl Default for ServerOptions {
             backlog: None,
             conn: ConnOptions::default(),
             accept: AcceptOptions::default(),
-            max_connections: usize::MAX,
             shutdown_grace: Duration::from_secs(5),
             panic_policy: PanicPolicy::Isolate,
         }
@@ -169,10 +168,12 @@ impl ServerOptions {
         self
     }
 
-    /// Sets [`max_connections`](ServerOptions::max_connections).
+    /// Sets the accept options' [`max_connections`](AcceptOptions::max_connections):
+    /// connections beyond it are accepted and closed at once (or, with
+    /// `accept.evict_idle`, let in in place of the longest-idle one).
     #[must_use]
     pub fn with_max_connections(mut self, max: usize) -> ServerOptions {
-        self.max_connections = max;
+        self.accept.max_connections = max;
         self
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::net::tcp_listener;
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
-use crate::conn::{AcceptOptions, ConnStats, Connections, Handler, ListenerId};
+use crate::conn::{ConnStats, Connections, Handler, ListenerId};
 use crate::{Reactor, SourceId};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
@@ -149,12 +149,8 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
             })?;
         }
         let connections = reactor.install(Connections::new(handler, options.conn.clone())?)?;
-        let accept = AcceptOptions {
-            max_connections: options.max_connections,
-            ..options.accept
-        };
         let (set, core) = reactor.source_mut(connections);
-        let token = set.listen(core, listener, accept)?;
+        let token = set.listen(core, listener, options.accept)?;
         let shutdown = ShutdownHandle::new(reactor.core().handle());
         Ok(StreamServer {
             reactor,

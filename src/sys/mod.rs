@@ -145,6 +145,14 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, what: &str) -> io::Result<()> 
     Ok(())
 }
 
+/// Whether `fd` has `O_NONBLOCK` set.
+pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags =
+        fcntl(fd, FcntlArg::F_GETFL).map_err(|e| errno_error(e as i32, "fcntl(F_GETFL)"))?;
+    Ok(OFlag::from_bits_retain(flags).contains(OFlag::O_NONBLOCK))
+}
+
 /// `epoll_ctl(op, fd, {events, data})`.
 pub(crate) fn epoll_ctl(
     epoll: BorrowedFd<'_>,
