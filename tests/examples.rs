@@ -564,3 +564,45 @@ fn threaded_keeps_a_connection_whose_reply_is_on_the_pool_past_the_idle_timeout(
         assert_eq!(reply, format!("SLOW {i}\n"), "client {i}");
     }
 }
+
+/// Issue 22 point 5 and the nesting point: `embed` runs a pipe, a timer, a
+/// posting thread, signals and a connection set on its own reactor, driven
+/// by `run()` or by a plain epoll host loop; `quit` from one control
+/// connection closes every one (a set-wide act from a handler) and the
+/// process exits 0.
+#[test]
+fn embed_serves_its_control_port_under_either_host_and_quit_closes_every_connection() {
+    for host in ["run", "epoll"] {
+        let mut server = spawn_example("embed", &["--addr", "127.0.0.1:0", "--host", host]);
+        let mut control = TcpStream::connect(&server.addr).unwrap();
+        let mut other = TcpStream::connect(&server.addr).unwrap();
+        control
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The child's three lines and some posts arrive within a few turns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            control.write_all(b"stats\n").unwrap();
+            let mut buf = [0u8; 128];
+            let n = control.read(&mut buf).unwrap();
+            let line = String::from_utf8_lossy(&buf[..n]).to_string();
+            if line.starts_with("lines=3 ") && !line.contains("posted=0 ") {
+                break line;
+            }
+            assert!(std::time::Instant::now() < deadline, "{host}: {line}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        println!("{host}: {stats}");
+        control.write_all(b"quit\n").unwrap();
+        let mut rest = String::new();
+        control.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "bye\n", "{host}");
+        let mut rest = Vec::new();
+        other.read_to_end(&mut rest).unwrap(); // closed too: EOF
+        let status = exited_within(&mut server.child, Duration::from_secs(10)).expect("exit");
+        assert!(status.success(), "{host}: {status}");
+    }
+}

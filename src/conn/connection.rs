@@ -156,6 +156,20 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         self.table.doom(self.key, CloseReason::Aborted);
     }
 
+    /// Closes another connection of the set gracefully, as
+    /// [`close`](Conn::close) does for this one (its queue is sent first).
+    /// With [`ids`](Conn::ids), a handler acts on the whole set: closing
+    /// every connection on a `quit` command is
+    /// `for id in conn.ids().collect::<Vec<_>>() { conn.close_other(id); }`.
+    /// False if it is gone.
+    pub fn close_other(&mut self, id: ConnId) -> bool {
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        self.table.close(self.core, key);
+        true
+    }
+
     /// Closes another connection of the set now (a chat server dropping a
     /// client that does not read). False if it is gone.
     pub fn abort_other(&mut self, id: ConnId) -> bool {
