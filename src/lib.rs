@@ -129,7 +129,7 @@ mod sys;
 /// a breaking release of edgeloop.
 pub use nix;
 /// The signals [`on_signals`] takes: `nix`'s, re-exported (see
-/// [`nix`](crate::nix) for the version policy).
+/// [`nix`] for the version policy).
 pub use nix::sys::signal::Signal;
 pub use reactor::{
     Batch, Core, Handle, PanicPolicy, PostAction, Reactor, Source, SourceId, Stats, TimerId,
