@@ -75,6 +75,30 @@ fn the_sets_queued_output_stays_under_its_cap_with_many_clients_that_do_not_read
     );
 }
 
+/// Writes 64 KiB chunks to `sender` until `stalls` tries in a row (20 ms
+/// apart) make no progress, or `limit` bytes went: the bytes sent. The
+/// stream is blocking again afterwards.
+fn send_until_paused(sender: &mut TcpStream, stalls: u32, limit: u64) -> u64 {
+    sender.set_nonblocking(true).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let (mut sent, mut stalled) = (0u64, 0);
+    while stalled < stalls && sent < limit {
+        match sender.write(&chunk) {
+            Ok(n) => {
+                sent += n as u64;
+                stalled = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalled += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sender.set_nonblocking(false).unwrap();
+    sent
+}
+
 /// Sends every chunk it gets to every other connection (a chat broadcast).
 struct Broadcast;
 
@@ -106,24 +130,9 @@ fn a_broadcast_to_readers_that_do_not_read_pauses_the_sender_at_the_cap() {
         .collect();
     std::thread::sleep(Duration::from_millis(50)); // all attached
     let mut sender = connect(server.addr);
-    sender.set_nonblocking(true).unwrap();
-    let chunk = vec![1u8; 64 * 1024];
     // Paused: no progress for 25 tries in a row (500 ms), however slow
     // the server is to read on a busy machine.
-    let (mut sent, mut stalls) = (0u64, 0);
-    while stalls < 25 && sent < 64 << 20 {
-        match sender.write(&chunk) {
-            Ok(n) => {
-                sent += n as u64;
-                stalls = 0;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                stalls += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let sent = send_until_paused(&mut sender, 25, 64 << 20);
     assert!(sent < 64 << 20, "the sender was never paused");
     drop((readers, sender));
     let (stats, _) = server.stop();
@@ -328,23 +337,7 @@ fn non_readers_under_their_own_limit_cannot_pause_the_senders_for_good() {
     });
     std::thread::sleep(Duration::from_millis(50)); // all attached
     let mut sender = connect(server.addr);
-    sender.set_nonblocking(true).unwrap();
-    let chunk = vec![b'x'; 64 * 1024];
-    let (mut sent, mut stalls) = (0u64, 0);
-    while stalls < 10 && sent < 256 << 20 {
-        match sender.write(&chunk) {
-            Ok(n) => {
-                sent += n as u64;
-                stalls = 0;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                stalls += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    sender.set_nonblocking(false).unwrap();
+    let sent = send_until_paused(&mut sender, 10, 256 << 20);
     sender
         .set_write_timeout(Some(Duration::from_secs(60)))
         .unwrap();

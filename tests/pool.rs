@@ -23,17 +23,30 @@ fn pooled_server(
     std::thread::JoinHandle<()>,
     edgeloop::server::ShutdownHandle,
 ) {
+    let slow = move |request: &[u8]| {
+        // Later requests finish sooner: order must come from the loop.
+        let n = request.first().copied().unwrap_or(0) as u64;
+        std::thread::sleep(delay.saturating_sub(Duration::from_millis(n % 10)));
+        request.to_vec()
+    };
+    pooled_server_with(slow, threads, capacity)
+}
+
+/// A server on its own thread whose requests run `blocking` on a pool.
+fn pooled_server_with(
+    blocking: impl Blocking,
+    threads: usize,
+    capacity: usize,
+) -> (
+    String,
+    std::thread::JoinHandle<()>,
+    edgeloop::server::ShutdownHandle,
+) {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
-        let slow = move |request: &[u8]| {
-            // Later requests finish sooner: order must come from the loop.
-            let n = request.first().copied().unwrap_or(0) as u64;
-            std::thread::sleep(delay.saturating_sub(Duration::from_millis(n % 10)));
-            request.to_vec()
-        };
         let mut server = TcpServer::bind(
             "127.0.0.1:0".parse().unwrap(),
-            Pooled::new(slow, threads, capacity).unwrap(),
+            Pooled::new(blocking, threads, capacity).unwrap(),
             ServerOptions::default(),
         )
         .unwrap();
@@ -116,22 +129,7 @@ fn a_newcomer_is_served_before_a_busy_clients_backlog() {
     watchdog(Duration::from_secs(60), || {
         use std::sync::atomic::Ordering::SeqCst;
         let fairness = Fairness::default();
-        let blocking = fairness.clone();
-        let (tx, rx) = mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let mut server = TcpServer::bind(
-                "127.0.0.1:0".parse().unwrap(),
-                Pooled::new(blocking, 1, 64).unwrap(),
-                ServerOptions::default(),
-            )
-            .unwrap();
-            let conns = server.connections_id();
-            attach_pool(server.reactor(), conns).unwrap();
-            tx.send((server.local_addr().to_string(), server.shutdown_handle()))
-                .unwrap();
-            server.serve_forever().unwrap();
-        });
-        let (addr, shutdown) = rx.recv().unwrap();
+        let (addr, t, shutdown) = pooled_server_with(fairness.clone(), 1, 64);
         let mut busy = TcpStream::connect(&addr).unwrap();
         busy.set_nodelay(true).unwrap();
         for i in 0..30u8 {

@@ -119,16 +119,14 @@ pub fn run(plan: &Plan) -> io::Result<()> {
             for test in ["set", "get"] {
                 let requests = plan.requests * scale;
                 let name = format!("redis-benchmark -t {test} -c {clients} -P {pipeline}");
-                let figures = servers.each(|server| {
-                    redis_benchmark_cell(client, server, test, clients, pipeline, requests)
-                })?;
-                print_cell(&name, &figures);
-                cells.push(Cell {
+                cells.push(Cell::run(
                     name,
-                    ours: "kv",
-                    peer: "redis-server",
-                    figures,
-                });
+                    ["kv", "redis-server"],
+                    &servers,
+                    |server| {
+                        redis_benchmark_cell(client, server, test, clients, pipeline, requests)
+                    },
+                )?);
             }
         }
         for server in servers.into_iter().flatten() {
@@ -148,28 +146,17 @@ pub fn run(plan: &Plan) -> io::Result<()> {
         if let Some(wrk) = &wrk {
             for connections in [100, 1000] {
                 let name = format!("wrk -t 1 -c {connections} -d {}s", plan.seconds);
-                let figures =
-                    servers.each(|server| wrk_cell(wrk, server, connections, plan.seconds))?;
-                print_cell(&name, &figures);
-                cells.push(Cell {
-                    name,
-                    ours: "http",
-                    peer: "nginx",
-                    figures,
-                });
+                cells.push(Cell::run(name, ["http", "nginx"], &servers, |server| {
+                    wrk_cell(wrk, server, connections, plan.seconds)
+                })?);
             }
         }
         if let Some(h2load) = &h2load {
             let requests = plan.requests * 16;
             let name = format!("h2load --h1 -c 50 -m 16 -n {requests}");
-            let figures = servers.each(|server| h2load_cell(h2load, server, requests))?;
-            print_cell(&name, &figures);
-            cells.push(Cell {
-                name,
-                ours: "http",
-                peer: "nginx",
-                figures,
-            });
+            cells.push(Cell::run(name, ["http", "nginx"], &servers, |server| {
+                h2load_cell(h2load, server, requests)
+            })?);
         }
         for server in servers.into_iter().flatten() {
             server.stop()?;
@@ -201,26 +188,28 @@ pub fn run(plan: &Plan) -> io::Result<()> {
     Ok(())
 }
 
-trait Each {
-    /// Runs `cell` on each server present.
-    fn each(
-        &self,
-        cell: impl FnMut(&Server) -> io::Result<Figure>,
-    ) -> io::Result<[Option<Figure>; 2]>;
-}
-
-impl Each for [Option<Server>; 2] {
-    fn each(
-        &self,
+impl Cell {
+    /// Runs `cell` on each server present (ours, then the peer), prints
+    /// the cell's line, and returns it.
+    fn run(
+        name: String,
+        [ours, peer]: [&'static str; 2],
+        servers: &[Option<Server>; 2],
         mut cell: impl FnMut(&Server) -> io::Result<Figure>,
-    ) -> io::Result<[Option<Figure>; 2]> {
+    ) -> io::Result<Cell> {
         let mut figures = [None, None];
-        for (figure, server) in figures.iter_mut().zip(self) {
+        for (figure, server) in figures.iter_mut().zip(servers) {
             if let Some(server) = server {
                 *figure = Some(cell(server)?);
             }
         }
-        Ok(figures)
+        print_cell(&name, &figures);
+        Ok(Cell {
+            name,
+            ours,
+            peer,
+            figures,
+        })
     }
 }
 

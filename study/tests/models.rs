@@ -31,9 +31,28 @@ impl Drop for Server {
 /// `listening on ADDR` line; `None` if it printed none (a model the kernel
 /// refused, such as io_uring where it is disabled).
 fn start(model: &str, args: &[&str]) -> Option<Server> {
-    let mut child = Command::new(MODELS)
-        .args(["serve", model])
-        .args(args)
+    let mut command = Command::new(MODELS);
+    command.args(["serve", model]).args(args);
+    start_command(command)
+}
+
+/// Like [`start`], with the server's soft fd limit lowered to `nofile`
+/// (by the shell that execs it).
+fn start_limited(model: &str, nofile: u32) -> Option<Server> {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            &format!("ulimit -S -n {nofile} && exec \"$0\" serve {model}"),
+        ])
+        .arg(MODELS);
+    start_command(command)
+}
+
+/// Runs `command` (stdout and stderr piped) and reads its `listening on`
+/// line.
+fn start_command(mut command: Command) -> Option<Server> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,33 +206,6 @@ fn the_io_uring_buffer_ring_server_echoes_every_byte() {
     // 2,000 pipelined pairs: at least a recv and a send completion each.
     assert!(count(&counts, "completions") >= 4_000, "{counts}");
     assert_eq!(count(&counts, "no_buffers"), 0, "{counts}");
-}
-
-/// Like [`start`], with the server's soft fd limit lowered to `nofile`.
-fn start_limited(model: &str, nofile: u32) -> Option<Server> {
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            &format!("ulimit -S -n {nofile} && exec \"$0\" serve {model}"),
-        ])
-        .arg(MODELS)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .map(str::to_string);
-    let server = Server {
-        child,
-        addr: addr.clone().unwrap_or_default(),
-    };
-    addr.map(|_| server)
 }
 
 /// One message and its echo on `stream`.
