@@ -31,7 +31,11 @@
 //!   the waker, or an installed [`Source`] such as a set of
 //!   [`conn::Connections`]. The generation makes an event for a
 //!   registration removed earlier in the same batch miss, even if its slot
-//!   was reused; it is counted in [`Stats::stale`].
+//!   was reused; it is counted in [`Stats::stale`]. Only the reactor
+//!   makes tokens (a source gets a [`TokenFactory`] for its owner byte),
+//!   and it keeps which token holds each fd it watches: no safe code can
+//!   forge a token, or arm, change or remove an fd under a token that does
+//!   not hold it.
 //! - **Level vs edge is per registration.** Level-triggered: read once and
 //!   return, you will be told again. Edge-triggered: read until `EAGAIN`, or
 //!   [`requeue`](Core::requeue) yourself, or the wakeup is lost for good.
@@ -98,8 +102,8 @@
 //!
 //! - `sys`: the one syscall door; every `unsafe` block of the crate is in it.
 //! - [`selector`]: the [`Selector`] trait and its backends, [`Epoll`] (the
-//!   default), [`Poll`] and [`Select`]; [`Token`], [`Interest`],
-//!   [`Trigger`], [`Ready`], [`Events`].
+//!   default), [`Poll`] and [`Select`]; [`Token`] and [`TokenFactory`],
+//!   [`Interest`], [`Trigger`], [`Ready`], [`Events`].
 //! - [`Reactor`] and its [`Core`]: plain registrations, [`Source`] owners,
 //!   timers, the waker and [`Handle`], signals ([`on_signals`]), [`Stats`].
 //! - [`conn`]: buffered connections served by a [`conn::Handler`], the
@@ -137,7 +141,7 @@ pub use reactor::{
 };
 pub use selector::{
     Backend, DefaultSelector, Epoll, Event, Events, Interest, Poll, Ready, Select, Selector, Token,
-    Trigger,
+    TokenFactory, Trigger,
 };
 pub use sys::os_error;
 

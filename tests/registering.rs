@@ -89,7 +89,7 @@ fn misuse_returns_typed_errors_and_leaves_the_table_unchanged() {
         }
         assert_eq!(reactor.core().registrations(), 1);
 
-        // Deregister twice; modify and deregister a token never issued.
+        // Deregister twice; modify a deregistered token.
         reactor.core_mut().deregister(token).unwrap();
         let err = reactor.core_mut().deregister(token).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
@@ -98,11 +98,6 @@ fn misuse_returns_typed_errors_and_leaves_the_table_unchanged() {
             .modify(token, Interest::WRITABLE, Trigger::Level)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
-        let never = Token::new(0, 40, 7);
-        assert_eq!(
-            reactor.core_mut().deregister(never).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
         assert_eq!(reactor.core().registrations(), 0);
 
         // The fd can be registered again once deregistered.
@@ -448,7 +443,11 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
                 r.core_mut()
                     .modify(ev.token, Interest::NONE, Trigger::Level)
                     .unwrap();
-                rr.set(r.run_once(Some(Duration::ZERO)).is_err() && r.run().is_err());
+                // ResourceBusy: the reactor is in a turn already.
+                let busy = |e: io::Error| e.kind() == io::ErrorKind::ResourceBusy;
+                rr.set(
+                    r.run_once(Some(Duration::ZERO)).is_err_and(busy) && r.run().is_err_and(busy),
+                );
                 PostAction::Continue
             })
             .unwrap();
@@ -470,7 +469,7 @@ fn callbacks_change_registrations_during_dispatch_with_exact_call_counts() {
         );
         assert!(
             recursion_refused.get(),
-            "run_once and run from a callback are errors"
+            "run_once and run from a callback are ResourceBusy errors"
         );
         assert_eq!(
             reactor.core().registrations(),
@@ -508,22 +507,6 @@ fn a_level_modify_to_the_same_interest_makes_no_syscall() {
         .modify(token, Interest::BOTH, Trigger::Level)
         .unwrap();
     assert_eq!(reactor.core().stats().ctls, ctls + 1);
-}
-
-#[test]
-fn the_wakers_token_is_not_a_registration_and_cannot_be_removed() {
-    let mut reactor = reactor(Backend::Epoll);
-    let err = reactor
-        .core_mut()
-        .deregister(Token::new(1, 0, 0))
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::NotFound);
-    assert_eq!(reactor.core().registrations(), 0);
-    // And the waker still works.
-    let handle = reactor.core().handle();
-    handle.post(|r| r.core_mut().stop()).unwrap();
-    reactor.run().unwrap();
-    assert_eq!(reactor.core().stats().posted, 1);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::ConnStats;
 use super::key::Key;
 use super::table::TIMER_ACCEPT;
 use crate::sys;
-use crate::{Core, Interest, Ready, Token, Trigger};
+use crate::{Core, Interest, Ready, Token, TokenFactory, Trigger};
 
 /// How long accept interest is paused when the reserve fd cannot be
 /// reopened.
@@ -133,9 +133,12 @@ impl AcceptOptions {
 pub struct ListenerId(pub(super) Token);
 
 impl ListenerId {
-    /// The listener's token.
-    pub fn token(self) -> Token {
-        self.0
+    /// A small number, unique among the set's open listeners (reused
+    /// after a listener closes), for logs and names.
+    pub fn index(self) -> usize {
+        match Key::of(self.0) {
+            Key::Listener(key) | Key::Conn(key) => key,
+        }
     }
 }
 
@@ -219,17 +222,17 @@ impl Listeners {
     }
 
     /// Registers `fd` (made non-blocking) as a listener of the set whose
-    /// tokens carry `owner`.
+    /// tokens `tokens` makes.
     pub(super) fn add<D: 'static>(
         &mut self,
         core: &mut Core<D>,
-        owner: u8,
+        tokens: TokenFactory,
         fd: OwnedFd,
         options: AcceptOptions,
     ) -> io::Result<ListenerId> {
         let key = self.slots.vacant_key();
         self.generation = (self.generation + 1) & 0xff_ffff;
-        let token = Key::Listener(key).token(owner, self.generation);
+        let token = Key::Listener(key).token(tokens, self.generation);
         sys::set_nonblocking(fd.as_fd(), "the listener")?;
         let entry = Listener::new(fd, options, token)?;
         core.set_interest(

@@ -2,7 +2,7 @@
 //! slot. (The token's generation, checked against the slot's, says
 //! whether it still names that one.)
 
-use crate::Token;
+use crate::{Token, TokenFactory};
 
 /// Slot keys at or above this name listeners, below it connections.
 const LISTENER_BIT: usize = 1 << 31;
@@ -30,14 +30,14 @@ impl Key {
         }
     }
 
-    /// The token naming this slot, for the set whose owner byte is
-    /// `owner`, with the slot's `generation`.
-    pub(super) fn token(self, owner: u8, generation: u32) -> Token {
+    /// The token naming this slot, from the set's factory, with the
+    /// slot's `generation`.
+    pub(super) fn token(self, tokens: TokenFactory, generation: u32) -> Token {
         let key = match self {
             Key::Conn(key) => key,
             Key::Listener(key) => LISTENER_BIT + key,
         };
-        Token::new(owner, key as u32, generation)
+        tokens.token(key as u32, generation)
     }
 }
 
@@ -53,7 +53,7 @@ mod tests {
             Key::Listener(0),
             Key::Listener(7),
         ] {
-            let token = key.token(3, 0x12_3456);
+            let token = key.token(TokenFactory::new(3), 0x12_3456);
             assert_eq!(Key::of(token), key);
             assert_eq!((token.owner(), token.generation()), (3, 0x12_3456));
         }

@@ -147,8 +147,10 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     }
 }
 
-/// Identifies a connection: its registration's [`Token`] (owner, slot and
+/// Identifies a connection: its registration's token (owner, slot and
 /// generation), so an id kept after its connection closed matches nothing.
+/// The token itself stays inside the set: only the set arms and times its
+/// connections.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) Token);
 
@@ -157,11 +159,6 @@ impl ConnId {
     /// after a connection closes), for logs and names.
     pub fn index(self) -> usize {
         self.0.key()
-    }
-
-    /// The connection's token.
-    pub fn token(self) -> Token {
-        self.0
     }
 }
 

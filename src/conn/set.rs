@@ -19,7 +19,7 @@ use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::selector::Events;
 use crate::sys;
-use crate::{Batch, Core, Event, Interest, Ready, Source, Token, Trigger};
+use crate::{Batch, Core, Event, Interest, Ready, Source, Token, TokenFactory, Trigger};
 
 /// A set of buffered connections served by one [`Handler`]: a [`Source`]
 /// to [`install`](crate::Reactor::install) on a reactor.
@@ -398,8 +398,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
 }
 
 impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
-    fn installed(&mut self, owner: u8) {
-        self.table.owner = owner;
+    fn installed(&mut self, tokens: TokenFactory) {
+        self.table.tokens = tokens;
     }
 
     /// One event, as a batch of one: the handler is called from one place
@@ -605,7 +605,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             self.table.plan.track_idle = true;
         }
         self.listeners
-            .add(core, self.table.owner, listener, options)
+            .add(core, self.table.tokens, listener, options)
     }
 
     /// Stops accepting on the listener `id` names and closes it; false if

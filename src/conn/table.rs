@@ -15,7 +15,7 @@ use super::queue::WriteQueue;
 use super::state::{Pause, Pauses, Peer, Phase, State};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
 use crate::sys;
-use crate::{Core, Interest, Ready, TimerId, Token, Trigger};
+use crate::{Core, Interest, Ready, TimerId, Token, TokenFactory, Trigger};
 
 /// What a set's timer does when it fires (the timer's tag).
 /// The set's one deadline sweep (see `idle`).
@@ -60,8 +60,9 @@ pub(super) struct Table<S> {
     pub(super) options: ConnOptions,
     /// What the read loop needs of `options`, worked out once.
     pub(super) plan: ReadPlan,
-    /// The owner byte of this set's tokens.
-    pub(super) owner: u8,
+    /// Makes this set's tokens (owner 0 until the set is installed, which
+    /// `Core::set_interest` refuses).
+    pub(super) tokens: TokenFactory,
     next_generation: u32,
     /// `on_data` calls so far.
     pub(super) requests: u64,
@@ -123,7 +124,7 @@ impl<S: Default + 'static> Table<S> {
             slots: Slab::new(),
             plan,
             options,
-            owner: 0,
+            tokens: TokenFactory::new(0),
             next_generation: 0,
             requests: 0,
             stats: ConnStats::default(),
@@ -142,7 +143,7 @@ impl<S: Default + 'static> Table<S> {
     }
 
     pub(super) fn token(&self, key: usize) -> Token {
-        Key::Conn(key).token(self.owner, self.slots[key].generation)
+        Key::Conn(key).token(self.tokens, self.slots[key].generation)
     }
 
     pub(super) fn id(&self, key: usize) -> ConnId {
@@ -172,7 +173,7 @@ impl<S: Default + 'static> Table<S> {
             ));
         }
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
-        let token = Key::Conn(key).token(self.owner, self.next_generation);
+        let token = Key::Conn(key).token(self.tokens, self.next_generation);
         core.set_interest(
             fd.as_fd(),
             token,
@@ -225,7 +226,7 @@ impl<S: Default + 'static> Table<S> {
             return None;
         };
         let c = self.slots.get(key)?;
-        (token.owner() == self.owner
+        (token.owner() == self.tokens.owner()
             && c.generation == token.generation()
             && c.state.phase != Phase::Doomed)
             .then_some(key)
@@ -501,7 +502,7 @@ impl<S: Default + 'static> Table<S> {
         }
         let timer = core.source_timer(
             Duration::from_millis(delay_ms as u64),
-            Token::new(self.owner, 0, 0),
+            self.tokens.token(0, 0),
             TIMER_SWEEP,
         );
         self.sweep = Some((timer, at));

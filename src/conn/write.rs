@@ -12,8 +12,8 @@ use super::cork::Hold;
 use super::queue::MAX_IOVECS;
 use super::state::{Pause, Phase};
 use super::table::{TIMER_BUDGET, Table};
+use crate::Core;
 use crate::sys;
-use crate::{Core, Token};
 
 impl<S: Default + 'static> Table<S> {
     /// Writes `data` on `key` for `sender`'s handler: held if it is the
@@ -336,7 +336,7 @@ impl<S: Default + 'static> Table<S> {
             self.stats.budget_pauses += 1;
             self.update_interest(core, key);
             if self.budget_timer.is_none() {
-                let token = Token::new(self.owner, 0, 0);
+                let token = self.tokens.token(0, 0);
                 let grace = self.options.budget_grace;
                 self.budget_timer = Some(core.source_timer(grace, token, TIMER_BUDGET));
             }

@@ -8,7 +8,6 @@
 //! (`modify`, `deregister` on its own token) are recorded and applied when
 //! it returns, together with the [`PostAction`] it returns.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -69,10 +68,6 @@ pub(super) struct Callbacks<D> {
     next_generation: u32,
     /// Entries marked `removed`, still in the slab.
     removing: usize,
-    /// The fds of the live registrations: a second registration of one is
-    /// refused whatever the interests (an empty interest makes no
-    /// `EPOLL_CTL_ADD` that the kernel could refuse).
-    pub(super) fds: HashSet<RawFd>,
 }
 
 impl<D> Default for Callbacks<D> {
@@ -81,7 +76,6 @@ impl<D> Default for Callbacks<D> {
             slab: Slab::new(),
             next_generation: 0,
             removing: 0,
-            fds: HashSet::new(),
         }
     }
 }
@@ -100,7 +94,9 @@ impl<D> Callbacks<D> {
         let key = self.slab.vacant_key();
         let key = u32::try_from(key)
             .map_err(|_| io::Error::other("edgeloop: more than 2^32 registrations"))?;
-        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        // 1 to 2^24 - 1, never 0: with owner 0, generation 0 at key 0
+        // would make the word 0, which means "no token" (see `Token::word`).
+        self.next_generation = self.next_generation % 0xff_ffff + 1;
         Ok(Token::new(OWNER, key, self.next_generation))
     }
 
@@ -121,17 +117,14 @@ impl<D> Callbacks<D> {
     }
 
     /// Deregistered while its callback runs: taken out when it returns.
-    /// Its fd is no longer live, so the callback may register it again
-    /// (see `Core::register`).
-    pub(super) fn mark_removed(&mut self, token: Token) {
-        if let Ok(entry) = self.get_mut(token) {
-            entry.removed = true;
-            let fd = entry.fd;
-            self.removing += 1;
-            if let Some(fd) = fd {
-                self.fds.remove(&fd);
-            }
-        }
+    /// Returns its fd, which is no longer held: the callback may register
+    /// it again (see `Core::register`).
+    pub(super) fn mark_removed(&mut self, token: Token) -> Option<RawFd> {
+        let entry = self.get_mut(token).ok()?;
+        entry.removed = true;
+        let fd = entry.fd;
+        self.removing += 1;
+        fd
     }
 
     /// Takes a `removed` entry out.
@@ -140,13 +133,9 @@ impl<D> Callbacks<D> {
         self.slab.remove(key)
     }
 
-    /// Takes a live entry out, and its fd out of the live set.
+    /// Takes a live entry out (the caller releases its fd).
     pub(super) fn remove(&mut self, key: usize) -> Entry<D> {
-        let entry = self.slab.remove(key);
-        if let Some(fd) = entry.fd {
-            self.fds.remove(&fd);
-        }
-        entry
+        self.slab.remove(key)
     }
 
     /// A removed entry (its callback still running) whose fd `fd` is still

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::callbacks::{Callbacks, Entry, Owned, Registered};
+use super::holders::FdHolders;
 use super::timer::Timers;
 use super::waker::Mailbox;
 use super::{Handle, PanicPolicy, PostAction, Reactor, Stats};
@@ -28,6 +29,8 @@ use crate::{Event, Interest, Ready, Token, Trigger};
 pub struct Core<D = ()> {
     pub(super) selector: Box<dyn Selector>,
     pub(super) callbacks: Callbacks<D>,
+    /// Which token holds each fd: plain registrations' and sources'.
+    holders: FdHolders,
     pub(super) timers: Timers<D>,
     pub(super) shared: Arc<Mailbox<D>>,
     /// Events to dispatch next turn without waiting for the kernel.
@@ -52,6 +55,7 @@ impl<D: 'static> Core<D> {
         Ok(Core {
             selector,
             callbacks: Callbacks::default(),
+            holders: FdHolders::default(),
             timers: Timers::default(),
             shared: Mailbox::new()?,
             carried: Events::default(),
@@ -251,10 +255,12 @@ impl<D: 'static> Core<D> {
                 ),
             ));
         }
-        if self.callbacks.fds.contains(&fd) {
+        if let Some(holder) = self.holders.holder(fd) {
             return Err(crate::sys::errno_error(
                 nix::libc::EEXIST,
-                format_args!("edgeloop: fd {fd} is registered already (deregister it first)"),
+                format_args!(
+                    "edgeloop: fd {fd} is registered already, as {holder:?} (deregister it first)"
+                ),
             ));
         }
         if let Some(old) = self.callbacks.removed_in_kernel(fd) {
@@ -275,12 +281,18 @@ impl<D: 'static> Core<D> {
                 trigger,
             )?;
         }
-        self.set_interest(callback.fd(), token, Interest::NONE, interest, trigger)?;
-        log::debug!(
-            "register fd {} as {token:?}: {interest:?} {trigger:?}",
-            callback.fd().as_raw_fd()
-        );
-        self.callbacks.fds.insert(fd);
+        let (selector, stats) = (&mut *self.selector, &mut self.stats);
+        sync_interest(
+            selector,
+            stats,
+            callback.fd(),
+            token,
+            Interest::NONE,
+            interest,
+            trigger,
+        )?;
+        log::debug!("register fd {fd} as {token:?}: {interest:?} {trigger:?}");
+        self.holders.hold(fd, token);
         let key = self.callbacks.slab.insert(Entry {
             token,
             fd: Some(fd),
@@ -372,7 +384,9 @@ impl<D: 'static> Core<D> {
         self.check_not_forked()?;
         let entry = self.callbacks.get_mut(token)?;
         if entry.callback.is_none() {
-            self.callbacks.mark_removed(token);
+            if let Some(fd) = self.callbacks.mark_removed(token) {
+                self.holders.release(fd, token);
+            }
             return Ok(());
         }
         let entry = self.callbacks.remove(token.key());
@@ -383,6 +397,9 @@ impl<D: 'static> Core<D> {
     /// Takes a removed entry's fd out of the kernel's list, then drops it
     /// (and the fd) — in that order.
     fn release(&mut self, entry: Entry<D>, running: Option<Box<dyn Registered<D>>>) {
+        if let Some(fd) = entry.fd {
+            self.holders.release(fd, entry.token);
+        }
         let Some(callback) = entry.callback.or(running) else {
             return;
         };
@@ -502,12 +519,27 @@ impl<D: 'static> Core<D> {
     /// Moves `fd` in the kernel's interest list from `from` to `to` under
     /// `token`: an add, a modify, a delete or nothing, and counts the
     /// syscall. What a [`Source`](super::Source) calls for its own
-    /// registrations; the fd must stay open until it is taken out again
-    /// (`to` = [`Interest::NONE`]).
+    /// registrations, with tokens from its [`TokenFactory`](crate::TokenFactory).
+    ///
+    /// The reactor keeps which token holds each fd it watches, and this
+    /// keeps to it: an add (`from` empty) is refused for an fd another
+    /// registration holds, and a change or delete (`from` not empty) only
+    /// for the token that added the fd. So no safe code can re-arm or
+    /// remove another registration's fd, or route an fd's events to a
+    /// registration that never had it. The source keeps the fd open until
+    /// it takes it out again (`to` = [`Interest::NONE`]): until then its
+    /// number stays held, and is refused to everyone else.
     ///
     /// # Errors
-    /// `Unsupported` for a trigger the backend cannot deliver; what the
-    /// selector reports.
+    /// - `InvalidInput` for a token that is not a source's (a plain
+    ///   registration changes through [`modify`](Core::modify)), or for an
+    ///   fd held under another token;
+    /// - `AlreadyExists` for an add of an fd held already (by any token,
+    ///   this one included);
+    /// - `NotFound` for a change or delete of an fd that no token holds;
+    /// - `Unsupported` for a trigger the backend cannot deliver, or after
+    ///   a fork ([`check_not_forked`](Core::check_not_forked));
+    /// - what the selector reports.
     pub fn set_interest(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -517,10 +549,52 @@ impl<D: 'static> Core<D> {
         trigger: Trigger,
     ) -> io::Result<()> {
         self.check_not_forked()?;
+        if token.owner() < super::FIRST_SOURCE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "edgeloop: {token:?} is not a source's token: a source arms only tokens \
+                     from its TokenFactory, so install it first (Reactor::install); a plain \
+                     registration changes through Core::modify"
+                ),
+            ));
+        }
         if !to.is_empty() {
             self.check_trigger(trigger)?;
         }
-        sync_interest(
+        let number = fd.as_raw_fd();
+        let holder = self.holders.holder(number);
+        match (from.is_empty(), holder) {
+            (true, Some(holder)) if !to.is_empty() => {
+                return Err(crate::sys::errno_error(
+                    nix::libc::EEXIST,
+                    format_args!(
+                        "edgeloop: fd {number} is held already, by {holder:?}: take it out \
+                         (to = Interest::NONE) under that token first"
+                    ),
+                ));
+            }
+            (false, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "edgeloop: fd {number} is not in the interest list under any token \
+                         (add it first: from = Interest::NONE)"
+                    ),
+                ));
+            }
+            (false, Some(holder)) if holder != token => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "edgeloop: fd {number} is held by {holder:?}, not {token:?}: a source \
+                         changes only the fds it added itself"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let result = sync_interest(
             &mut *self.selector,
             &mut self.stats,
             fd,
@@ -528,7 +602,32 @@ impl<D: 'static> Core<D> {
             from,
             to,
             trigger,
-        )
+        );
+        match (from.is_empty(), to.is_empty()) {
+            (true, false) if result.is_ok() => self.holders.hold(number, token),
+            // Taken out, or gone: the kernel drops a closed fd by itself.
+            (false, true) => self.holders.release(number, token),
+            _ => {}
+        }
+        result
+    }
+
+    /// Puts the waker's eventfd in the kernel's list under `token` (its
+    /// own owner byte, which `set_interest` refuses).
+    pub(super) fn watch_waker(&mut self, token: Token) -> io::Result<()> {
+        let fd = self.shared.eventfd().as_fd();
+        let (selector, stats) = (&mut *self.selector, &mut self.stats);
+        sync_interest(
+            selector,
+            stats,
+            fd,
+            token,
+            Interest::NONE,
+            Interest::READABLE,
+            Trigger::Level,
+        )?;
+        self.holders.hold(fd.as_raw_fd(), token);
+        Ok(())
     }
 
     /// `Ok` unless the process forked since this reactor was built: a
@@ -536,10 +635,11 @@ impl<D: 'static> Core<D> {
     /// its interest list there would steal or remove the parent's events.
     ///
     /// # Errors
-    /// `Other`, saying to build a new reactor in the child.
+    /// `Unsupported`, saying to build a new reactor in the child.
     pub fn check_not_forked(&self) -> io::Result<()> {
         if crate::sys::forked_since(self.forks) {
-            return Err(io::Error::other(
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
                 "edgeloop: this reactor was built before fork(); the child shares its epoll \
                  instance with the parent and must not use it (build a new reactor in the child)",
             ));

@@ -18,10 +18,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::selector::{Backend, DefaultSelector, Events, Selector};
-use crate::{Event, Interest, Ready, Token, Trigger};
+use crate::{Event, Ready, Token, TokenFactory};
 
 mod callbacks;
 mod core;
+mod holders;
 mod signal;
 mod source;
 mod stats;
@@ -146,15 +147,7 @@ impl<D: 'static> Reactor<D> {
     /// If the waker's eventfd cannot be created or registered.
     pub fn with_selector(selector: Box<dyn Selector>, data: D) -> io::Result<Reactor<D>> {
         let mut core = Core::new(selector, data)?;
-        let shared = core.shared.clone();
-        let waker = Token::new(WAKER, 0, 0);
-        core.set_interest(
-            shared.eventfd().as_fd(),
-            waker,
-            Interest::NONE,
-            Interest::READABLE,
-            Trigger::Level,
-        )?;
+        core.watch_waker(Token::new(WAKER, 0, 0))?;
         Ok(Reactor {
             core,
             sources: Sources(Vec::new()),
@@ -186,9 +179,14 @@ impl<D: 'static> Reactor<D> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn install<S: Source<D>>(&mut self, mut source: S) -> io::Result<SourceId<S>> {
-        let owner = u8::try_from(self.sources.0.len() + FIRST_SOURCE as usize)
-            .map_err(|_| io::Error::other("edgeloop: at most 254 sources per reactor"))?;
-        source.installed(owner);
+        let owner = u8::try_from(self.sources.0.len() + FIRST_SOURCE as usize).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "edgeloop: at most 254 sources per reactor (one Connections set holds any \
+                 number of listeners and connections)",
+            )
+        })?;
+        source.installed(TokenFactory::new(owner));
         self.sources.0.push(Box::new(source));
         Ok(SourceId::new(owner))
     }
@@ -298,7 +296,8 @@ impl<D: 'static> Reactor<D> {
     fn refuse_recursion(&self) -> io::Result<()> {
         self.core.check_not_forked()?;
         if self.in_turn {
-            return Err(io::Error::other(
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
                 "edgeloop: run/run_once called from inside a callback; the reactor does not \
                  recurse (return from the callback instead, or call stop())",
             ));

@@ -1,8 +1,8 @@
 //! Source owners: the seam between the reactor and the layers above it.
 //!
 //! A [`Source`] owns a set of registrations and keeps its own table of
-//! them. It is installed on a reactor once and gets an owner byte; every
-//! token it makes carries that byte, and the reactor routes each ready
+//! them. It is installed on a reactor once and gets a [`TokenFactory`]
+//! for its owner byte; every token it makes carries that byte, and the reactor routes each ready
 //! event to its owner with one indexed load and one dynamic call. The owner
 //! looks its entry up once, checks the token's generation, and does the
 //! work with the loop's [`Core`] in hand: split borrows, so no `Rc`, no
@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 
 use super::Core;
 use crate::selector::Events;
-use crate::{Event, Interest, Ready, Token, Trigger};
+use crate::{Event, Interest, Ready, Token, TokenFactory, Trigger};
 
 /// What a callback wants done with its own registration once it returns
 /// (calloop's `PostAction`). Applied after the callback, so a callback never
@@ -51,9 +51,10 @@ pub enum PostAction {
 /// the [`Core`] (timers, the loop state, registering plain callbacks, the
 /// kernel interest list) but not the other sources.
 pub trait Source<D>: Any {
-    /// The reactor gave this source its owner byte: every token it makes
-    /// ([`Token::new`]) must carry it. Called once, by `install`.
-    fn installed(&mut self, owner: u8);
+    /// The reactor installed this source: `tokens` makes the tokens of its
+    /// registrations and timers, each carrying the source's owner byte (no
+    /// other code can make them). Called once, by `install`.
+    fn installed(&mut self, tokens: TokenFactory);
 
     /// An event for one of this source's registrations. Returns false if
     /// the token is stale (its generation no longer matches), which the

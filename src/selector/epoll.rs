@@ -69,7 +69,7 @@ impl Epoll {
     }
 
     fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: Token, flags: u32) -> io::Result<()> {
-        sys::epoll_ctl(self.epoll.as_fd(), op, fd, flags, token.0).map_err(|errno| {
+        sys::epoll_ctl(self.epoll.as_fd(), op, fd, flags, token.word()).map_err(|errno| {
             let name = match op {
                 libc::EPOLL_CTL_ADD => "ADD",
                 libc::EPOLL_CTL_MOD => "MOD",
@@ -148,7 +148,7 @@ impl Selector for Epoll {
     }
 
     fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, Token(0), 0)?;
+        self.ctl(libc::EPOLL_CTL_DEL, fd, Token::from_word(0), 0)?;
         self.registered = self.registered.saturating_sub(1);
         Ok(())
     }

@@ -19,21 +19,51 @@ use nix::libc;
 /// the same batch, a later event for the old one still carries the old
 /// generation (nginx's "instance" bit and libev's `egen` do the same).
 ///
+/// Only the reactor makes tokens: [`Core::register`](crate::Core::register)
+/// returns a plain registration's, and a [`Source`](crate::Source) gets a
+/// [`TokenFactory`] carrying its owner byte when it is installed. No safe
+/// code can write one out of numbers and so reach, re-arm or time out a
+/// registration it was never given:
+///
+/// ```compile_fail
+/// let forged = edgeloop::Token::new(2, 0, 1); // private: only the reactor mints tokens
 /// ```
-/// use edgeloop::Token;
-/// let token = Token::new(3, 42, 7);
-/// assert_eq!((token.owner(), token.key(), token.generation()), (3, 42, 7));
-/// // The same slot, reused: another generation, so another token.
-/// assert_ne!(token, Token::new(3, 42, 8));
+///
+/// ```
+/// use edgeloop::{Interest, PostAction, Reactor, Trigger};
+/// let mut reactor = Reactor::new()?;
+/// let (ours, _theirs) = std::os::unix::net::UnixStream::pair()?;
+/// ours.set_nonblocking(true)?;
+/// let token = reactor.core_mut().register(ours, Interest::READABLE, Trigger::Level, |_, _, _| {
+///     PostAction::Continue
+/// })?;
+/// assert_eq!(token.owner(), 0); // plain registrations' owner byte
+/// assert!(token.generation() > 0);
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Token(pub u64);
+pub struct Token(u64);
 
 impl Token {
     /// Packs an owner, a slot key and a generation (only its low 24 bits
-    /// are kept).
-    pub const fn new(owner: u8, key: u32, generation: u32) -> Token {
+    /// are kept). Crate-private: tokens reach others only from the
+    /// reactor (a registration's, or a [`TokenFactory`]'s).
+    pub(crate) const fn new(owner: u8, key: u32, generation: u32) -> Token {
         Token(((generation as u64 & 0xff_ffff) << 40) | ((owner as u64) << 32) | key as u64)
+    }
+
+    /// The word the kernel stores and hands back with each event.
+    #[inline(always)]
+    pub(crate) const fn from_word(word: u64) -> Token {
+        Token(word)
+    }
+
+    /// The word to give the kernel. Never 0 for a token the reactor made
+    /// (owner 0 is plain registrations', whose generations start at 1), so
+    /// 0 can mean "no token" in the reactor's tables.
+    #[inline(always)]
+    pub(crate) const fn word(self) -> u64 {
+        self.0
     }
 
     /// The slot key in the owner's table.
@@ -49,6 +79,58 @@ impl Token {
     /// The generation: which registration that slot held (24 bits).
     pub const fn generation(self) -> u32 {
         (self.0 >> 40) as u32
+    }
+}
+
+/// Makes the tokens of one installed [`Source`](crate::Source): each
+/// carries the owner byte the reactor gave it, so its events and timers
+/// come back to it. The reactor hands a source its factory once, in
+/// [`Source::installed`](crate::Source::installed); nothing else makes
+/// one (calloop's `TokenFactory` is the model).
+///
+/// ```
+/// use edgeloop::{Batch, Core, Ready, Source, Token, TokenFactory};
+/// struct Mine(Option<TokenFactory>);
+/// impl Source<()> for Mine {
+///     fn installed(&mut self, tokens: TokenFactory) {
+///         self.0 = Some(tokens);
+///     }
+///     fn dispatch(&mut self, _: &mut Core<()>, _: Token, _: Ready) -> bool {
+///         true
+///     }
+///     fn on_panic(&mut self, _: &mut Core<()>, _: Token) {}
+/// }
+/// let mut reactor = edgeloop::Reactor::new()?;
+/// let id = reactor.install(Mine(None))?;
+/// let tokens = reactor.source(id).0.unwrap();
+/// let token = tokens.token(5, 1);
+/// assert_eq!((token.owner(), token.key(), token.generation()), (id.owner(), 5, 1));
+/// // The same slot, reused: another generation, so another token.
+/// assert_ne!(token, tokens.token(5, 2));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct TokenFactory {
+    owner: u8,
+}
+
+impl TokenFactory {
+    /// The factory of the source with owner byte `owner` (the reactor's
+    /// to call, at install).
+    pub(crate) const fn new(owner: u8) -> TokenFactory {
+        TokenFactory { owner }
+    }
+
+    /// The token for slot `key` of this source's table, occupied for the
+    /// `generation`th time (only the generation's low 24 bits are kept).
+    #[inline(always)]
+    pub const fn token(self, key: u32, generation: u32) -> Token {
+        Token::new(self.owner, key, generation)
+    }
+
+    /// The owner byte every token of this factory carries.
+    pub const fn owner(self) -> u8 {
+        self.owner
     }
 }
 
@@ -390,6 +472,7 @@ mod tests {
         assert_eq!(t.owner(), 7);
         assert_eq!(t.generation(), 0xde_beef);
         assert_eq!(Token::new(0, 1, 0x1ff_ffff).generation(), 0xff_ffff);
+        assert_eq!(Token::from_word(t.word()), t);
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod poll;
 mod select;
 
 pub use epoll::Epoll;
-pub use event::{Event, Interest, Ready, Token, Trigger};
+pub use event::{Event, Interest, Ready, Token, TokenFactory, Trigger};
 pub use poll::Poll;
 pub use select::Select;
 
@@ -117,7 +117,7 @@ impl Events {
         // bound check is the only one.
         let raw = *self.buffer.get(..self.len)?.get(i)?;
         Some(Event {
-            token: Token(raw.u64),
+            token: Token::from_word(raw.u64),
             ready: Ready::from_kernel(raw.events),
         })
     }
@@ -143,7 +143,7 @@ impl Events {
         }
         self.buffer[self.len] = libc::epoll_event {
             events: event.ready.bits(),
-            u64: event.token.0,
+            u64: event.token.word(),
         };
         self.len += 1;
     }

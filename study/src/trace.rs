@@ -5,11 +5,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::time::Duration;
 
-use edgeloop::{Epoll, Events, Interest, Ready, Selector, Token, Trigger};
+use edgeloop::{Interest, PostAction, Reactor, Ready, Token, Trigger};
 
 /// What the script does at one step.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -94,32 +94,44 @@ pub const SCRIPT: [(Action, &str); 13] = [
     (Action::Drain, "read returns 0: EOF"),
 ];
 
-/// Runs [`SCRIPT`] against three real epoll instances (one per trigger) on
-/// three socket pairs.
+/// Runs [`SCRIPT`] against three real epoll instances (one reactor per
+/// trigger, each with one plain registration whose callback only records
+/// what it was told) on three socket pairs.
 ///
 /// # Errors
 /// If a socket pair or an epoll instance cannot be created.
 pub fn trace_triggers() -> io::Result<Vec<Step>> {
     struct Lane {
-        epoll: Epoll,
-        ours: UnixStream,
+        /// The loop state: what the last wait reported, if anything.
+        reactor: Reactor<Option<Ready>>,
+        token: Token,
+        /// Shared with the registration, which owns the other reference.
+        ours: Rc<UnixStream>,
         theirs: UnixStream,
         trigger: Trigger,
-        events: Events,
     }
     let mut lanes = TRIGGERS
         .iter()
         .map(|&trigger| {
             let (ours, theirs) = UnixStream::pair()?;
             ours.set_nonblocking(true)?;
-            let mut epoll = Epoll::new()?;
-            epoll.register(ours.as_fd(), Token(0), Interest::READABLE, trigger)?;
+            let ours = Rc::new(ours);
+            let mut reactor = Reactor::with_data(None)?;
+            let token = reactor.core_mut().register(
+                ours.clone(),
+                Interest::READABLE,
+                trigger,
+                |r, _, event| {
+                    *r.core_mut().data_mut() = Some(event.ready);
+                    PostAction::Continue
+                },
+            )?;
             Ok(Lane {
-                epoll,
+                reactor,
+                token,
                 ours,
                 theirs,
                 trigger,
-                events: Events::with_capacity(4),
             })
         })
         .collect::<io::Result<Vec<Lane>>>()?;
@@ -138,17 +150,18 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
                     Outcome::Done
                 }
                 Action::Wait => {
-                    lane.epoll.select(&mut lane.events, Some(Duration::ZERO))?;
-                    lane.events
-                        .iter()
-                        .next()
-                        .map_or(Outcome::Nothing, |e| Outcome::Event(e.ready))
+                    *lane.reactor.core_mut().data_mut() = None;
+                    lane.reactor.run_once(Some(Duration::ZERO))?;
+                    lane.reactor
+                        .core()
+                        .data()
+                        .map_or(Outcome::Nothing, Outcome::Event)
                 }
-                Action::Read(n) => read_once(&mut lane.ours, &mut buf[..n])?,
+                Action::Read(n) => read_once(&lane.ours, &mut buf[..n])?,
                 Action::Drain => {
                     let mut total = 0;
                     loop {
-                        match read_once(&mut lane.ours, &mut buf)? {
+                        match read_once(&lane.ours, &mut buf)? {
                             Outcome::Bytes(0) => break Outcome::Bytes(total),
                             Outcome::Bytes(n) => total += n,
                             _ if total > 0 => break Outcome::Bytes(total),
@@ -158,12 +171,9 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
                 }
                 Action::Rearm => {
                     if lane.trigger == Trigger::Oneshot {
-                        lane.epoll.reregister(
-                            lane.ours.as_fd(),
-                            Token(0),
-                            Interest::READABLE,
-                            lane.trigger,
-                        )?;
+                        // EPOLL_CTL_MOD, even to the same mask.
+                        let core = lane.reactor.core_mut();
+                        core.modify(lane.token, Interest::READABLE, lane.trigger)?;
                     }
                     Outcome::Done
                 }
@@ -174,7 +184,7 @@ pub fn trace_triggers() -> io::Result<Vec<Step>> {
     Ok(steps)
 }
 
-fn read_once(stream: &mut UnixStream, buf: &mut [u8]) -> io::Result<Outcome> {
+fn read_once(mut stream: &UnixStream, buf: &mut [u8]) -> io::Result<Outcome> {
     match stream.read(buf) {
         Ok(n) => Ok(Outcome::Bytes(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Outcome::WouldBlock),
