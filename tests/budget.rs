@@ -2,6 +2,7 @@
 //! send and never read, and a broadcaster writing to slow readers, are
 //! paused at the cap; the loop keeps serving everyone else (failure mode
 //! 22 in docs/failure-modes.md).
+#![cfg(feature = "server")]
 
 mod util;
 

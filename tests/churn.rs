@@ -3,6 +3,7 @@
 //! baseline (failure mode 36 in docs/failure-modes.md). One test per binary: fd counts are
 //! process-wide. The 100,000-cycle version is `#[ignore]`d:
 //! `cargo test --release --test churn -- --ignored`.
+#![cfg(feature = "server")]
 
 mod util;
 

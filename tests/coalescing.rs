@@ -2,6 +2,7 @@
 //! is sent at once, later ones are held and go out in one `send` when the
 //! call returns (or at `flush`, `close`, `shutdown_write`); an abort drops
 //! what is held.
+#![cfg(feature = "server")]
 
 mod util;
 

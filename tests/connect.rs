@@ -1,6 +1,7 @@
 //! Outbound connections: established ones open like accepted ones; a
 //! refused or timed-out one is reported once, with its error, and costs no
 //! spin; thousands go out from several source addresses.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -1,6 +1,7 @@
 //! Buffered connections against real clients, in every trigger mode:
 //! integrity, lost edges, half-close, resets, fairness and backpressure
 //! (failure modes 3, 12, 13, 15, 17 and 21 in docs/failure-modes.md; the output budget is in tests/budget.rs).
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -2,6 +2,7 @@
 //! not cover: accept storms (3), the listen backlog (5), close exactly once
 //! after a reset (21), datagram loss against the kernel's count (34) and
 //! the Unix-socket pitfalls left (35).
+#![cfg(feature = "server")]
 
 mod util;
 

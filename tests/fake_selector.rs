@@ -2,6 +2,7 @@
 //! wraps the real epoll backend and adds spurious readiness, duplicate
 //! events, stale tokens and reordering to every batch. Connections on top of
 //! it must not misdeliver, panic, close or spin.
+#![cfg(feature = "server")]
 
 mod util;
 

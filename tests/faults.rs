@@ -9,6 +9,7 @@
 //! server's.
 //!
 //! Zero cost outside this binary: nothing in the library changes.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -3,6 +3,7 @@
 //! signalfd, listening and accepted sockets, the accept path's reserve fd,
 //! a worker pool's eventfd, Unix and UDP server sockets. Its own binary:
 //! it scans the process's fd table.
+#![cfg(feature = "server")]
 
 mod util;
 

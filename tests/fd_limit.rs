@@ -2,6 +2,7 @@
 //! (failure mode 1 in docs/failure-modes.md, docs/kernel-facts.md K14). The server runs as a child
 //! process with a soft RLIMIT_NOFILE of 128, set in the child alone, so its
 //! CPU time is its own and this process keeps its limit.
+#![cfg(feature = "server")]
 
 mod util;
 

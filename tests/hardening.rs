@@ -1,6 +1,7 @@
 //! Syscall fault injection without code changes: the echo example under
 //! `strace -e inject=...`. Skipped, visibly (a `SKIPPED` line in the test
 //! output), where strace is missing or may not trace.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -2,6 +2,7 @@
 //! pipelining with responses in order, HTTP/1.0 and `Connection: close`,
 //! HEAD, 404 and 405, the refusals (each closes after its response), the
 //! header timeout, and the start/stop contract with `--processes 2`.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -7,6 +7,7 @@
 //! "Not before" is asserted exactly (the mechanism never closes early,
 //! whatever the load). "Within the bound" is asserted with a generous
 //! margin, since a busy machine delays every turn.
+#![cfg(feature = "server")]
 
 mod util;
 

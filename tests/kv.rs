@@ -4,6 +4,7 @@
 //! lines and QUIT close after their reply, a request trickled past
 //! `--request-timeout` is closed, and SIGTERM delivers the replies owed
 //! before the process exits 0.
+#![cfg(feature = "server")]
 
 mod util;
 

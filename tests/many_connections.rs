@@ -1,6 +1,7 @@
 //! 8,000 concurrent connections, each echoing a message. Both ends live in
 //! this process: 16,000 fds under the 20,000 cap, so this test has its own
 //! binary.
+#![cfg(feature = "server")]
 
 mod util;
 

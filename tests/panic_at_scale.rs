@@ -1,5 +1,6 @@
 //! A panicking handler among a hundred live connections, under the
 //! default `Isolate` policy. Its own binary: the fd count is process-wide.
+#![cfg(feature = "server")]
 
 mod util;
 

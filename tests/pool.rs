@@ -3,6 +3,7 @@
 //! quick replies waiting behind a slow one (failure mode 33 in
 //! docs/failure-modes.md). Each test that could deadlock runs under a
 //! watchdog.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -3,6 +3,7 @@
 //! thousand idle or half-closed connections (items 14, 15 and 16). The
 //! server is the echo example in a child process, so its RSS and CPU time
 //! are its own.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -3,6 +3,7 @@
 //! none of the supervisor's fds. More connections than one process may hold
 //! is the bench's test (bench/tests/scale.rs): its load needs client
 //! processes of its own.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -3,6 +3,7 @@
 //! and a plain registration's callback (through `Reactor::source_mut`).
 //! Each works; none can panic with "already borrowed", because the set is
 //! never lent out twice: a handler gets `Conn`, never the reactor.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -2,6 +2,7 @@
 //! Unix socket binding rules, datagram edge cases and Workers (the worker
 //! pool is in tests/pool.rs) (failure modes 31-35 in docs/failure-modes.md). Each test that could deadlock runs
 //! under a watchdog, as CPython's test_socketserver does.
+#![cfg(feature = "server")]
 
 mod util;
 

@@ -2,6 +2,7 @@
 //! puts SIGPIPE back to its default action, "terminate", as a C or Python
 //! host program would have it, so a single write without MSG_NOSIGNAL to a
 //! dead peer kills the whole test process.
+#![cfg(feature = "server")]
 
 mod util;
 

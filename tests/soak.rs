@@ -12,6 +12,7 @@
 //! The default run does LT and ET on epoll and LT on poll, 12 s each. The
 //! long run: `cargo test --release --test soak -- --ignored` (60 s each,
 //! 1,500 live connections).
+#![cfg(feature = "server")]
 
 mod util;
 
