@@ -128,11 +128,11 @@ fn main() -> io::Result<()> {
     });
 
     // The control port: a connection set on this same reactor.
-    let listener = std::net::TcpListener::bind(args.addr)?;
+    let listener = edgeloop::conn::tcp_listener(args.addr, None, false)?;
     let local = listener.local_addr()?;
     let set = reactor.install(Connections::new(Control, ConnOptions::default())?)?;
     let (connections, core) = reactor.source_mut(set);
-    connections.listen(core, listener.into(), AcceptOptions::default())?;
+    let control = connections.listen(core, listener.into(), AcceptOptions::default())?;
     println!("listening on {local}");
     io::stdout().flush()?;
 
@@ -140,9 +140,11 @@ fn main() -> io::Result<()> {
         "epoll" => host_epoll_loop(&mut reactor)?,
         _ => reactor.run()?,
     }
-    // The loop's last turn closed the control connections gracefully;
-    // one more turn sends what they had queued.
-    reactor.run_once(Some(Duration::from_millis(100)))?;
+    // Stopped (by `quit` or a signal): stop accepting, then close the
+    // control connections gracefully, their queued output sent first.
+    let (connections, core) = reactor.source_mut(set);
+    connections.unlisten(core, control);
+    edgeloop::conn::shut_down(&mut reactor, set, Duration::from_secs(1))?;
     let _ = child.kill();
     let _ = child.wait();
     log::info!("stopped: {:?}", reactor.core().data());

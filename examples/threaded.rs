@@ -75,7 +75,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         delay: Duration::from_millis(cli.delay_ms),
     };
     let pooled = Pooled::new(slow, cli.threads as usize, cli.queue as usize)?.lines();
-    let listener = edgeloop::server::net::tcp_listener(cli.server.addr, None, false)?;
+    let listener = edgeloop::conn::tcp_listener(cli.server.addr, None, false)?;
     let mut server = TcpServer::from_tcp(
         cli.server.reactor()?,
         listener,

@@ -107,11 +107,12 @@
 //! - [`Reactor`] and its [`Core`]: plain registrations, [`Source`] owners,
 //!   timers, the waker and [`Handle`], signals ([`on_signals`]), [`Stats`].
 //! - [`conn`]: buffered connections served by a [`conn::Handler`], the
-//!   listener's accept path, [`conn::ConnStats`].
+//!   listener's accept path and listening sockets ([`conn::tcp_listener`]),
+//!   graceful shutdown of a set ([`conn::shut_down`]), [`conn::ConnStats`].
 //! - `server` (the `server` feature, on by default): TCP, UDP, Unix
 //!   stream and datagram servers, `serve_forever` / `shutdown`, a worker
 //!   pool, `server::Workers` (one reactor per core), `server::Processes`
-//!   (worker processes) and `server::net` (listening sockets).
+//!   (worker processes).
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -139,8 +139,7 @@ fn a_connect_to_a_full_backlog_times_out_once() {
     // Backlog 1 and nobody accepting: the accept queue fills, and the
     // kernel drops further SYNs, so those connects hang until our timeout.
     let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false)
-            .unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false).unwrap();
     let addr = listener.local_addr().unwrap();
     let (mut reactor, set) = client(Trigger::Edge);
     const TRIES: usize = 6;
@@ -237,8 +236,7 @@ fn a_shutdown_asked_while_connecting_takes_effect_once_connected() {
 #[test]
 fn closing_a_connection_still_connecting_reports_an_aborted_connect() {
     let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false)
-            .unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false).unwrap();
     let addr = listener.local_addr().unwrap();
     let (mut reactor, set) = client(Trigger::Level);
     let mut ids = Vec::new();

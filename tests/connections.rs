@@ -440,8 +440,7 @@ fn an_embedded_set_shuts_down_gracefully_in_one_call() {
         polite.read_to_end(&mut got).unwrap();
         got
     });
-    let aborted =
-        edgeloop::server::shut_down(&mut reactor, set, Duration::from_millis(300)).unwrap();
+    let aborted = edgeloop::conn::shut_down(&mut reactor, set, Duration::from_millis(300)).unwrap();
     assert_eq!(reader.join().unwrap(), b"last words");
     assert_eq!(aborted, 1, "the peer that never closed was aborted");
     assert!(reactor.source(set).is_empty());

@@ -101,18 +101,17 @@ fn backlog_of(port: u16) -> Option<u32> {
 #[test]
 fn the_backlog_reaches_listen_and_a_burst_past_it_strands_no_client() {
     let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(8), false)
-            .unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(8), false).unwrap();
     let port = listener.local_addr().unwrap().port();
     let default =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
     match (
         backlog_of(port),
         backlog_of(default.local_addr().unwrap().port()),
     ) {
         (Some(small), Some(big)) => {
             assert_eq!(small, 8);
-            assert_eq!(big as i32, edgeloop::server::net::somaxconn());
+            assert_eq!(big as i32, edgeloop::conn::somaxconn());
         }
         _ => util::skip(
             "listen backlog",

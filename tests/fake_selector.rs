@@ -95,8 +95,7 @@ impl Selector for Liar {
 fn connections_survive_spurious_duplicate_stale_and_reordered_events() {
     for trigger in [Trigger::Level, Trigger::Edge] {
         let listener =
-            edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
-                .unwrap();
+            edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let options = ServerOptions::default()
             .with_conn(ConnOptions::with_trigger(trigger))

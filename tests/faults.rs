@@ -294,8 +294,7 @@ fn emfile_on_accept_sheds_and_the_listener_keeps_going() {
         let set = Connections::new(Echo::default(), ConnOptions::default()).unwrap();
         let set = reactor.install(set).unwrap();
         let listener =
-            edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
-                .unwrap();
+            edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let (connections, core) = reactor.source_mut(set);
         connections

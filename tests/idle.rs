@@ -256,8 +256,7 @@ fn a_closing_connection_whose_peer_never_reads_is_aborted_after_linger() {
 fn a_connecting_connection_keeps_its_connect_timeout_under_a_shorter_idle_timeout() {
     // Backlog 1 and nobody accepting: later connects hang in SYN_SENT.
     let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false)
-            .unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), Some(1), false).unwrap();
     let addr = listener.local_addr().unwrap();
     let options = ConnOptions::default().with_idle_timeout(Some(Duration::from_millis(50)));
     let (mut reactor, set) = set(Trigger::Edge, options, Echo::default());

@@ -42,7 +42,7 @@ fn a_set_is_reachable_from_its_handler_a_timer_a_posted_closure_and_a_callback()
         .install(Connections::new(Relay, ConnOptions::default()).unwrap())
         .unwrap();
     let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
     let addr = listener.local_addr().unwrap();
     let (connections, core) = reactor.source_mut(set);
     connections

@@ -410,7 +410,7 @@ fn raise_fd_limit() -> io::Result<()> {
 }
 
 fn listener() -> io::Result<std::net::TcpListener> {
-    edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
+    edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)
 }
 
 /// CPU time of another thread of this process, from its CPU-time clock: the
@@ -548,7 +548,7 @@ fn serve(
         )?;
         return Ok(());
     }
-    let listener = edgeloop::server::net::tcp_listener(addr, None, false)?;
+    let listener = edgeloop::conn::tcp_listener(addr, None, false)?;
     let local = listener.local_addr()?;
     println!("listening on {local}");
     io::stdout().flush()?;

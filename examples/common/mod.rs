@@ -285,7 +285,7 @@ pub fn serve_on<H: Handler<D>, D: 'static>(
     handler: H,
 ) -> io::Result<()> {
     let _storm = args.sigalrm_us.map(sigalrm_storm).transpose()?;
-    let listener = edgeloop::server::net::tcp_listener(args.addr, None, false)?;
+    let listener = edgeloop::conn::tcp_listener(args.addr, None, false)?;
     let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     announce(server.reactor(), shutdown, &local)?;

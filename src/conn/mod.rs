@@ -45,8 +45,10 @@ mod connection;
 mod cork;
 mod idle;
 mod key;
+mod listening;
 mod queue;
 mod set;
+mod shutdown;
 mod state;
 mod table;
 mod write;
@@ -55,7 +57,9 @@ pub use accept::{AcceptOptions, ListenerId};
 pub use connect::ConnectOptions;
 pub use connection::Conn;
 pub use idle::MAX_TIMEOUT;
+pub use listening::{somaxconn, tcp_listener};
 pub use set::Connections;
+pub use shutdown::shut_down;
 
 /// What a server calls for each connection: the setup / handle / finish
 /// lifecycle of Python's `socketserver`.

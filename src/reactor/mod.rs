@@ -164,7 +164,7 @@ impl<D: 'static> Reactor<D> {
     /// carrying its owner byte go to it.
     ///
     /// # Errors
-    /// `Other` once 254 sources are installed.
+    /// `InvalidInput` once 254 sources are installed.
     ///
     /// ```
     /// use edgeloop::conn::{ConnOptions, Connections, Handler, Conn};
@@ -237,8 +237,9 @@ impl<D: 'static> Reactor<D> {
     /// run) and returns. The stop request is consumed on return.
     ///
     /// # Errors
-    /// `Other` if called from inside a callback (the reactor does not
-    /// recurse); what the selector's wait reports.
+    /// `ResourceBusy` if called from inside a callback (the reactor does
+    /// not recurse), `Unsupported` in a child forked after the reactor was
+    /// built; what the selector's wait reports.
     pub fn run(&mut self) -> io::Result<()> {
         self.refuse_recursion()?;
         let result = loop {
@@ -259,8 +260,8 @@ impl<D: 'static> Reactor<D> {
     /// callbacks, timer callbacks and posted closures, one each.
     ///
     /// # Errors
-    /// `Other` if called from inside a callback; what the selector's wait
-    /// reports. Under [`PanicPolicy::Propagate`] a callback's panic resumes
+    /// `ResourceBusy` if called from inside a callback, `Unsupported` in a
+    /// forked child; what the selector's wait reports. Under [`PanicPolicy::Propagate`] a callback's panic resumes
     /// here, after the turn completed.
     ///
     /// ```

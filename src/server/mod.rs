@@ -21,7 +21,7 @@ use crate::selector::Backend;
 use crate::{Handle, PanicPolicy, Reactor};
 
 mod datagram;
-pub mod net;
+mod net;
 mod pool;
 mod processes;
 mod stream;
@@ -34,7 +34,7 @@ pub use datagram::{
 };
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
 pub use processes::{ProcessOptions, ProcessStats, Processes};
-pub use stream::{StreamServer, TcpServer, UnixStreamServer, shut_down};
+pub use stream::{StreamServer, TcpServer, UnixStreamServer};
 pub use unix::UnixPath;
 pub use workers::Workers;
 

@@ -11,7 +11,7 @@ use nix::sys::socket::{self, SockFlag, SockaddrStorage};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::net::tcp_listener;
+use crate::conn::tcp_listener;
 use crate::sys;
 
 /// How the supervisor runs its children.
@@ -149,8 +149,8 @@ impl Processes {
             ));
         }
         super::net::refuse_if_taken(addr)?;
-        let context = |what: &str, e: nix::Error| super::net::in_context(addr, what, e);
-        let fd = super::net::socket_for(addr, SockFlag::empty(), true)?;
+        let context = |what: &str, e: nix::Error| sys::in_context(addr, what, e);
+        let fd = sys::socket_for(addr, SockFlag::empty(), true)?;
         socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
             .map_err(|e| context("bind", e))?;
         let bound: SockaddrStorage =

@@ -4,12 +4,11 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::net::tcp_listener;
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
-use crate::conn::{ConnStats, Connections, Handler, ListenerId};
+use crate::conn::{ConnStats, Connections, Handler, ListenerId, shut_down, tcp_listener};
 use crate::{Reactor, SourceId};
 
 /// A TCP server: [`StreamServer`] on a TCP listener.
@@ -245,44 +244,4 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
         }
         Ok(())
     }
-}
-
-/// Shuts the connection set `set` down gracefully, running `reactor` until
-/// it is done or `grace` has passed: replies its handler still owes
-/// ([`Handler::busy`]) go out first, then every connection is closed
-/// gracefully (its queued output sent, then EOF), and what is still open
-/// when `grace` runs out is aborted. Returns how many were aborted. Stop
-/// accepting first ([`Connections::unlisten`]) if the set has listeners.
-///
-/// This is what a server's `serve_forever` does after a shutdown; a
-/// program that embeds a `Connections` set in its own reactor calls it
-/// itself.
-///
-/// # Errors
-/// What the reactor's wait reports.
-pub fn shut_down<H: Handler<D>, D: 'static>(
-    reactor: &mut Reactor<D>,
-    set: SourceId<Connections<H, D>>,
-    grace: Duration,
-) -> io::Result<usize> {
-    let deadline = Instant::now() + grace;
-    let turn = |reactor: &mut Reactor<D>| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        reactor.run_once(Some(left.min(Duration::from_millis(100))))
-    };
-    while reactor.source(set).handler().busy() && Instant::now() < deadline {
-        turn(reactor)?;
-    }
-    let (connections, core) = reactor.source_mut(set);
-    connections.close_all(core);
-    while !reactor.source(set).is_empty() {
-        if Instant::now() >= deadline {
-            let (connections, core) = reactor.source_mut(set);
-            let aborted = connections.len();
-            connections.abort_all(core);
-            return Ok(aborted);
-        }
-        turn(reactor)?;
-    }
-    Ok(0)
 }

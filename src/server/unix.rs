@@ -157,7 +157,7 @@ pub(crate) fn bind_unix(
         UnixPath::Abstract(_) => None,
     };
     if kind == SockType::Stream {
-        let backlog = Backlog::new(backlog.unwrap_or_else(super::net::somaxconn).max(1))
+        let backlog = Backlog::new(backlog.unwrap_or_else(crate::conn::somaxconn).max(1))
             .unwrap_or(Backlog::MAXCONN);
         listen(&fd, backlog)
             .map_err(|e| crate::sys::errno_error(e as i32, format_args!("listen on {path}")))?;

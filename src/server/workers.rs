@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::net::tcp_listener;
 use super::{ServerOptions, ShutdownHandle, TcpServer};
 use crate::Reactor;
+use crate::conn::tcp_listener;
 use crate::conn::{ConnStats, Handler};
 
 /// N TCP servers on N threads sharing one address through `SO_REUSEPORT`.

@@ -36,7 +36,10 @@ pub(crate) use notify::{Counter, Signals};
 pub(crate) use process::fork;
 pub(crate) use socket::{
     Family, bind_source, connect, connect_unix, shutdown_write, stream_socket, take_error,
+    tcp_listener,
 };
+#[cfg(feature = "server")]
+pub(crate) use socket::{in_context, socket_for};
 
 /// The result of a raw call: the value, or the errno.
 pub(crate) type SysResult<T> = Result<T, i32>;

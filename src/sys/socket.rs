@@ -1,7 +1,7 @@
 //! The socket calls of the connection layer beyond the hot path: a
-//! non-blocking stream socket for an outbound connection, binding it to a
-//! source address, connecting, the pending error, and shutting the write
-//! side down.
+//! listening TCP socket, a non-blocking stream socket for an outbound
+//! connection, binding it to a source address, connecting, the pending
+//! error, and shutting the write side down.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{
-    self, AddressFamily, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt, sockopt,
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt,
+    sockopt,
 };
 
 use super::{SysResult, errno_error};
@@ -36,6 +37,53 @@ pub(crate) fn stream_socket(family: Family) -> io::Result<OwnedFd> {
         None,
     )
     .map_err(|e| errno_error(e as i32, "socket for an outbound connection"))
+}
+
+/// A non-blocking, close-on-exec TCP socket listening on `addr` with
+/// `backlog`, `SO_REUSEADDR` set (and `SO_REUSEPORT` if asked).
+pub(crate) fn tcp_listener(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+) -> io::Result<OwnedFd> {
+    let context = |what: &str, e: nix::Error| in_context(addr, what, e);
+    let fd = socket_for(addr, SockFlag::SOCK_NONBLOCK, reuse_port)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| context("bind", e))?;
+    let backlog = Backlog::new(backlog.max(1)).unwrap_or(Backlog::MAXCONN);
+    socket::listen(&fd, backlog).map_err(|e| context("listen on", e))?;
+    Ok(fd)
+}
+
+/// A close-on-exec TCP socket (plus `flags`) for `addr`'s family, with
+/// `SO_REUSEADDR`, and `SO_REUSEPORT` if asked; not bound yet.
+pub(crate) fn socket_for(
+    addr: SocketAddr,
+    flags: SockFlag,
+    reuse_port: bool,
+) -> io::Result<OwnedFd> {
+    let context = |what: &str, e: nix::Error| in_context(addr, what, e);
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        flags | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| context("socket for", e))?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| context("SO_REUSEADDR on", e))?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| context("SO_REUSEPORT on", e))?;
+    }
+    Ok(fd)
+}
+
+/// `e` from `what` on `addr`, as an error that names both.
+pub(crate) fn in_context(addr: SocketAddr, what: &str, e: nix::Error) -> io::Error {
+    errno_error(e as i32, format_args!("{what} {addr}"))
 }
 
 /// Binds `fd` to `ip` with the port left to `connect`

@@ -384,8 +384,7 @@ impl Server {
 // ---- the servers -------------------------------------------------------------------
 
 fn serve(model: &str, sigpending: Option<u64>) -> io::Result<()> {
-    let listener =
-        edgeloop::server::net::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
+    let listener = edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false)?;
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
     match model {
