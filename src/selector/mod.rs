@@ -4,6 +4,14 @@
 //! batch of [`Event`]s. It knows nothing about callbacks; that is the
 //! reactor's job. [`Epoll`] is the default backend, as `DefaultSelector` is in
 //! Python's `selectors`.
+//!
+//! The selectors are the reactor's backends: [`Reactor::with_selector`]
+//! takes one (a test can plug in a fake that wraps a real one), and the
+//! [`Token`]s they store come from the reactor, which alone makes them. A
+//! program that wants a bare epoll instance without a reactor uses
+//! [`edgeloop::nix`](crate::nix)'s.
+//!
+//! [`Reactor::with_selector`]: crate::Reactor::with_selector
 
 use std::io;
 use std::os::fd::BorrowedFd;
