@@ -563,37 +563,8 @@ impl<D: 'static> Core<D> {
             self.check_trigger(trigger)?;
         }
         let number = fd.as_raw_fd();
-        let holder = self.holders.holder(number);
-        match (from.is_empty(), holder) {
-            (true, Some(holder)) if !to.is_empty() => {
-                return Err(crate::sys::errno_error(
-                    nix::libc::EEXIST,
-                    format_args!(
-                        "edgeloop: fd {number} is held already, by {holder:?}: take it out \
-                         (to = Interest::NONE) under that token first"
-                    ),
-                ));
-            }
-            (false, None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "edgeloop: fd {number} is not in the interest list under any token \
-                         (add it first: from = Interest::NONE)"
-                    ),
-                ));
-            }
-            (false, Some(holder)) if holder != token => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "edgeloop: fd {number} is held by {holder:?}, not {token:?}: a source \
-                         changes only the fds it added itself"
-                    ),
-                ));
-            }
-            _ => {}
-        }
+        self.holders
+            .check_change(number, token, from.is_empty(), to.is_empty())?;
         let result = sync_interest(
             &mut *self.selector,
             &mut self.stats,

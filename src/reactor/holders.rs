@@ -14,6 +14,7 @@
 //! small, dense integers, so this costs 8 bytes per fd and a bounds check,
 //! where a hash set cost a hash and some 30 bytes per entry.
 
+use std::io;
 use std::os::fd::RawFd;
 
 use crate::Token;
@@ -32,6 +33,48 @@ impl FdHolders {
         match self.by_fd.get(usize::try_from(fd).ok()?) {
             Some(&word) if word != 0 => Some(Token::from_word(word)),
             _ => None,
+        }
+    }
+
+    /// `Ok` if `token` may move `fd` from an empty or armed interest
+    /// (`from_empty`) to an empty or armed one (`to_empty`): an add only of
+    /// an fd nobody holds, a change or removal only under the token that
+    /// holds it.
+    ///
+    /// # Errors
+    /// `AlreadyExists` (with `EEXIST`) for an add of a held fd, `NotFound`
+    /// for a change of an fd nobody holds, `InvalidInput` for a change
+    /// under another token; each names the fd and the holder.
+    pub(super) fn check_change(
+        &self,
+        fd: RawFd,
+        token: Token,
+        from_empty: bool,
+        to_empty: bool,
+    ) -> io::Result<()> {
+        match (from_empty, self.holder(fd)) {
+            (true, Some(holder)) if !to_empty => Err(crate::sys::errno_error(
+                nix::libc::EEXIST,
+                format_args!(
+                    "edgeloop: fd {fd} is held already, by {holder:?}: take it out \
+                     (to = Interest::NONE) under that token first"
+                ),
+            )),
+            (false, None) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "edgeloop: fd {fd} is not in the interest list under any token (add it \
+                     first: from = Interest::NONE)"
+                ),
+            )),
+            (false, Some(holder)) if holder != token => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "edgeloop: fd {fd} is held by {holder:?}, not {token:?}: a source changes \
+                     only the fds it added itself"
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
