@@ -23,7 +23,9 @@ use nix::libc;
 /// returns a plain registration's, and a [`Source`](crate::Source) gets a
 /// [`TokenFactory`] carrying its owner byte when it is installed. No safe
 /// code can write one out of numbers and so reach, re-arm or time out a
-/// registration it was never given:
+/// registration it was never given. A token names a registration of the
+/// reactor that made it; handed to another reactor it may match anything
+/// there, or nothing (the 64 bits have no room for a reactor's id):
 ///
 /// ```compile_fail
 /// let forged = edgeloop::Token::new(2, 0, 1); // private: only the reactor mints tokens
