@@ -270,27 +270,9 @@ impl<D: 'static> Core<D> {
             // callback returns.
             let armed = std::mem::replace(&mut old.armed, Interest::NONE);
             old.fd = None;
-            let (selector, stats) = (&mut *self.selector, &mut self.stats);
-            sync_interest(
-                selector,
-                stats,
-                callback.fd(),
-                token,
-                armed,
-                Interest::NONE,
-                trigger,
-            )?;
+            self.sync(callback.fd(), token, armed, Interest::NONE, trigger)?;
         }
-        let (selector, stats) = (&mut *self.selector, &mut self.stats);
-        sync_interest(
-            selector,
-            stats,
-            callback.fd(),
-            token,
-            Interest::NONE,
-            interest,
-            trigger,
-        )?;
+        self.sync(callback.fd(), token, Interest::NONE, interest, trigger)?;
         log::debug!("register fd {fd} as {token:?}: {interest:?} {trigger:?}");
         self.holders.hold(fd, token);
         let key = self.callbacks.slab.insert(Entry {
@@ -403,15 +385,8 @@ impl<D: 'static> Core<D> {
         let Some(callback) = entry.callback.or(running) else {
             return;
         };
-        let result = sync_interest(
-            &mut *self.selector,
-            &mut self.stats,
-            callback.fd(),
-            entry.token,
-            entry.armed,
-            Interest::NONE,
-            entry.trigger,
-        );
+        let (token, armed) = (entry.token, entry.armed);
+        let result = self.sync(callback.fd(), token, armed, Interest::NONE, entry.trigger);
         if let Err(e) = result {
             log::debug!("deregister {:?}: {e} (ignored: it is gone)", entry.token);
         }
@@ -565,15 +540,7 @@ impl<D: 'static> Core<D> {
         let number = fd.as_raw_fd();
         self.holders
             .check_change(number, token, from.is_empty(), to.is_empty())?;
-        let result = sync_interest(
-            &mut *self.selector,
-            &mut self.stats,
-            fd,
-            token,
-            from,
-            to,
-            trigger,
-        );
+        let result = self.sync(fd, token, from, to, trigger);
         match (from.is_empty(), to.is_empty()) {
             (true, false) if result.is_ok() => self.holders.hold(number, token),
             // Taken out, or gone: the kernel drops a closed fd by itself.
@@ -586,11 +553,9 @@ impl<D: 'static> Core<D> {
     /// Puts the waker's eventfd in the kernel's list under `token` (its
     /// own owner byte, which `set_interest` refuses).
     pub(super) fn watch_waker(&mut self, token: Token) -> io::Result<()> {
-        let fd = self.shared.eventfd().as_fd();
-        let (selector, stats) = (&mut *self.selector, &mut self.stats);
-        sync_interest(
-            selector,
-            stats,
+        let shared = self.shared.clone();
+        let fd = shared.eventfd().as_fd();
+        self.sync(
             fd,
             token,
             Interest::NONE,
@@ -599,6 +564,19 @@ impl<D: 'static> Core<D> {
         )?;
         self.holders.hold(fd.as_raw_fd(), token);
         Ok(())
+    }
+
+    /// [`sync_interest`] on this core's selector and counters.
+    fn sync(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        token: Token,
+        from: Interest,
+        to: Interest,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        let (selector, stats) = (&mut *self.selector, &mut self.stats);
+        sync_interest(selector, stats, fd, token, from, to, trigger)
     }
 
     /// `Ok` unless the process forked since this reactor was built: a

@@ -261,8 +261,9 @@ impl<D: 'static> Reactor<D> {
     ///
     /// # Errors
     /// `ResourceBusy` if called from inside a callback, `Unsupported` in a
-    /// forked child; what the selector's wait reports. Under [`PanicPolicy::Propagate`] a callback's panic resumes
-    /// here, after the turn completed.
+    /// forked child; what the selector's wait reports. Under
+    /// [`PanicPolicy::Propagate`] a callback's panic resumes here, after the
+    /// turn completed.
     ///
     /// ```
     /// use std::time::Duration;

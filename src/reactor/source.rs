@@ -2,11 +2,11 @@
 //!
 //! A [`Source`] owns a set of registrations and keeps its own table of
 //! them. It is installed on a reactor once and gets a [`TokenFactory`]
-//! for its owner byte; every token it makes carries that byte, and the reactor routes each ready
-//! event to its owner with one indexed load and one dynamic call. The owner
-//! looks its entry up once, checks the token's generation, and does the
-//! work with the loop's [`Core`] in hand: split borrows, so no `Rc`, no
-//! `RefCell`, no callback taken out of a slot.
+//! for its owner byte; every token it makes carries that byte, and the
+//! reactor routes each ready event to its owner with one indexed load and
+//! one dynamic call. The owner looks its entry up once, checks the token's
+//! generation, and does the work with the loop's [`Core`] in hand: split
+//! borrows, so no `Rc`, no `RefCell`, no callback taken out of a slot.
 //!
 //! [`Connections`](crate::conn::Connections) is a source; so can a user's
 //! own layer be: nothing here is private to the crate.
