@@ -200,6 +200,47 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         self.table.update_interest(self.core, self.key);
     }
 
+    /// Hands `input` back unconsumed: the set keeps it and stops reading
+    /// this connection's socket, and on a later turn calls
+    /// [`on_data`](Handler::on_data) with it again (alone, before anything
+    /// new is read), once nothing else pauses the connection and its
+    /// queued output is at or below
+    /// [`low_water`](super::ConnOptions::low_water).
+    ///
+    /// This is how a handler bounds the work of one call: it stops after
+    /// so many requests, or once its replies pass a cap, and defers the
+    /// rest of `data`, so the other connections get their turn and a
+    /// read of many requests for a large value never holds more than
+    /// about one cap of output. Typically `conn.defer(&data[used..])`.
+    ///
+    /// Calls in one handler call add up, in order. The handler must make
+    /// progress with what it is handed back: a call that defers all of it
+    /// again closes the connection with an `InvalidData` error (an
+    /// unfinished request belongs in the session, not here). Dropped once
+    /// the connection is closing.
+    ///
+    /// ```
+    /// use edgeloop::conn::{Conn, Handler};
+    ///
+    /// /// Answers one line per call, and hands the rest back for later.
+    /// struct OneLineAtATime;
+    ///
+    /// impl Handler for OneLineAtATime {
+    ///     type Session = ();
+    ///     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         if let Some(end) = data.iter().position(|&b| b == b'\n') {
+    ///             conn.write(&data[..=end]);
+    ///             conn.defer(&data[end + 1..]);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn defer(&mut self, input: &[u8]) {
+        if !input.is_empty() {
+            self.table.defer(self.core, self.key, input);
+        }
+    }
+
     /// Reads again after [`pause_reading`](Conn::pause_reading).
     pub fn resume_reading(&mut self) {
         let c = self.table.get_mut(self.key);

@@ -9,6 +9,12 @@
 //!   data arrives, so this saves the `EAGAIN` read); a connection that used
 //!   its whole budget is [requeued](crate::Core::requeue) for the next
 //!   turn, since no new edge will come for data already queued.
+//! - **Fair by default.** One event reads at most one `read_chunk` of
+//!   16 KiB (Redis reads 16 KiB per client per event), so a client that
+//!   floods gets as much of a turn as one that sends a single request, and
+//!   the work one event hands a handler is bounded. A handler bounds its
+//!   own work further by handing input back with [`Conn::defer`]: it comes
+//!   back on a later turn, once the connection's output has drained.
 //! - **Reads land in one scratch buffer** owned by the set; an idle
 //!   connection owns no buffer.
 //! - **Writes** go out at once with `send(MSG_NOSIGNAL)` (no SIGPIPE, also in
@@ -43,6 +49,7 @@ mod accept;
 mod connect;
 mod connection;
 mod cork;
+mod deferred;
 mod idle;
 mod key;
 mod listening;
@@ -302,11 +309,15 @@ impl CloseReason {
 pub struct ConnOptions {
     /// Level or Edge (Oneshot is refused: a connection needs every event).
     pub trigger: Trigger,
-    /// Bytes asked for per read, at most the scratch buffer (64 KiB).
+    /// Bytes asked for per read (default 16 KiB, as Redis reads; at most
+    /// [`SCRATCH_SIZE`]).
     pub read_chunk: usize,
-    /// Reads per event before the connection yields to the others (fairness
-    /// under a fire-hose client: an edge-triggered connection that used its
-    /// budget is carried over to the next turn).
+    /// Reads per event before the connection yields to the others
+    /// (default 1: fairness under a fire-hose client; an edge-triggered
+    /// connection that used its budget is carried over to the next turn).
+    /// A connection's turn reads at most `read_chunk * read_budget` bytes:
+    /// with 200 clients pipelining requests at full speed, a client that
+    /// sends one request waits for about 200 such turns.
     pub read_budget: usize,
     /// Edge only: stop reading at a short read when no RDHUP was reported
     /// (in this event or an earlier one).
@@ -363,15 +374,15 @@ pub struct ConnOptions {
     pub idle_timeout: Option<std::time::Duration>,
 }
 
-/// The size of the scratch buffer reads land in.
+/// The largest [`ConnOptions::read_chunk`]: the most one read may take.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
 
 impl Default for ConnOptions {
     fn default() -> ConnOptions {
         ConnOptions {
             trigger: Trigger::Edge,
-            read_chunk: SCRATCH_SIZE,
-            read_budget: 16,
+            read_chunk: 16 * 1024,
+            read_budget: 1,
             short_read: true,
             high_water: 1 << 20,
             low_water: 1 << 18,

@@ -14,7 +14,7 @@ use nix::libc;
 use super::accept::{AcceptOptions, ListenerId, Listeners};
 use super::connect::{self, ConnectOptions, Outcome, Started};
 use super::key::Key;
-use super::state::{Peer, Phase, State};
+use super::state::{Pause, Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
 use crate::selector::Events;
@@ -285,6 +285,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
         {
             self.read(core, key, state);
+        } else if state.pauses.contains(Pause::Deferred) && ready.is_readable() {
+            self.redeliver(core, key);
         } else if ready.is_hup() || ready.is_error() {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
@@ -367,6 +369,38 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         // for it, so carry the connection over to the next turn.
         if plan.edge {
             self.carry_over(core, key);
+        }
+    }
+
+    /// Hands connection `key`'s deferred input back to its handler, if it
+    /// is due; then reading the socket goes on, unless the handler
+    /// deferred part of it again.
+    #[cold]
+    #[inline(never)]
+    fn redeliver(&mut self, core: &mut Core<D>, key: usize) {
+        let Some(input) = self.table.take_due_deferred(key) else {
+            return;
+        };
+        self.table.requests += 1;
+        Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+            h.on_data(conn, &input)
+        });
+        match self.table.deferred.len_of(key) {
+            Some(again) if again >= input.len() => {
+                let error = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "edgeloop: the handler deferred all {again} bytes handed back to it \
+                         (Conn::defer), so it would never progress; keep an unfinished \
+                         request in the session"
+                    ),
+                );
+                log::warn!("{:?}: {error}", self.table.id(key));
+                self.table.doom(key, CloseReason::Error(error));
+            }
+            Some(_) => {}
+            None if self.table.get(key).state.phase == Phase::Doomed => {}
+            None => self.table.resumed(core, key),
         }
     }
 

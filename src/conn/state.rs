@@ -103,6 +103,10 @@ pub(super) enum Pause {
     /// whose own queue is empty) when the set's total is back under half
     /// the cap.
     Budget = 4,
+    /// Its handler handed input back ([`defer`](super::Conn::defer)): the
+    /// socket is not read until that input has been handed to the handler
+    /// again.
+    Deferred = 8,
 }
 
 /// The set of [`Pause`]s in force on a connection.
@@ -118,6 +122,12 @@ impl Pauses {
     #[inline]
     pub(super) fn contains(self, pause: Pause) -> bool {
         self.0 & pause as u8 != 0
+    }
+
+    /// True if `pause` is the only one in force.
+    #[inline]
+    pub(super) fn only(self, pause: Pause) -> bool {
+        self.0 == pause as u8
     }
 
     pub(super) fn insert(&mut self, pause: Pause) {
@@ -183,6 +193,10 @@ mod tests {
         state.pauses.insert(Pause::User);
         assert!(!state.reading());
         assert!(state.pauses.remove(Pause::User) && !state.pauses.remove(Pause::User));
+        state.pauses.insert(Pause::Deferred);
+        assert!(!state.reading() && state.pauses.only(Pause::Deferred));
+        state.pauses.insert(Pause::Backpressure);
+        assert!(!state.pauses.only(Pause::Deferred));
         state.peer = Peer::Eof;
         assert!(!state.reading());
     }

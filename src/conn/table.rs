@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::cork::Cork;
+use super::deferred::Deferred;
 use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::key::{Key, MAX_CONNECTIONS};
 use super::queue::WriteQueue;
@@ -93,6 +94,8 @@ pub(super) struct Table<S> {
     /// What the running handler call writes to its own connection, held
     /// until it returns.
     pub(super) cork: Cork,
+    /// Input handlers handed back, by connection.
+    pub(super) deferred: Deferred,
 }
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
@@ -139,6 +142,7 @@ impl<S: Default + 'static> Table<S> {
             budget_paused: 0,
             budget_timer: None,
             cork: Cork::new(),
+            deferred: Deferred::default(),
         }
     }
 
@@ -244,6 +248,7 @@ impl<S: Default + 'static> Table<S> {
             c.state.phase = Phase::Doomed;
             let dropped = c.queued();
             c.queue = None;
+            self.deferred.take(key);
             if c.state.pauses.remove(Pause::Budget) {
                 self.budget_paused -= 1;
             }
@@ -374,6 +379,8 @@ impl<S: Default + 'static> Table<S> {
         let stamp = self.clock.now();
         let c = &mut self.slots[key];
         c.state.pauses = Pauses::default();
+        // Closing: the handler gets no more data, deferred input included.
+        self.deferred.take(key);
         // The linger clock starts now, and each bit of progress restarts
         // it: a closing connection whose peer reads nothing is aborted
         // after `linger`, flushed or not.
@@ -441,16 +448,62 @@ impl<S: Default + 'static> Table<S> {
             pauses.remove(Pause::Backpressure);
             return self.resumed(core, key);
         }
+        if pauses.contains(Pause::Deferred) && queued <= low {
+            self.wake_deferred(core, key);
+        }
         self.update_interest(core, key);
     }
 
     /// Reading may go on after a pause.
     pub(super) fn resumed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
-        if self.options.trigger == Trigger::Edge && self.get(key).reading() {
+        let state = self.get(key).state;
+        if self.options.trigger == Trigger::Edge && state.reading() {
             // Data that arrived while paused raised its edge already.
             core.requeue(self.token(key), Ready::READABLE);
+        } else if state.pauses.only(Pause::Deferred) {
+            self.wake_deferred(core, key);
         }
         self.update_interest(core, key);
+    }
+
+    /// Keeps input `key`'s handler handed back, and stops reading the
+    /// socket until it is handed to the handler again.
+    pub(super) fn defer<D: 'static>(&mut self, core: &mut Core<D>, key: usize, input: &[u8]) {
+        let c = &mut self.slots[key];
+        if !c.state.phase.is_established() || c.state.phase.is_closing() {
+            return; // the handler gets no more data
+        }
+        c.state.pauses.insert(Pause::Deferred);
+        self.deferred.push(key, input);
+        self.wake_deferred(core, key);
+        self.update_interest(core, key);
+    }
+
+    /// Requeues `key` for its deferred input if it may be handed back now:
+    /// nothing else pauses it, and its queued output is at or below the
+    /// low-water mark (so a handler that deferred because its output grew
+    /// waits for the peer to read).
+    pub(super) fn wake_deferred<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = &self.slots[key];
+        if c.state.pauses.only(Pause::Deferred)
+            && c.queued() <= self.options.low_water
+            && self.deferred.wake(key)
+        {
+            core.requeue(self.token(key), Ready::READABLE);
+        }
+    }
+
+    /// The deferred input of `key` if it is due (see `wake_deferred`),
+    /// taken out and the pause lifted; else `None`, and a later change of
+    /// its queue or pauses wakes it.
+    pub(super) fn take_due_deferred(&mut self, key: usize) -> Option<Vec<u8>> {
+        let c = &mut self.slots[key];
+        if !c.state.pauses.only(Pause::Deferred) || c.queued() > self.options.low_water {
+            self.deferred.unwake(key);
+            return None;
+        }
+        c.state.pauses.remove(Pause::Deferred);
+        self.deferred.take(key)
     }
 
     /// Level only: READABLE while reading, WRITABLE while output is queued,
