@@ -398,11 +398,21 @@ fn a_request_trickled_past_the_request_timeout_is_closed() {
     );
 }
 
-/// `--processes 2`: each process its own store, a connection's commands
-/// all on one; SIGTERM stops both and the supervisor exits 0.
+/// `--processes 2 --separate-stores`: each process its own store, a
+/// connection's commands all on one; SIGTERM stops both and the supervisor
+/// exits 0.
 #[test]
 fn resp_kv_runs_as_processes_and_exits_0_on_sigterm() {
-    let mut server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--processes", "2"]);
+    let mut server = spawn_example(
+        "kv",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--processes",
+            "2",
+            "--separate-stores",
+        ],
+    );
     for i in 0..8 {
         let mut stream = connect(&server.addr);
         let value = format!("v{i}");

@@ -109,7 +109,13 @@ pub fn run(plan: &Plan) -> io::Result<()> {
     if let Some(client) = &redis_benchmark {
         let kv = examples.join("kv");
         let servers = [
-            Some(Server::start_ours(&kv, plan.processes)?),
+            // kv keeps a store per process: above one, it asks for that
+            // by name (a benchmark's configuration).
+            Some(Server::start_ours(
+                &kv,
+                plan.processes,
+                &["--separate-stores"],
+            )?),
             match (&redis_server, plan.processes) {
                 (Some(path), 1) => Some(Server::redis(path, dir.path())?),
                 _ => None,
@@ -137,7 +143,7 @@ pub fn run(plan: &Plan) -> io::Result<()> {
     if wrk.is_some() || h2load.is_some() {
         let http = examples.join("http");
         let servers = [
-            Some(Server::start_ours(&http, plan.processes)?),
+            Some(Server::start_ours(&http, plan.processes, &[])?),
             match &nginx {
                 Some(path) => Some(Server::nginx(path, dir.path(), plan.processes)?),
                 None => None,
@@ -221,8 +227,9 @@ struct Server {
 }
 
 impl Server {
-    /// One of our examples, with its default flags on a free port.
-    fn start_ours(path: &Path, processes: usize) -> io::Result<Server> {
+    /// One of our examples, with its default flags on a free port;
+    /// `multi` are the flags it needs with `--processes` above 1.
+    fn start_ours(path: &Path, processes: usize, multi: &[&str]) -> io::Result<Server> {
         let mut child = Command::new(path)
             .args([
                 "--addr",
@@ -230,6 +237,7 @@ impl Server {
                 "--processes",
                 &processes.to_string(),
             ])
+            .args(if processes > 1 { multi } else { &[] })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -234,7 +234,12 @@ fn command_info(args: &Args<'_>, out: &mut Vec<u8>) {
         return;
     }
     let sub = args.get(1);
-    if sub.eq_ignore_ascii_case(b"count") {
+    if sub.eq_ignore_ascii_case(b"count") && args.len() > 2 {
+        reply::error(
+            out,
+            b"ERR wrong number of arguments for 'command|count' command",
+        );
+    } else if sub.eq_ignore_ascii_case(b"count") {
         reply::integer(out, COMMANDS.len() as i64);
     } else if sub.eq_ignore_ascii_case(b"docs") {
         reply::array(out, 0); // no docs: a client falls back to its own
@@ -257,18 +262,25 @@ fn config(args: &Args<'_>, out: &mut Vec<u8>) {
         );
     }
     const CONFIG: &[(&str, &str)] = &[("save", ""), ("appendonly", "no")];
-    let found: Vec<_> = CONFIG
-        .iter()
-        .filter(|(name, _)| {
-            (2..args.len()).any(|i| {
-                let pattern = args.get(i);
-                pattern == b"*" || pattern.eq_ignore_ascii_case(name.as_bytes())
-            })
-        })
-        .collect();
+    // Each parameter once, named as asked (Redis echoes a name given
+    // without a glob as it was written: `CONFIG GET SAVE` answers `SAVE`).
+    let mut found: Vec<(&[u8], &str)> = Vec::new();
+    for i in 2..args.len() {
+        let pattern = args.get(i);
+        for &(name, value) in CONFIG {
+            let listed = found
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+            if pattern == b"*" && !listed {
+                found.push((name.as_bytes(), value));
+            } else if pattern.eq_ignore_ascii_case(name.as_bytes()) && !listed {
+                found.push((pattern, value));
+            }
+        }
+    }
     reply::array(out, found.len() * 2);
     for (name, value) in found {
-        reply::bulk(out, name.as_bytes());
+        reply::bulk(out, name);
         reply::bulk(out, value.as_bytes());
     }
 }
@@ -339,10 +351,10 @@ fn info(store: &Store, out: &mut Vec<u8>) {
     reply::bulk(out, text.as_bytes());
 }
 
+/// The subcommand's bytes as sent (at most 128), as Redis quotes them.
 fn unknown_subcommand(sub: &[u8], command: &str, out: &mut Vec<u8>) {
-    let message = format!(
-        "ERR unknown subcommand '{}'. Try {command} HELP.",
-        String::from_utf8_lossy(&sub[..sub.len().min(128)])
-    );
-    reply::error(out, message.as_bytes());
+    let mut message = b"ERR unknown subcommand '".to_vec();
+    message.extend_from_slice(&sub[..sub.len().min(128)]);
+    message.extend_from_slice(format!("'. Try {command} HELP.").as_bytes());
+    reply::error(out, &message);
 }

@@ -14,15 +14,23 @@ use super::commands::After;
 const MAX_LINE: usize = 64 * 1024;
 
 /// Splits `data` into lines, `partial` holding an unterminated tail
-/// between calls, and runs each. `Err` once a line passes [`MAX_LINE`]
-/// (its reply is in `out`).
+/// between calls, and runs each, stopping once `out` holds `cap` bytes.
+/// Returns what next and how much of `data` it used (the rest is for a
+/// later call). `Err` once a line passes [`MAX_LINE`] (its reply is in
+/// `out`).
 pub fn feed(
     store: &mut Store,
     partial: &mut Vec<u8>,
     data: &[u8],
     out: &mut Vec<u8>,
-) -> Result<After, ()> {
+    cap: usize,
+) -> Result<(After, usize), ()> {
+    let mut used = 0;
     for chunk in data.split_inclusive(|&b| b == b'\n') {
+        if out.len() >= cap && partial.is_empty() {
+            return Ok((After::Continue, used));
+        }
+        used += chunk.len();
         let line = if partial.is_empty() && chunk.last() == Some(&b'\n') {
             chunk // the whole line is in this read: no copy
         } else {
@@ -41,10 +49,10 @@ pub fn feed(
         let after = execute(store, command, out);
         partial.clear();
         if after == After::Close {
-            return Ok(After::Close);
+            return Ok((After::Close, used));
         }
     }
-    Ok(After::Continue)
+    Ok((After::Continue, used))
 }
 
 /// Runs one command and appends its reply.

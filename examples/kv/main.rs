@@ -18,9 +18,18 @@
 //! first byte: a client trickling a byte a second is answered with an error
 //! and closed (`--idle-timeout` alone would count the trickle as activity).
 //!
-//! `--processes N` runs N processes on one port, each with its own store,
-//! as N redis-servers would be: a client's keys are those of the process
-//! its connection landed on. `--workers` above 1 is refused.
+//! `--processes N` above 1 is refused unless `--separate-stores` says the
+//! user knows what it gives: N processes on one port, each with its own
+//! store, as N redis-servers would be, so a SET on one connection and a
+//! GET on another may disagree (a benchmark's configuration, not a
+//! key-value server). `--workers` above 1 is refused.
+//!
+//! Bounded work and memory: one handler call stops once the connection
+//! holds [`OUTPUT_CAP`] of replies and hands the rest of its input back
+//! to the set ([`Conn::defer`]), so a read of many GETs of a large value
+//! never queues more than about one cap; unfinished requests over all
+//! connections hold at most `--max-pending-total` bytes (past it, the
+//! connection that would grow them is answered an error and closed).
 //!
 //! What to look for: no `RefCell`, no thread-local, no lock. Replies to
 //! pipelined commands leave in one `send` per read (each read's replies go
@@ -33,7 +42,7 @@ mod common;
 mod line;
 mod resp;
 
-use std::collections::HashMap;
+use griddle::HashMap;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -48,12 +57,20 @@ use resp::Parsed;
 /// output budget, not in a buffer of its own.
 const WRITE_AT: usize = 64 * 1024;
 
+/// Replies a connection may hold (queued, or gathered in this call) before
+/// its handler call stops running commands and defers the rest of its
+/// input: the connection layer's high-water mark.
+const OUTPUT_CAP: usize = 1 << 20;
+
 /// The loop state: what every callback of the reactor reaches.
 #[derive(Default)]
 struct Store {
     map: HashMap<Vec<u8>, Vec<u8>>,
     commands: u64,
     connections: usize,
+    /// Bytes the connections' unfinished requests hold (their buffers'
+    /// capacity), against `--max-pending-total`.
+    pending: usize,
 }
 
 impl Store {
@@ -83,6 +100,7 @@ enum Protocol {
 struct Kv {
     protocol: Protocol,
     max_request: usize,
+    max_pending_total: usize,
     request_timeout: Duration,
     /// The replies to one read, sent in one write.
     out: Vec<u8>,
@@ -107,13 +125,16 @@ impl Handler<Store> for Kv {
 
     fn on_data(&mut self, conn: &mut Conn<'_, Self, Store>, data: &[u8]) {
         let mut session = std::mem::take(conn.session());
+        let held = session.held();
         let served = match self.protocol {
             Protocol::Resp => self.resp(conn, &mut session, data),
             Protocol::Line => {
+                let cap = OUTPUT_CAP.saturating_sub(conn.queued());
                 let store = conn.data_mut();
                 let before = store.commands;
-                let fed = line::feed(store, &mut session.partial, data, &mut self.out);
-                let after = fed.unwrap_or(After::Close);
+                let fed = line::feed(store, &mut session.partial, data, &mut self.out, cap);
+                let (after, used) = fed.unwrap_or((After::Close, data.len()));
+                conn.defer(&data[used..]);
                 (conn.data().commands > before, after)
             }
         };
@@ -133,14 +154,44 @@ impl Handler<Store> for Kv {
         if session.partial.is_empty() && session.partial.capacity() > WRITE_AT {
             session.partial = Vec::new(); // an idle connection holds no buffer
         }
+        session.parser.release();
+        let store = conn.data_mut();
+        store.pending = store.pending - held + session.held();
+        if after == After::Continue && store.pending > self.max_pending_total {
+            let message = format!(
+                "ERR unfinished requests over all connections past {} bytes \
+                 (--max-pending-total)",
+                self.max_pending_total
+            );
+            self.refuse(message.as_bytes());
+            conn.write(&self.out);
+            self.out.clear();
+            after = After::Close;
+        }
+        if after == After::Close {
+            // What it held goes back to the total now, not at its close.
+            let store = conn.data_mut();
+            store.pending -= session.held();
+            session = Session::default();
+        }
         *conn.session() = session;
         if after == After::Close {
             conn.close();
         }
     }
 
-    fn on_close(&mut self, core: &mut Core<Store>, _: ConnId, _: Session, _: CloseReason) {
-        core.data_mut().connections -= 1;
+    fn on_close(&mut self, core: &mut Core<Store>, _: ConnId, session: Session, _: CloseReason) {
+        let store = core.data_mut();
+        store.connections -= 1;
+        store.pending -= session.held();
+    }
+}
+
+impl Session {
+    /// Bytes its unfinished request holds: the buffer and the parser's
+    /// bookkeeping.
+    fn held(&self) -> usize {
+        self.partial.capacity() + self.parser.held()
     }
 }
 
@@ -174,11 +225,19 @@ impl Kv {
                         conn.write(&self.out);
                         self.out.clear();
                     }
+                    if conn.queued() + self.out.len() >= OUTPUT_CAP {
+                        // Enough replies for now: the rest of the input
+                        // comes back once the client has read them.
+                        let start = session.parser.start();
+                        conn.defer(&buf[start..]);
+                        session.partial.clear();
+                        session.parser = resp::Parser::default();
+                        return (ran, after);
+                    }
                 }
                 Parsed::Incomplete => break,
                 Parsed::Error(message) => {
-                    let message = format!("ERR Protocol error: {message}");
-                    resp::reply::error(&mut self.out, message.as_bytes());
+                    self.refuse(format!("ERR Protocol error: {message}").as_bytes());
                     after = After::Close;
                     break;
                 }
@@ -201,15 +260,24 @@ impl Kv {
     /// The reply to a request not finished within `--request-timeout`.
     fn refuse_overdue(&mut self) {
         let seconds = self.request_timeout.as_secs();
-        match self.protocol {
+        let message = match self.protocol {
             Protocol::Resp => {
-                let message =
-                    format!("ERR Protocol error: request not finished within {seconds} s");
-                resp::reply::error(&mut self.out, message.as_bytes());
+                format!("ERR Protocol error: request not finished within {seconds} s")
             }
-            Protocol::Line => self.out.extend_from_slice(
-                format!("ERROR line not finished within {seconds} s\n").as_bytes(),
-            ),
+            Protocol::Line => format!("ERROR line not finished within {seconds} s"),
+        };
+        self.refuse(message.as_bytes());
+    }
+
+    /// An error reply before the connection closes, in the protocol spoken
+    /// (`message` starts with its code).
+    fn refuse(&mut self, message: &[u8]) {
+        match self.protocol {
+            Protocol::Resp => resp::reply::error(&mut self.out, message),
+            Protocol::Line => {
+                self.out.extend_from_slice(message);
+                self.out.push(b'\n');
+            }
         }
     }
 }
@@ -228,6 +296,14 @@ struct Args {
     /// longer bulk string is a protocol error). Redis' bound is 512 MB.
     #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     max_request: u64,
+    /// The most bytes unfinished requests may hold over all connections
+    /// together (each within `--max-request`).
+    #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pending_total: u64,
+    /// With `--processes N` above 1: each process keeps a store of its
+    /// own, so a SET on one connection and a GET on another may disagree.
+    #[arg(long)]
+    separate_stores: bool,
     /// Seconds a client has to finish a request once it started it.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout: u64,
@@ -247,6 +323,17 @@ fn main() {
 
 fn run(args: &Args) -> std::io::Result<()> {
     args.server.one_reactor_per_process("kv")?;
+    if args.server.processes > 1 && !args.separate_stores {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "--processes {}: each process would keep a store of its own, and a SET on \
+                 one connection could be missing from a GET on another; run one process, \
+                 or add --separate-stores to ask for that",
+                args.server.processes
+            ),
+        ));
+    }
     if args.server.processes > 1 {
         return common::serve_processes_on(&args.server, || setup(args));
     }
@@ -295,6 +382,7 @@ fn setup(args: &Args) -> std::io::Result<(edgeloop::Reactor<Store>, Kv)> {
     let kv = Kv {
         protocol: args.protocol,
         max_request: args.max_request as usize,
+        max_pending_total: args.max_pending_total as usize,
         request_timeout: Duration::from_secs(args.request_timeout),
         out: Vec::new(),
     };

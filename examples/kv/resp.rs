@@ -15,17 +15,31 @@
 //! - like Redis, the two bytes after a bulk's payload are skipped, not
 //!   checked.
 //!
-//! One limit is this server's own: a request whose bulk strings and their
-//! headers pass `max_request` bytes is a protocol error too (Redis closes
-//! a client whose query buffer passes 1 GB, without a reply). With the
-//! 64 KiB bound on each line, a connection's unfinished request holds at
-//! most `max_request` + 64 KiB.
+//! One limit is this server's own: a request that passes `max_request`
+//! bytes is a protocol error too (Redis closes a client whose query buffer
+//! passes 1 GB, without a reply). What counts is the memory the request
+//! takes: its bytes as sent (bulk strings with their headers and CRLFs, or
+//! the inline line) and the parser's bookkeeping for them
+//! ([`ARG_COST`] per argument). With the 64 KiB bound on each line, a
+//! connection's unfinished request holds at most `max_request` + 64 KiB,
+//! and once it is finished the parser gives back what it took
+//! ([`Parser::release`]).
 
 use std::ops::Range;
 
 /// The longest inline command, count line or bulk length line: Redis'
 /// `PROTO_INLINE_MAX_SIZE`.
 pub const MAX_INLINE: usize = 64 * 1024;
+
+/// What the parser keeps per argument: a range of the buffer (a bulk
+/// string), or a word of its own (an inline command: its `Vec`, whose
+/// bytes count too).
+pub const ARG_COST: usize = std::mem::size_of::<Range<usize>>();
+const WORD_COST: usize = std::mem::size_of::<Vec<u8>>();
+
+/// Arguments whose bookkeeping a parser keeps between requests; a larger
+/// request's is given back when it is done.
+const KEEP_ARGS: usize = 64;
 
 /// What [`Parser::parse`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,7 +112,7 @@ impl Parser {
                     return Parsed::Incomplete;
                 }
                 if buf[self.cursor] != b'*' {
-                    match self.inline(buf) {
+                    match self.inline(buf, max_request) {
                         Some(parsed) => return parsed,
                         None => continue, // an empty line
                     }
@@ -140,7 +154,12 @@ impl Parser {
                         return Parsed::Error("invalid bulk length".into());
                     };
                     self.cursor = end + 2;
-                    if self.cursor - self.start + len > max_request {
+                    if self.ranges.len() == self.ranges.capacity() {
+                        // Grown by hand, so the capacity counted is exact.
+                        self.ranges.reserve_exact(self.ranges.len().max(4));
+                    }
+                    let bookkeeping = self.ranges.capacity() * ARG_COST;
+                    if self.cursor - self.start + len + 2 + bookkeeping > max_request {
                         return too_big(max_request);
                     }
                     self.bulk = Some(len);
@@ -177,6 +196,27 @@ impl Parser {
         self.words.clear();
     }
 
+    /// Gives back the bookkeeping of a large request once it is done (a
+    /// connection between requests keeps a small parser): call after
+    /// [`Parser::finish`] or [`Parser::rebase`].
+    pub fn release(&mut self) {
+        if self.pending.is_none() && self.ranges.capacity() > KEEP_ARGS {
+            self.ranges = Vec::new();
+        }
+        if self.words.capacity() > KEEP_ARGS {
+            self.words = Vec::new();
+        }
+    }
+
+    /// Bytes of bookkeeping held: the argument ranges and inline words.
+    pub fn held(&self) -> usize {
+        self.ranges.capacity() * ARG_COST + self.words_held()
+    }
+
+    fn words_held(&self) -> usize {
+        self.words.capacity() * WORD_COST + self.words.iter().map(Vec::capacity).sum::<usize>()
+    }
+
     /// Where the unfinished request starts: the bytes before it are
     /// consumed, and the caller may drop them (then [`Parser::rebase`]).
     pub fn start(&self) -> usize {
@@ -195,7 +235,7 @@ impl Parser {
     }
 
     /// An inline command; `None` for an empty line (skipped).
-    fn inline(&mut self, buf: &[u8]) -> Option<Parsed> {
+    fn inline(&mut self, buf: &[u8], max_request: usize) -> Option<Parsed> {
         let from = self.scanned.max(self.cursor);
         // Redis looks for the newline with strchr, which stops at a NUL:
         // a line with a NUL waits for more bytes (until the limit), as there.
@@ -213,6 +253,9 @@ impl Parser {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if split_args(line, &mut self.words).is_err() {
             return Some(Parsed::Error("unbalanced quotes in request".into()));
+        }
+        if newline + 1 - self.start + self.words_held() > max_request {
+            return Some(too_big(max_request));
         }
         self.cursor = newline + 1;
         if self.words.is_empty() {
@@ -276,7 +319,7 @@ pub fn split_args(line: &[u8], words: &mut Vec<Vec<u8>>) -> Result<(), ()> {
     words.clear();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i == line.len() {
@@ -314,7 +357,7 @@ pub fn split_args(line: &[u8], words: &mut Vec<Vec<u8>>) -> Result<(), ()> {
                         continue;
                     }
                     if c == b'"' {
-                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                        if line.get(i + 1).is_some_and(|&b| !is_space(b)) {
                             return Err(()); // a closing quote must end the word
                         }
                         i += 1;
@@ -329,7 +372,7 @@ pub fn split_args(line: &[u8], words: &mut Vec<Vec<u8>>) -> Result<(), ()> {
                         continue;
                     }
                     if c == b'\'' {
-                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                        if line.get(i + 1).is_some_and(|&b| !is_space(b)) {
                             return Err(());
                         }
                         i += 1;
@@ -347,6 +390,14 @@ pub fn split_args(line: &[u8], words: &mut Vec<Vec<u8>>) -> Result<(), ()> {
         }
         words.push(word);
     }
+}
+
+/// C's `isspace`, which Redis' `sdssplitargs` skips between words: ASCII
+/// whitespace and the vertical tab (`\v`), which Rust's
+/// `is_ascii_whitespace` leaves out. (Inside a word only space, tab, CR
+/// and LF end it, as there.)
+fn is_space(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0x0b
 }
 
 /// Reply encoders: each appends one RESP2 value to `out`.
