@@ -175,3 +175,48 @@ fn http_runs_as_processes_and_exits_0_on_sigterm() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// The smuggling probe of the third attack, end to end: one 400 and the
+/// close; before, 405, then 404 for `/smuggled`, then 400.
+#[test]
+fn a_chunk_extension_with_a_bare_lf_is_refused_and_nothing_is_smuggled() {
+    let server = spawn_example("http", &["--addr", "127.0.0.1:0"]);
+    let mut stream = connect(&server.addr);
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;\nxx\r\n29\r\n0\r\n\r\n\
+              GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n",
+        )
+        .unwrap();
+    let (status, _, _) = response(&mut stream);
+    assert_eq!(status, 400);
+    assert!(closed(&mut stream), "one response, then the close");
+}
+
+/// `Expect: 100-continue` gets `100 Continue` before the body is sent
+/// (curl waits a second for it otherwise), then the final response.
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let server = spawn_example("http", &["--addr", "127.0.0.1:0"]);
+    let mut stream = connect(&server.addr);
+    stream
+        .write_all(
+            b"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let mut interim = [0; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").unwrap();
+    let (status, _, _) = response(&mut stream);
+    assert_eq!(status, 405);
+    // Absolute form is served by its path.
+    stream
+        .write_all(b"GET http://x/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = response(&mut stream);
+    assert_eq!(
+        (status, &body[..]),
+        (200, &br#"{"message":"Hello, World!"}"#[..])
+    );
+}

@@ -24,7 +24,7 @@ fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
         loop {
             if let Some(head) = &mut in_body {
                 let head: &mut request::Head = head;
-                match request::skip_body(&mut head.body, &buf[at..], MAX_BODY) {
+                match request::skip_body(&mut head.body, &buf[at..], MAX_HEAD, MAX_BODY) {
                     Ok((took, true)) => {
                         at += took;
                         paths.push(head.path.clone());
@@ -199,7 +199,7 @@ fn refusals_follow_rfc_9112() {
         let mut data = chunks.clone();
         data.extend_from_slice(b"\r\n");
         while at < data.len() {
-            match request::skip_body(&mut body, &data[at..], MAX_BODY) {
+            match request::skip_body(&mut body, &data[at..], MAX_HEAD, MAX_BODY) {
                 Ok((took, _)) => at += took,
                 Err(r) => {
                     refusal = Some(r);
@@ -226,4 +226,78 @@ fn keep_alive_follows_the_version_and_connection_header() {
     assert!(!keep(
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n"
     ));
+}
+
+/// Every framing decision is the strict one (RFC 9112 sections 6, 7 and
+/// 3.2): what a lenient reader takes one way and a front end another is
+/// refused, never guessed at.
+#[test]
+fn framing_is_strict_where_a_lenient_reading_smuggles() {
+    use Refusal::*;
+    let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (body, expected) in [
+        // The attack: a bare LF inside a chunk extension. A front end that
+        // ends the size line at the LF sees one request, we saw two.
+        (
+            "2;\nxx\r\n29\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n",
+            (vec![], Some(BadRequest)),
+        ),
+        ("2;a\rb\r\nxx\r\n0\r\n\r\n", (vec![], Some(BadRequest))), // bare CR
+        (
+            "2;a=\"b\nc\"\r\nxx\r\n0\r\n\r\n",
+            (vec![], Some(BadRequest)),
+        ),
+        ("2;a b\r\nxx\r\n0\r\n\r\n", (vec![], Some(BadRequest))), // no `;` between
+        ("2;\x01\r\nxx\r\n0\r\n\r\n", (vec![], Some(BadRequest))), // a control byte
+        ("\r\n", (vec![], Some(BadRequest))),                     // no digits
+        (";ext\r\n\r\n", (vec![], Some(BadRequest))),             // extension, no digits
+        ("2\n", (vec![], Some(BadRequest))),                      // LF alone ends no line
+        ("11111111111111111\r\n", (vec![], Some(BadRequest))),    // past u64
+        // Trailers are fields: a request after a body that lacks its last
+        // CRLF is refused, not eaten as a trailer.
+        (
+            "0\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+            (vec![], Some(BadRequest)),
+        ),
+        ("0\r\nX: y\n\r\n", (vec![], Some(BadRequest))), // bare LF in a trailer
+        // What the grammar allows still frames.
+        (
+            "2 ; a = b ;c;d=\"q \\\" x\"\r\nxx\r\n0;z\r\nT: v\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+            (vec!["/".to_string(), "/next".to_string()], None),
+        ),
+    ] {
+        let stream = format!("{chunked}{body}");
+        assert_eq!(frame(&[stream.as_bytes()]), expected, "{body:?}");
+    }
+    let trailers = format!("{chunked}0\r\n{}\r\n", "T: v\r\n".repeat(MAX_HEAD / 6 + 1));
+    assert_eq!(frame(&[trailers.as_bytes()]).1, Some(HeadersTooLarge));
+
+    let head = |text: &str| request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY);
+    for text in [
+        // Transfer-Encoding present but naming no coding, beside a length.
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n",
+        // Host once, and a valid one.
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n",
+        "GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        assert_eq!(head(text), Parsed::Refused(BadRequest), "{text:?}");
+    }
+    let path = |text: &str| match head(text) {
+        Parsed::Head(head, _) => head.path,
+        other => panic!("{text:?}: {other:?}"),
+    };
+    assert_eq!(
+        path("GET http://x/json HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "/json"
+    );
+    assert_eq!(path("GET http://x HTTP/1.1\r\nHost: x\r\n\r\n"), "/");
+    assert_eq!(path("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), "/");
+    assert_eq!(path("GET / HTTP/1.1\r\nHost: \r\n\r\n"), "/");
+    assert_eq!(path("GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"), "/");
 }

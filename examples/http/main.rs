@@ -9,13 +9,20 @@
 //! Pipelined requests are answered in order, each read's responses in one
 //! write. Bodies are read by Content-Length or chunked and discarded.
 //! Refused, with the connection closed after the response: malformed
-//! requests and HTTP/1.1 without Host (400), Content-Length beside
-//! Transfer-Encoding (400: the request-smuggling shape), transfer codings
+//! requests, HTTP/1.1 without Host, a repeated or malformed Host (400),
+//! Content-Length beside Transfer-Encoding, an empty Transfer-Encoding,
+//! a chunk-size line that is not strictly `HEXDIG [extensions] CRLF`, and
+//! trailers that are not header fields (400: the request-smuggling
+//! shapes; every framing decision is the strict one), transfer codings
 //! other than chunked (501), a request line or head over `--max-head`
 //! (414, 431), a body over `--max-body` (413), and a head not finished
 //! within `--header-timeout` seconds of its first byte (408: slowloris).
-//! Other methods on `/` and `/json` get 405. The `Date` header is
-//! formatted once a second, by a timer, not per response.
+//! Other methods on `/` and `/json` get 405. A target in absolute form
+//! (`GET http://host/json`) is served by its path; `Expect: 100-continue`
+//! gets `100 Continue` before the body is read. One handler call stops
+//! once 1 MiB of responses wait and defers the rest of its input
+//! (`Conn::defer`). The `Date` header is formatted once a second, by a
+//! timer, not per response.
 //!
 //! `--processes N` runs N processes on one port; `--workers` above 1 is
 //! refused. Same start and stop contract as every example: it prints
@@ -34,6 +41,11 @@ use request::{Head, Parsed, Refusal};
 /// Responses gathered past this size go out before the next request is
 /// parsed.
 const WRITE_AT: usize = 64 * 1024;
+
+/// Responses a connection may hold (queued, or gathered in this call)
+/// before its handler call stops and defers the rest of its input: the
+/// connection layer's high-water mark.
+const OUTPUT_CAP: usize = 1 << 20;
 
 /// The loop state: the `Date` header's value, renewed once a second.
 struct Clock {
@@ -72,6 +84,9 @@ struct Session {
 #[derive(PartialEq, Eq)]
 enum After {
     Continue,
+    /// Stop here: enough responses are waiting; the rest of the input is
+    /// deferred until the client has read them.
+    Defer,
     Close,
 }
 
@@ -85,7 +100,13 @@ impl Handler<Clock> for Http {
             session.partial.extend_from_slice(data);
         }
         let buf: &[u8] = if fresh { data } else { &session.partial };
-        let (consumed, answered, mut after) = self.serve(conn, &mut session.in_body, buf);
+        let (mut consumed, answered, mut after) = self.serve(conn, &mut session.in_body, buf);
+        if after == After::Defer {
+            // The rest waits in the set, not in the session.
+            conn.defer(&buf[consumed..]);
+            consumed = buf.len();
+            after = After::Continue;
+        }
         let unfinished =
             after == After::Continue && (consumed < buf.len() || session.in_body.is_some());
         if fresh {
@@ -126,7 +147,7 @@ impl Http {
         let (mut at, mut answered) = (0, false);
         loop {
             if let Some(head) = in_body {
-                match request::skip_body(&mut head.body, &buf[at..], self.max_body) {
+                match request::skip_body(&mut head.body, &buf[at..], self.max_head, self.max_body) {
                     Ok((took, done)) => {
                         at += took;
                         if !done {
@@ -143,6 +164,9 @@ impl Http {
                 if self.respond(conn.data(), &head) == After::Close {
                     return (at, answered, After::Close);
                 }
+                if at < buf.len() && conn.queued() + self.out.len() >= OUTPUT_CAP {
+                    return (at, answered, After::Defer);
+                }
                 continue;
             }
             if at == buf.len() {
@@ -151,6 +175,10 @@ impl Http {
             match request::parse_head(&buf[at..], self.max_head, self.max_body) {
                 Parsed::Head(head, length) => {
                     at += length;
+                    if head.expect_continue && at == buf.len() {
+                        // The client waits for this before its body.
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
                     *in_body = Some(head); // answered once its body is skipped
                 }
                 Parsed::Incomplete => return (at, answered, After::Continue),

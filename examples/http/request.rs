@@ -52,6 +52,9 @@ pub struct Head {
     pub http10: bool,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request with a body: the
+    /// client waits for `100 Continue` before it sends the body.
+    pub expect_continue: bool,
     /// How the body is framed.
     pub body: Body,
 }
@@ -120,8 +123,8 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
         Err(_) => return Parsed::Refused(Refusal::BadRequest),
     };
     let http10 = request.version == Some(0);
-    let (mut length_header, mut chunked, mut host) = (None, false, false);
-    let (mut close, mut keep_alive) = (false, false);
+    let (mut length_header, mut chunked, mut coded, mut hosts) = (None, false, false, 0);
+    let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -133,6 +136,9 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
             }
             length_header = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Present at all, it frames the body: an empty or comma-only
+            // value is no coding a server may guess at (400 below).
+            coded = true;
             // Only `chunked`, alone: any other coding is not implemented.
             for coding in tokens(header.value) {
                 if !coding.eq_ignore_ascii_case(b"chunked") || chunked {
@@ -146,12 +152,25 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
                 keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("host") {
-            host = true;
+            // RFC 9112 3.2: one Host, a valid host[:port], or 400.
+            if !valid_host(header.value) {
+                return Parsed::Refused(Refusal::BadRequest);
+            }
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
         }
     }
-    // RFC 9112: Content-Length beside Transfer-Encoding, and
-    // Transfer-Encoding in HTTP/1.0, are framing no server may guess at.
-    if (chunked && (length_header.is_some() || http10)) || (!http10 && !host) {
+    // RFC 9112: Content-Length beside Transfer-Encoding, Transfer-Encoding
+    // in HTTP/1.0 or with no coding, and a missing or repeated Host, are
+    // framing no server may guess at.
+    if (coded && (!chunked || length_header.is_some() || http10))
+        || hosts > 1
+        || (!http10 && hosts == 0)
+    {
         return Parsed::Refused(Refusal::BadRequest);
     }
     let body = match (chunked, length_header) {
@@ -161,7 +180,9 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
         (false, Some(n)) => Body::Length(n),
     };
     let method = request.method.unwrap_or("");
-    let path = request.path.unwrap_or("/");
+    let Some(path) = origin_path(request.path.unwrap_or("/")) else {
+        return Parsed::Refused(Refusal::BadRequest);
+    };
     let path = path.split_once('?').map_or(path, |(path, _)| path);
     Parsed::Head(
         Head {
@@ -170,6 +191,7 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
             path: path.to_string(),
             http10,
             keep_alive: !close && (!http10 || keep_alive),
+            expect_continue: expect_continue && !http10 && body != Body::None,
             body,
         },
         length,
@@ -179,7 +201,13 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
 /// Skips body bytes at the start of `buf`: how many it took, and whether
 /// the body is complete. Bytes it did not take (part of a chunk-size or
 /// trailer line) must be offered again with more.
-pub fn skip_body(body: &mut Body, buf: &[u8], max_body: u64) -> Result<(usize, bool), Refusal> {
+/// Trailer fields count against `max_head`, as a head's do.
+pub fn skip_body(
+    body: &mut Body,
+    buf: &[u8],
+    max_head: usize,
+    max_body: u64,
+) -> Result<(usize, bool), Refusal> {
     match body {
         Body::None => Ok((0, true)),
         Body::Length(left) => {
@@ -187,18 +215,23 @@ pub fn skip_body(body: &mut Body, buf: &[u8], max_body: u64) -> Result<(usize, b
             *left -= took;
             Ok((took as usize, *left == 0))
         }
-        Body::Chunked(chunked) => chunked.skip(buf, max_body),
+        Body::Chunked(chunked) => chunked.skip(buf, max_head, max_body),
     }
 }
 
 impl Chunked {
-    fn skip(&mut self, buf: &[u8], max_body: u64) -> Result<(usize, bool), Refusal> {
+    fn skip(
+        &mut self,
+        buf: &[u8],
+        max_head: usize,
+        max_body: u64,
+    ) -> Result<(usize, bool), Refusal> {
         let mut at = 0;
         loop {
             let rest = &buf[at..];
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(Status::Complete((used, size))) => {
+                ChunkState::Size => match chunk_size_line(rest)? {
+                    Some((used, size)) => {
                         at += used;
                         self.total = self.total.saturating_add(size);
                         if self.total > max_body {
@@ -209,8 +242,7 @@ impl Chunked {
                             n => ChunkState::Data(n),
                         };
                     }
-                    Ok(Status::Partial) if rest.len() < 1024 => return Ok((at, false)),
-                    _ => return Err(Refusal::BadRequest),
+                    None => return Ok((at, false)),
                 },
                 ChunkState::Data(left) => {
                     let took = left.min(rest.len() as u64);
@@ -232,24 +264,200 @@ impl Chunked {
                     _ => return Err(Refusal::BadRequest),
                 },
                 ChunkState::Trailers => {
-                    let Some(end) = memchr::memchr(b'\n', rest) else {
-                        return match rest.len() < 8 * 1024 {
-                            true => Ok((at, false)),
-                            false => Err(Refusal::HeadersTooLarge),
-                        };
+                    return match trailer_section(rest, max_head)? {
+                        Some(used) => Ok((at + used, true)),
+                        None => Ok((at, false)),
                     };
-                    at += end + 1;
-                    if rest[..end]
-                        .strip_suffix(b"\r")
-                        .unwrap_or(&rest[..end])
-                        .is_empty()
-                    {
-                        return Ok((at, true));
-                    }
                 }
             }
         }
     }
+}
+
+/// The longest chunk-size line (size and extensions) taken.
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// A chunk-size line at the start of `buf`, read strictly (RFC 9112 7.1):
+/// `1*HEXDIG *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF`.
+/// `Ok(Some((bytes, size)))` for a whole line, `Ok(None)` for a line not
+/// ended yet, `Err` for anything else: no digits, a size past u64, a byte
+/// an extension may not hold, a CR or LF that is not the line's CRLF. A
+/// lenient reading here is where request smuggling lives: a front end
+/// that ends the line elsewhere sees another body.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, Refusal> {
+    let bad = Err(Refusal::BadRequest);
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == buf.len() {
+        return match digits <= 16 {
+            true => Ok(None),
+            false => bad,
+        };
+    }
+    if digits == 0 || digits > 16 {
+        return bad;
+    }
+    let size = buf[..digits].iter().fold(0u64, |n, &d| {
+        n << 4 | (d as char).to_digit(16).unwrap_or(0) as u64
+    });
+    let mut at = digits;
+    let mut ext = Extension::Next;
+    loop {
+        let Some(&b) = buf.get(at) else {
+            return match at < MAX_CHUNK_LINE {
+                true => Ok(None),
+                false => bad,
+            };
+        };
+        if b == b'\r' {
+            return match buf.get(at + 1) {
+                None => Ok(None),
+                Some(b'\n') if ext.may_end() => Ok(Some((at + 2, size))),
+                Some(_) => bad,
+            };
+        }
+        ext = match ext.then(b) {
+            Some(next) => next,
+            None => return bad,
+        };
+        at += 1;
+    }
+}
+
+/// Where a chunk extension's grammar is, byte by byte.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Extension {
+    /// Before a `;` (after the size, or after an extension).
+    Next,
+    /// After `;`: the name comes.
+    Name { started: bool },
+    /// After the name and white space: `=`, `;` or the end come.
+    AfterName,
+    /// After `=`: the value comes.
+    Value,
+    /// Inside a token value.
+    Token,
+    /// Inside a quoted-string value; `escaped` after a backslash.
+    Quoted { escaped: bool },
+}
+
+impl Extension {
+    /// The state after byte `b`, or `None` if `b` may not stand here.
+    fn then(self, b: u8) -> Option<Extension> {
+        let space = b == b' ' || b == b'\t';
+        use Extension::*;
+        Some(match self {
+            Next | AfterName if space => self,
+            Next | AfterName | Token if b == b';' => Name { started: false },
+            Name { started: false } if space => self,
+            Name { .. } if is_tchar(b) => Name { started: true },
+            Name { started: true } if space => AfterName,
+            Name { started: true } if b == b';' => Name { started: false },
+            Name { started: true } | AfterName if b == b'=' => Value,
+            Value if space => Value,
+            Value if b == b'"' => Quoted { escaped: false },
+            Value | Token if is_tchar(b) => Token,
+            Token if space => Next,
+            Quoted { escaped: true } if is_quoted_text(b) || b == b'"' || b == b'\\' => {
+                Quoted { escaped: false }
+            }
+            Quoted { escaped: false } if b == b'\\' => Quoted { escaped: true },
+            Quoted { escaped: false } if b == b'"' => Next,
+            Quoted { escaped: false } if is_quoted_text(b) => self,
+            _ => return None,
+        })
+    }
+
+    /// The line may end here (CRLF).
+    fn may_end(self) -> bool {
+        matches!(
+            self,
+            Extension::Next
+                | Extension::Name { started: true }
+                | Extension::AfterName
+                | Extension::Token
+        )
+    }
+}
+
+/// RFC 9110's `tchar`: what a token is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `qdtext` of a quoted-string (and what may follow a backslash but `"`
+/// and `\`): tab, space, visible ASCII but `"` and `\`, and obs-text.
+fn is_quoted_text(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\' || b >= 0x80
+}
+
+/// The trailer section after the last chunk, read as header fields
+/// (RFC 9112 7.1.2): `Ok(Some(bytes))` once its empty line has come,
+/// `Ok(None)` while it has not (within `max_head`), `Err` for a line that
+/// is not a field, a bare LF, or a section past `max_head`. So a request
+/// that follows a body missing its last CRLF is refused, never eaten.
+fn trailer_section(buf: &[u8], max_head: usize) -> Result<Option<usize>, Refusal> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(buf, &mut fields) {
+        Ok(Status::Complete((used, _))) if used > max_head => Err(Refusal::HeadersTooLarge),
+        Ok(Status::Complete((used, _))) if bare_lf(&buf[..used]) => Err(Refusal::BadRequest),
+        Ok(Status::Complete((used, _))) => Ok(Some(used)),
+        Ok(Status::Partial) if bare_lf(buf) => Err(Refusal::BadRequest),
+        Ok(Status::Partial) if buf.len() <= max_head => Ok(None),
+        Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => Err(Refusal::HeadersTooLarge),
+        Err(_) => Err(Refusal::BadRequest),
+    }
+}
+
+/// True if a LF in `bytes` does not follow a CR.
+fn bare_lf(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', bytes).any(|i| i == 0 || bytes[i - 1] != b'\r')
+}
+
+/// A Host value as RFC 9112 3.2 and RFC 3986 allow: empty, or a
+/// reg-name, IPv4 address or bracketed IP literal, with an optional
+/// `:port` of digits.
+fn valid_host(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = &literal[..end];
+                if inside.is_empty()
+                    || !inside
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
+                    return false;
+                }
+                (&[][..], &literal[end + 1..])
+            }
+            None => return false,
+        },
+        None => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        },
+    };
+    let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host.iter().all(reg_name) && port_ok
+}
+
+/// The path of a request target: origin-form (`/x`) as it is, the path of
+/// absolute-form (`http://host/x`, RFC 9112 3.2.2), `*` as is; `None` for
+/// anything else.
+fn origin_path(target: &str) -> Option<&str> {
+    if target.starts_with('/') || target == "*" {
+        return Some(target);
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    Some(rest.find('/').map_or("/", |slash| &rest[slash..]))
 }
 
 /// A Content-Length value: digits only, within u64.
