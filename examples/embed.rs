@@ -34,11 +34,25 @@ struct Supervisor {
 /// The control port's handler.
 struct Control;
 
+/// The longest command line taken.
+const MAX_COMMAND: usize = 1024;
+
 impl Handler<Supervisor> for Control {
-    type Session = ();
+    /// The unfinished command line: a command split across reads is
+    /// carried over, not misread as two.
+    type Session = Vec<u8>;
 
     fn on_data(&mut self, conn: &mut edgeloop::conn::Conn<'_, Self, Supervisor>, data: &[u8]) {
-        for command in data.split(|&b| b == b'\n').map(<[u8]>::trim_ascii) {
+        let mut pending = std::mem::take(conn.session());
+        pending.extend_from_slice(data);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        for command in pending[..complete]
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+        {
             match command {
                 b"stats" => {
                     let s = conn.data();
@@ -58,6 +72,12 @@ impl Handler<Supervisor> for Control {
                 _ => conn.write(b"unknown command\n"),
             }
         }
+        pending.drain(..complete);
+        if pending.len() > MAX_COMMAND {
+            conn.write(b"command too long\n");
+            return conn.close();
+        }
+        *conn.session() = pending;
     }
 }
 

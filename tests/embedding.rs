@@ -80,3 +80,40 @@ fn embed_serves_its_control_port_under_either_host_and_quit_closes_every_connect
         assert!(status.success(), "{host}: {status}");
     }
 }
+
+/// A command split across reads is carried over: `stats` and `quit` split
+/// at every byte (each part its own write, with a pause so each is its
+/// own read) are each answered once, never as two unknown commands; an
+/// endless line is refused.
+#[test]
+fn embed_carries_a_command_split_at_every_byte() {
+    let mut server = spawn_example("embed", &["--addr", "127.0.0.1:0"]);
+    let mut control = TcpStream::connect(&server.addr).unwrap();
+    control.set_nodelay(true).unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(control.try_clone().unwrap());
+    let command = b"stats\n";
+    for cut in 1..command.len() {
+        control.write_all(&command[..cut]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        control.write_all(&command[cut..]).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("lines="), "cut at {cut}: {line:?}");
+    }
+    let mut other = TcpStream::connect(&server.addr).unwrap();
+    other.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = String::new();
+    other.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "command too long\n");
+    control.write_all(b"qu").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    control.write_all(b"it\n").unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "bye\n");
+    let status = exited_within(&mut server.child, Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "{status}");
+}
