@@ -37,6 +37,11 @@ struct Control;
 /// The longest command line taken.
 const MAX_COMMAND: usize = 1024;
 
+/// Commands one handler call runs before it defers the rest of its input
+/// (`Conn::defer`): a flood of `stats` from many clients cannot make the
+/// operator's one command wait behind thousands.
+const COMMANDS_PER_CALL: usize = 64;
+
 impl Handler<Supervisor> for Control {
     /// The unfinished command line: a command split across reads is
     /// carried over, not misread as two.
@@ -45,14 +50,18 @@ impl Handler<Supervisor> for Control {
     fn on_data(&mut self, conn: &mut edgeloop::conn::Conn<'_, Self, Supervisor>, data: &[u8]) {
         let mut pending = std::mem::take(conn.session());
         pending.extend_from_slice(data);
-        let complete = pending
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        for command in pending[..complete]
-            .split(|&b| b == b'\n')
-            .map(<[u8]>::trim_ascii)
-        {
+        let mut at = 0;
+        for served in 0.. {
+            let Some(end) = pending[at..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            if served == COMMANDS_PER_CALL {
+                // Enough for one turn: the rest comes back on a later one,
+                // after the other connections had theirs.
+                return conn.defer(&pending[at..]);
+            }
+            let command = pending[at..at + end].trim_ascii();
+            at += end + 1;
             match command {
                 b"stats" => {
                     let s = conn.data();
@@ -72,7 +81,7 @@ impl Handler<Supervisor> for Control {
                 _ => conn.write(b"unknown command\n"),
             }
         }
-        pending.drain(..complete);
+        pending.drain(..at);
         if pending.len() > MAX_COMMAND {
             conn.write(b"command too long\n");
             return conn.close();

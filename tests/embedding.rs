@@ -83,8 +83,9 @@ fn embed_serves_its_control_port_under_either_host_and_quit_closes_every_connect
 
 /// A command split across reads is carried over: `stats` and `quit` split
 /// at every byte (each part its own write, with a pause so each is its
-/// own read) are each answered once, never as two unknown commands; an
-/// endless line is refused.
+/// own read) are each answered once, never as two unknown commands; 200
+/// pipelined are answered 64 per handler call, every one; an endless line
+/// is refused.
 #[test]
 fn embed_carries_a_command_split_at_every_byte() {
     let mut server = spawn_example("embed", &["--addr", "127.0.0.1:0"]);
@@ -102,6 +103,14 @@ fn embed_carries_a_command_split_at_every_byte() {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         assert!(line.starts_with("lines="), "cut at {cut}: {line:?}");
+    }
+    // 200 pipelined in one write: 64 per call, the rest deferred, every
+    // one answered in order.
+    control.write_all(&b"stats\n".repeat(200)).unwrap();
+    for i in 0..200 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("lines="), "reply {i}: {line:?}");
     }
     let mut other = TcpStream::connect(&server.addr).unwrap();
     other.write_all(&[b'x'; 2000]).unwrap();
