@@ -281,12 +281,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             state = self.table.slots[key].state;
         }
         if state.phase == Phase::Doomed {
-        } else if state.reading()
-            && (ready.is_readable() || ready.is_read_closed() || ready.is_error())
+        } else if (state.reading()
+            && (ready.is_readable() || ready.is_read_closed() || ready.is_error()))
+            || (state.pauses.contains(Pause::Deferred) && ready.is_readable())
         {
             self.read(core, key, state);
-        } else if state.pauses.contains(Pause::Deferred) && ready.is_readable() {
-            self.redeliver(core, key);
         } else if ready.is_hup() || ready.is_error() {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
@@ -318,7 +317,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         true
     }
 
-    /// Reads connection `key` (whose state is `state`) up to its budget.
+    /// Reads connection `key` (whose state is `state`) up to its budget;
+    /// or, if its handler deferred input, hands that back first, alone.
+    /// The one place the handler's `on_data` is called, so the compiler
+    /// inlines it here.
     #[inline(always)]
     fn read(&mut self, core: &mut Core<D>, key: usize, state: State) {
         let plan = self.table.plan;
@@ -328,41 +330,61 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
         let stop_at_short_read = plan.stop_at_short_read && state.peer == Peer::Sending;
+        let mut handed_back = match state.pauses.contains(Pause::Deferred) {
+            false => None,
+            true => match self.table.take_due_deferred(key) {
+                Some(input) => Some(input),
+                None => return, // not due yet: its queue or a pause wakes it
+            },
+        };
         // The caller saw it reading; after a handler call it may not be.
         for _ in 0..plan.budget {
-            let c = &mut self.table.slots[key];
-            let result = sys::recv(c.fd.as_fd(), &mut self.scratch);
-            self.table.stats.reads += 1;
-            match result {
-                Ok(0) => return self.on_read_eof(core, key),
-                Ok(n) if c.state.phase.is_closing() => {
-                    // Closing: what the peer still sends is read and dropped,
-                    // so the final close finds nothing unread (which would
-                    // send an RST and could destroy our last reply in
-                    // flight).
-                    self.table.stats.bytes_in += n as u64;
-                }
-                Ok(n) => {
-                    if plan.track_idle {
-                        // The read's stamp: the loop time, one store.
-                        c.stamp = self.table.now;
+            let n = match &handed_back {
+                Some(input) => input.len(),
+                None => {
+                    let c = &mut self.table.slots[key];
+                    let result = sys::recv(c.fd.as_fd(), &mut self.scratch);
+                    self.table.stats.reads += 1;
+                    match result {
+                        Ok(0) => return self.on_read_eof(core, key),
+                        Ok(n) if c.state.phase.is_closing() => {
+                            // Closing: what the peer still sends is read and
+                            // dropped, so the final close finds nothing unread
+                            // (which would send an RST and could destroy our
+                            // last reply in flight).
+                            self.table.stats.bytes_in += n as u64;
+                            continue;
+                        }
+                        Ok(n) => {
+                            if plan.track_idle {
+                                // The read's stamp: the loop time, one store.
+                                c.stamp = self.table.now;
+                            }
+                            self.table.stats.bytes_in += n as u64;
+                            n
+                        }
+                        Err(libc::EAGAIN) => {
+                            self.table.stats.eagain_reads += 1;
+                            return;
+                        }
+                        Err(libc::EINTR) => continue,
+                        Err(e) => return self.table.doom(key, CloseReason::from_errno(e)),
                     }
-                    self.table.stats.bytes_in += n as u64;
-                    self.table.requests += 1;
-                    let data = &self.scratch[..n];
-                    Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
-                        h.on_data(conn, data)
-                    });
-                    if (n < chunk && stop_at_short_read) || !self.table.slots[key].reading() {
-                        return;
-                    }
                 }
-                Err(libc::EAGAIN) => {
-                    self.table.stats.eagain_reads += 1;
-                    return;
-                }
-                Err(libc::EINTR) => {}
-                Err(e) => return self.table.doom(key, CloseReason::from_errno(e)),
+            };
+            self.table.requests += 1;
+            let data = match &handed_back {
+                Some(input) => &input[..],
+                None => &self.scratch[..n],
+            };
+            Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+                h.on_data(conn, data)
+            });
+            if handed_back.take().is_some() {
+                return self.handed_back(core, key, n);
+            }
+            if (n < chunk && stop_at_short_read) || !self.table.slots[key].reading() {
+                return;
             }
         }
         // Budget spent with data maybe left: under Edge no new edge will come
@@ -372,21 +394,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
     }
 
-    /// Hands connection `key`'s deferred input back to its handler, if it
-    /// is due; then reading the socket goes on, unless the handler
-    /// deferred part of it again.
+    /// After `given` deferred bytes were handed back to `key`'s handler:
+    /// reading the socket goes on, unless the handler deferred part of
+    /// them again (all of them: it would never progress, and is closed).
     #[cold]
     #[inline(never)]
-    fn redeliver(&mut self, core: &mut Core<D>, key: usize) {
-        let Some(input) = self.table.take_due_deferred(key) else {
-            return;
-        };
-        self.table.requests += 1;
-        Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
-            h.on_data(conn, &input)
-        });
+    fn handed_back(&mut self, core: &mut Core<D>, key: usize, given: usize) {
         match self.table.deferred.len_of(key) {
-            Some(again) if again >= input.len() => {
+            Some(again) if again >= given => {
                 let error = io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
