@@ -127,7 +127,17 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for header in request.headers.iter() {
         let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        // The length first: most headers are none of these, and one
+        // compare turns them away.
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        let length = name.len();
+        if length == 4 && is("host") {
+            // RFC 9112 3.2: one Host, a valid host[:port], or 400.
+            if !valid_host(header.value) {
+                return Parsed::Refused(Refusal::BadRequest);
+            }
+            hosts += 1;
+        } else if length == 14 && is("content-length") {
             let Some(value) = parse_length(header.value) else {
                 return Parsed::Refused(Refusal::BadRequest);
             };
@@ -135,7 +145,7 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
                 return Parsed::Refused(Refusal::BadRequest);
             }
             length_header = Some(value);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if length == 17 && is("transfer-encoding") {
             // Present at all, it frames the body: an empty or comma-only
             // value is no coding a server may guess at (400 below).
             coded = true;
@@ -146,18 +156,12 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
                 }
                 chunked = true;
             }
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if length == 10 && is("connection") {
             for option in tokens(header.value) {
                 close |= option.eq_ignore_ascii_case(b"close");
                 keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("host") {
-            // RFC 9112 3.2: one Host, a valid host[:port], or 400.
-            if !valid_host(header.value) {
-                return Parsed::Refused(Refusal::BadRequest);
-            }
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if length == 6 && is("expect") {
             expect_continue = header
                 .value
                 .trim_ascii()
@@ -183,7 +187,11 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
     let Some(path) = origin_path(request.path.unwrap_or("/")) else {
         return Parsed::Refused(Refusal::BadRequest);
     };
-    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    // Paths are short: a plain loop beats a call into a searcher.
+    let path = match path.bytes().position(|b| b == b'?') {
+        Some(query) => &path[..query],
+        None => path,
+    };
     Parsed::Head(
         Head {
             get: method == "GET",
@@ -418,34 +426,73 @@ fn bare_lf(bytes: &[u8]) -> bool {
 /// `:port` of digits.
 fn valid_host(value: &[u8]) -> bool {
     let value = value.trim_ascii();
-    let (host, port) = match value.strip_prefix(b"[") {
-        Some(literal) => match literal.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let inside = &literal[..end];
-                if inside.is_empty()
-                    || !inside
-                        .iter()
-                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                {
-                    return false;
-                }
-                (&[][..], &literal[end + 1..])
-            }
-            None => return false,
-        },
-        None => match value.iter().position(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon..]),
-            None => (value, &[][..]),
-        },
+    if let Some(literal) = value.strip_prefix(b"[") {
+        return valid_ip_literal(literal);
+    }
+    // One pass, as this runs for every request: reg-name bytes, then at
+    // most one `:` and digits.
+    let mut in_port = false;
+    value.iter().all(|&b| {
+        if in_port {
+            b.is_ascii_digit()
+        } else if b == b':' {
+            in_port = true;
+            true
+        } else {
+            REG_NAME[b as usize]
+        }
+    })
+}
+
+/// The rest of a Host after its `[`: an IP literal's hex digits, colons
+/// and dots, `]`, and an optional `:port`.
+#[cold]
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    let Some(end) = literal.iter().position(|&b| b == b']') else {
+        return false;
     };
-    let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
-    let port_ok = match port {
+    let inside = &literal[..end];
+    let address_ok = !inside.is_empty()
+        && inside
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+    let port_ok = match &literal[end + 1..] {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
         _ => false,
     };
-    host.iter().all(reg_name) && port_ok
+    address_ok && port_ok
 }
+
+/// The bytes a Host's reg-name may hold (RFC 3986: unreserved, `%` of
+/// pct-encoded, sub-delims), as a table: one load per byte.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric()
+            || matches!(
+                b as u8,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 /// The path of a request target: origin-form (`/x`) as it is, the path of
 /// absolute-form (`http://host/x`, RFC 9112 3.2.2), `*` as is; `None` for

@@ -221,11 +221,12 @@ impl Kv {
                     if after == After::Close {
                         break;
                     }
-                    if self.out.len() >= WRITE_AT {
-                        conn.write(&self.out);
-                        self.out.clear();
+                    if self.out.len() < WRITE_AT {
+                        continue;
                     }
-                    if conn.queued() + self.out.len() >= OUTPUT_CAP {
+                    conn.write(&self.out);
+                    self.out.clear();
+                    if conn.queued() + WRITE_AT >= OUTPUT_CAP {
                         // Enough replies for now: the rest of the input
                         // comes back once the client has read them.
                         let start = session.parser.start();

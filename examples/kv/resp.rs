@@ -208,9 +208,11 @@ impl Parser {
         }
     }
 
-    /// Bytes of bookkeeping held: the argument ranges and inline words.
+    /// Bytes of bookkeeping held between calls: the argument ranges and
+    /// the inline words' list (its words are cleared at each request's
+    /// end).
     pub fn held(&self) -> usize {
-        self.ranges.capacity() * ARG_COST + self.words_held()
+        self.ranges.capacity() * ARG_COST + self.words.capacity() * WORD_COST
     }
 
     fn words_held(&self) -> usize {
