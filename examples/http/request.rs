@@ -429,19 +429,14 @@ fn valid_host(value: &[u8]) -> bool {
     if let Some(literal) = value.strip_prefix(b"[") {
         return valid_ip_literal(literal);
     }
-    // One pass, as this runs for every request: reg-name bytes, then at
-    // most one `:` and digits.
-    let mut in_port = false;
-    value.iter().all(|&b| {
-        if in_port {
-            b.is_ascii_digit()
-        } else if b == b':' {
-            in_port = true;
-            true
-        } else {
-            REG_NAME[b as usize]
-        }
-    })
+    // One pass, as this runs for every request: reg-name bytes, then an
+    // optional `:` and digits.
+    let name = value.iter().take_while(|&&b| REG_NAME[b as usize]).count();
+    match &value[name..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 /// The rest of a Host after its `[`: an IP literal's hex digits, colons
