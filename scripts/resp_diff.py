@@ -26,6 +26,14 @@ def bulk(*args):
 
 
 CASES = [
+    # The third attack's byte differences: \v between inline words, a
+    # non-UTF-8 subcommand, a parameter named as asked, COMMAND COUNT's
+    # arity.
+    b"\x0bPING\r\n",
+    b"ECHO \x0bhi\r\n",
+    bulk("CONFIG", b"\xff\xfe"),
+    bulk("CONFIG", "GET", "SAVE"),
+    bulk("COMMAND", "COUNT", "x"),
     # Commands and their replies.
     b"PING\r\n",
     b"ping hello\r\n",
