@@ -229,6 +229,8 @@ fn a_change_to_an_fd_nobody_armed_is_not_found() {
         )
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    // The errno the kernel would have given, kept (the crate's promise).
+    assert_eq!(edgeloop::os_error(&err), Some(nix::libc::ENOENT), "{err}");
 }
 
 struct Nothing;

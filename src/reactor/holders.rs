@@ -43,7 +43,8 @@ impl FdHolders {
     ///
     /// # Errors
     /// `AlreadyExists` (with `EEXIST`) for an add of a held fd, `NotFound`
-    /// for a change of an fd nobody holds, `InvalidInput` for a change
+    /// (with `ENOENT`, as the kernel would say) for a change of an fd
+    /// nobody holds, `InvalidInput` for a change
     /// under another token; each names the fd and the holder.
     pub(super) fn check_change(
         &self,
@@ -60,9 +61,11 @@ impl FdHolders {
                      (to = Interest::NONE) under that token first"
                 ),
             )),
-            (false, None) => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
+            // The kernel's answer too (EPOLL_CTL_MOD or DEL of an fd not
+            // in the list): the errno is kept.
+            (false, None) => Err(crate::sys::errno_error(
+                nix::libc::ENOENT,
+                format_args!(
                     "edgeloop: fd {fd} is not in the interest list under any token (add it \
                      first: from = Interest::NONE)"
                 ),
