@@ -511,9 +511,11 @@ impl<D: 'static> Core<D> {
     ///   fd held under another token;
     /// - `AlreadyExists` for an add of an fd held already (by any token,
     ///   this one included);
-    /// - `NotFound` for a change or delete of an fd that no token holds;
-    /// - `Unsupported` for a trigger the backend cannot deliver, or after
-    ///   a fork ([`check_not_forked`](Core::check_not_forked));
+    /// - `NotFound` (with `ENOENT`) for a change or delete of an fd that no
+    ///   token holds;
+    /// - `Unsupported` for a trigger the backend cannot deliver, or in a
+    ///   child after `fork()` (the child shares the parent's epoll
+    ///   instance: build a new reactor there);
     /// - what the selector reports.
     pub fn set_interest(
         &mut self,
@@ -585,7 +587,7 @@ impl<D: 'static> Core<D> {
     ///
     /// # Errors
     /// `Unsupported`, saying to build a new reactor in the child.
-    pub fn check_not_forked(&self) -> io::Result<()> {
+    pub(crate) fn check_not_forked(&self) -> io::Result<()> {
         if crate::sys::forked_since(self.forks) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -600,7 +602,7 @@ impl<D: 'static> Core<D> {
     ///
     /// # Errors
     /// `Unsupported`, naming the backend and the trigger.
-    pub fn check_trigger(&self, trigger: Trigger) -> io::Result<()> {
+    pub(crate) fn check_trigger(&self, trigger: Trigger) -> io::Result<()> {
         if self.selector.supports(trigger) {
             Ok(())
         } else {

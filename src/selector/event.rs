@@ -341,7 +341,7 @@ impl Ready {
 
     /// The readiness in a kernel event mask (`epoll_event.events` or
     /// `pollfd.revents`); bits edgeloop does not know are dropped.
-    pub const fn from_kernel(bits: u32) -> Ready {
+    pub(crate) const fn from_kernel(bits: u32) -> Ready {
         Ready(bits & KNOWN)
     }
 

@@ -270,7 +270,7 @@ pub trait Selector {
 /// (nix's `EpollTimeout` from a `Duration` truncates too; mio adds
 /// 999,999 ns for the same reason). Clamped to
 /// `i32::MAX`; `None` is -1, "forever".
-pub fn timeout_ms(timeout: Option<Duration>) -> i32 {
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
         None => -1,
         Some(d) => {
