@@ -126,7 +126,13 @@ fn the_backlog_reaches_listen_and_a_burst_past_it_strands_no_client() {
         .map(|i| {
             std::thread::spawn(move || {
                 let mut c = TcpStream::connect(addr).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                // A client whose handshake's last ACK was dropped at the
+                // full queue thinks it is connected; the server completes
+                // it on a SYN-ACK retransmission once the queue has room,
+                // and those back off 1, 2, 4, 8, 16, 32 s
+                // (tcp_synack_retries 5), so on a loaded machine one can
+                // wait past 30 s: the bound is the kernel's whole schedule.
+                c.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
                 let msg = i.to_le_bytes();
                 c.write_all(&msg).unwrap();
                 let mut back = [0u8; 4];
