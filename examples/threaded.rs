@@ -20,7 +20,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::Parser;
-use edgeloop::server::{Blocking, Pooled, TcpServer, attach_pool};
+use edgeloop::server::{Blocking, Pooled, StreamServer, attach_pool};
 
 /// Line echo server whose `slow` lines run on a thread pool.
 ///
@@ -76,7 +76,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     };
     let pooled = Pooled::new(slow, cli.threads as usize, cli.queue as usize)?.lines();
     let listener = edgeloop::conn::tcp_listener(cli.server.addr, None, false)?;
-    let mut server = TcpServer::from_tcp(
+    let mut server = StreamServer::from_tcp(
         cli.server.reactor()?,
         listener,
         pooled,

@@ -15,7 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, UdpServer};
+use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, DatagramServer};
 
 /// UDP echo server on edgeloop.
 ///
@@ -100,7 +100,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     let options = DatagramOptions::default()
         .with_backend(cli.backend)
         .with_max_packet_size(cli.max_packet);
-    let mut server = UdpServer::bind(cli.addr, Echo::default(), options)?;
+    let mut server = DatagramServer::bind(cli.addr, Echo::default(), options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()

@@ -17,7 +17,7 @@ use std::io;
 
 use clap::Parser;
 use edgeloop::conn::{Conn, Handler};
-use edgeloop::server::{UnixPath, UnixStreamServer};
+use edgeloop::server::{StreamServer, UnixPath};
 
 /// Unix-socket echo server on edgeloop.
 ///
@@ -64,7 +64,7 @@ fn run(cli: &Cli) -> io::Result<()> {
     options.conn.idle_timeout =
         (cli.idle_timeout > 0).then(|| std::time::Duration::from_secs(cli.idle_timeout));
     let mut server =
-        UnixStreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.socket_mode, Echo, options)?;
+        StreamServer::bind_unix(&UnixPath::parse(&cli.path), cli.socket_mode, Echo, options)?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     common::announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()

@@ -178,7 +178,7 @@ fn a_reset_with_output_pending_closes_exactly_once() {
                 .with_backend(backend)
                 .with_conn(ConnOptions::with_trigger(Trigger::Level))
                 .with_panic_policy(edgeloop::PanicPolicy::Propagate);
-            let mut server = edgeloop::server::TcpServer::bind(
+            let mut server = edgeloop::server::StreamServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
                 CloseCounter::default(),
                 options,
@@ -248,7 +248,7 @@ fn udp_drops(port: u16) -> u64 {
 #[test]
 fn lost_datagrams_match_the_kernels_drop_count() {
     let handled = Arc::new(AtomicU64::new(0));
-    let mut server = edgeloop::server::UdpServer::bind(
+    let mut server = edgeloop::server::DatagramServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         Count(handled.clone()),
         edgeloop::server::DatagramOptions::default(),
@@ -277,13 +277,13 @@ fn lost_datagrams_match_the_kernels_drop_count() {
 /// silently.
 #[test]
 fn unix_socket_permissions_and_datagram_backpressure() {
-    use edgeloop::server::{UnixPath, UnixStreamServer};
+    use edgeloop::server::{StreamServer, UnixPath};
     let path = |name: &str| {
         std::env::temp_dir().join(format!("edgeloop-{name}-{}.sock", std::process::id()))
     };
     let (private, open) = (path("private"), path("open"));
     let bind = |p: &std::path::Path, mode| {
-        UnixStreamServer::bind_unix(
+        StreamServer::bind_unix(
             &UnixPath::File(p.to_path_buf()),
             Some(mode),
             Echo,
@@ -341,7 +341,7 @@ fn unix_socket_permissions_and_datagram_backpressure() {
             }
         }
     }
-    let mut server = edgeloop::server::UnixDatagramServer::bind_unix(
+    let mut server = edgeloop::server::DatagramServer::bind_unix(
         &UnixPath::File(dgram.clone()),
         None,
         Reply(refusals.clone()),

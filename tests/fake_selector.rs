@@ -12,7 +12,7 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use edgeloop::conn::ConnOptions;
-use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::server::{ServerOptions, StreamServer};
 use edgeloop::{Epoll, Event, Events, Interest, PanicPolicy, Ready, Selector, Token, Trigger};
 use util::server::Echo;
 use util::stream::Rng;
@@ -108,7 +108,7 @@ fn connections_survive_spurious_duplicate_stale_and_reordered_events() {
                 rng: Rng::new(trigger as u64 + 7),
             };
             let reactor = edgeloop::Reactor::with_selector(Box::new(liar), ()).unwrap();
-            let mut server = TcpServer::from_tcp(reactor, listener, Echo, options).unwrap();
+            let mut server = StreamServer::from_tcp(reactor, listener, Echo, options).unwrap();
             tx.send(server.shutdown_handle()).unwrap();
             server.serve_forever().unwrap();
             let stats = (*server.reactor().core().stats(), *server.stats());

@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use edgeloop::server::{
-    Datagram, DatagramHandler, DatagramOptions, Pooled, ServerOptions, TcpServer, UdpServer,
-    UnixPath, UnixStreamServer, attach_pool,
+    Datagram, DatagramHandler, DatagramOptions, DatagramServer, Pooled, ServerOptions,
+    StreamServer, UnixPath, attach_pool,
 };
 use edgeloop::{Reactor, Signal};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -37,7 +37,7 @@ fn every_fd_the_library_creates_is_nonblocking_and_close_on_exec() {
     let before = open_fds();
     let mut reactor = Reactor::new().unwrap();
     edgeloop::on_signals(&mut reactor, &[Signal::SIGUSR2], |_, _| {}).unwrap();
-    let mut tcp = TcpServer::bind(
+    let mut tcp = StreamServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         Pooled::new(|r: &[u8]| r.to_vec(), 1, 4).unwrap(),
         ServerOptions::default(),
@@ -46,14 +46,14 @@ fn every_fd_the_library_creates_is_nonblocking_and_close_on_exec() {
     let set = tcp.connections_id();
     attach_pool(tcp.reactor(), set).unwrap();
     let path = std::env::temp_dir().join(format!("edgeloop-flags-{}.sock", std::process::id()));
-    let unix = UnixStreamServer::bind_unix(
+    let unix = StreamServer::bind_unix(
         &UnixPath::File(path.clone()),
         None,
         Echo,
         ServerOptions::default(),
     )
     .unwrap();
-    let udp = UdpServer::bind(
+    let udp = DatagramServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         Nothing,
         DatagramOptions::default(),

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use edgeloop::server::{Blocking, Pooled, ServerOptions, TcpServer, attach_pool};
+use edgeloop::server::{Blocking, Pooled, ServerOptions, StreamServer, attach_pool};
 use util::watchdog;
 
 fn pooled_server(
@@ -45,7 +45,7 @@ fn pooled_server_with(
 ) {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
-        let mut server = TcpServer::bind(
+        let mut server = StreamServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             Pooled::new(blocking, threads, capacity).unwrap(),
             ServerOptions::default(),
@@ -170,7 +170,7 @@ fn a_panicking_pool_job_closes_its_connection_and_the_pool_keeps_serving() {
                 assert!(request != b"boom", "boom");
                 request.to_ascii_uppercase()
             };
-            let mut server = TcpServer::bind(
+            let mut server = StreamServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
                 Pooled::new(fragile, 2, 16).unwrap(),
                 ServerOptions::default(),
@@ -250,7 +250,7 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         let pooled = Pooled::new(SlowOrQuick, 1, 4).unwrap().lines();
-        let mut server = TcpServer::bind(
+        let mut server = StreamServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             pooled,
             ServerOptions::default(),
@@ -314,7 +314,7 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
 fn one_read_of_many_lines_holds_no_more_than_the_pools_capacity() {
     watchdog(Duration::from_secs(60), || {
         let upper = |request: &[u8]| request.to_ascii_uppercase();
-        let mut server = TcpServer::bind(
+        let mut server = StreamServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             Pooled::new(upper, 1, 8).unwrap().lines(),
             ServerOptions::default(),

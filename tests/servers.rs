@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use edgeloop::conn::{Conn, Handler};
 use edgeloop::server::{
-    Datagram, DatagramHandler, DatagramOptions, ServerOptions, TcpServer, UdpServer,
-    UnixDatagramServer, UnixPath, UnixStreamServer, Workers,
+    Datagram, DatagramHandler, DatagramOptions, DatagramServer, ServerOptions, StreamServer,
+    UnixPath, Workers,
 };
 use util::server::{Echo, start};
 use util::stream::{fill, verify};
@@ -66,7 +66,7 @@ impl Handler for Quitter {
 #[test]
 fn shutdown_from_inside_a_handler_neither_blocks_nor_deadlocks() {
     let waited = watchdog(Duration::from_secs(20), || {
-        let mut server = TcpServer::bind(
+        let mut server = StreamServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             Quitter {
                 shutdown: None,
@@ -95,7 +95,7 @@ fn shutdown_from_inside_a_handler_neither_blocks_nor_deadlocks() {
 #[test]
 fn shutdown_before_serving_returns_at_once() {
     watchdog(Duration::from_secs(20), || {
-        let mut server = TcpServer::bind(
+        let mut server = StreamServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             Echo,
             ServerOptions::default(),
@@ -169,7 +169,7 @@ fn clients_with_a_mebibyte_in_flight_at_shutdown_get_their_bytes_then_eof() {
 
 #[test]
 fn handle_request_serves_one_request_or_times_out() {
-    let mut server = TcpServer::bind(
+    let mut server = StreamServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         Echo,
         ServerOptions::default(),
@@ -189,7 +189,7 @@ fn unix_stream_server_echoes_and_removes_its_file() {
     let path = temp_path("stream.sock");
     let unix = UnixPath::File(path.clone());
     let mut server =
-        UnixStreamServer::bind_unix(&unix, Some(0o600), Echo, ServerOptions::default()).unwrap();
+        StreamServer::bind_unix(&unix, Some(0o600), Echo, ServerOptions::default()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -218,9 +218,9 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_left_alone() {
     // A stale file: bound, then its owner vanished without unlinking.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let live = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default()).unwrap();
+    let live = StreamServer::bind_unix(&unix, None, Echo, ServerOptions::default()).unwrap();
     // A second server on the live path: refused, clearly.
-    let err = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
+    let err = StreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
         .err()
         .expect("binding a live server's path must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
@@ -243,7 +243,7 @@ fn a_regular_file_or_a_symlink_at_a_unix_path_is_never_deleted() {
     std::os::unix::fs::symlink(&file, &link).unwrap();
     for (path, what) in [(&file, "a regular file"), (&link, "a symlink")] {
         let unix = UnixPath::File(path.clone());
-        let err = UnixStreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
+        let err = StreamServer::bind_unix(&unix, None, Echo, ServerOptions::default())
             .err()
             .expect("binding over a non-socket must fail");
         assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
@@ -251,7 +251,7 @@ fn a_regular_file_or_a_symlink_at_a_unix_path_is_never_deleted() {
         assert!(message.contains(what), "{message}");
         assert!(message.contains(&path.display().to_string()), "{message}");
         let err =
-            UnixDatagramServer::bind_unix(&unix, None, DatagramEcho::default(), Default::default())
+            DatagramServer::bind_unix(&unix, None, DatagramEcho::default(), Default::default())
                 .err()
                 .expect("a datagram server must refuse too");
         assert!(err.to_string().contains(what), "{err}");
@@ -277,12 +277,12 @@ fn unix_paths_too_long_fail_cleanly_and_abstract_names_leave_no_file() {
         "/tmp/{}",
         "x".repeat(120)
     )));
-    let err = UnixStreamServer::bind_unix(&long, None, Echo, ServerOptions::default())
+    let err = StreamServer::bind_unix(&long, None, Echo, ServerOptions::default())
         .err()
         .expect("a 124-byte path must fail");
     assert!(err.to_string().contains("107"), "{err}");
     let name = format!("edgeloop-test-{}", std::process::id());
-    let server = UnixStreamServer::bind_unix(
+    let server = StreamServer::bind_unix(
         &UnixPath::parse(&format!("@{name}")),
         None,
         Echo,
@@ -325,7 +325,7 @@ impl DatagramHandler for DatagramEcho {
 fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
     // failure mode 33 in docs/failure-modes.md.
     let options = DatagramOptions::default().with_max_packet_size(8192);
-    let mut server = UdpServer::bind(
+    let mut server = DatagramServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         DatagramEcho::default(),
         options,
@@ -414,7 +414,7 @@ fn an_icmp_error_on_a_connected_udp_socket_surfaces_once_without_a_spin() {
 #[test]
 fn unix_datagram_server_replies_to_bound_senders_only() {
     let path = temp_path("dgram.sock");
-    let mut server = UnixDatagramServer::bind_unix(
+    let mut server = DatagramServer::bind_unix(
         &UnixPath::File(path.clone()),
         None,
         DatagramEcho::default(),
@@ -611,7 +611,7 @@ fn at_the_cap_evict_idle_closes_the_longest_idle_connection_for_a_new_one() {
 fn a_trigger_the_backend_cannot_deliver_is_refused_at_bind_naming_the_option() {
     for backend in [edgeloop::Backend::Poll, edgeloop::Backend::Select] {
         let options = ServerOptions::default().with_backend(backend);
-        let err = TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)
+        let err = StreamServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)
             .err()
             .expect("Edge on poll/select must be refused");
         assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
@@ -624,6 +624,6 @@ fn a_trigger_the_backend_cannot_deliver_is_refused_at_bind_naming_the_option() {
         // With Level it binds and serves.
         let mut options = ServerOptions::default().with_backend(backend);
         options.conn.trigger = edgeloop::Trigger::Level;
-        TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options).unwrap();
+        StreamServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options).unwrap();
     }
 }

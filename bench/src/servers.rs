@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Connections, Handler};
-use edgeloop::server::{ServerOptions, ShutdownHandle, TcpServer};
+use edgeloop::server::{ServerOptions, ShutdownHandle, StreamServer};
 use edgeloop::{Backend, Handle, SourceId, Stats, Trigger};
 
 /// Which server a cell runs.
@@ -287,7 +287,7 @@ fn edgeloop_serve(
         exit_after,
         shutdown: None,
     };
-    let mut server = TcpServer::from_tcp(reactor, listener, echo, options)?;
+    let mut server = StreamServer::from_tcp(reactor, listener, echo, options)?;
     let shutdown = server.shutdown_handle();
     server.connections_mut().0.handler_mut().shutdown = Some(shutdown.clone());
     let set = server.connections_id();

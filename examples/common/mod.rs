@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use edgeloop::conn::Handler;
-use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::server::{ServerOptions, StreamServer};
 use edgeloop::{Reactor, Trigger};
 use nix::sys::signal::Signal;
 
@@ -247,7 +247,7 @@ pub fn serve_processes_on<H: Handler<D>, D: 'static>(
     let stats = processes.run(
         |_, listener| {
             let (reactor, handler) = setup()?;
-            let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
+            let mut server = StreamServer::from_tcp(reactor, listener, handler, args.options())?;
             let shutdown = server.shutdown_handle();
             stop_on_signals(server.reactor(), shutdown)?;
             server.serve_forever()
@@ -286,7 +286,7 @@ pub fn serve_on<H: Handler<D>, D: 'static>(
 ) -> io::Result<()> {
     let _storm = args.sigalrm_us.map(sigalrm_storm).transpose()?;
     let listener = edgeloop::conn::tcp_listener(args.addr, None, false)?;
-    let mut server = TcpServer::from_tcp(reactor, listener, handler, args.options())?;
+    let mut server = StreamServer::from_tcp(reactor, listener, handler, args.options())?;
     let (shutdown, local) = (server.shutdown_handle(), server.local_addr().to_string());
     announce(server.reactor(), shutdown, &local)?;
     server.serve_forever()?;

@@ -270,13 +270,8 @@ pub struct DatagramServer<H: DatagramHandler> {
     _unlink: Option<UnlinkOnDrop>,
 }
 
-/// A UDP server: [`DatagramServer`] on a UDP socket.
-pub type UdpServer<H> = DatagramServer<H>;
-/// A Unix datagram server: [`DatagramServer`] on a Unix datagram socket.
-pub type UnixDatagramServer<H> = DatagramServer<H>;
-
 /// ```
-/// use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, UdpServer};
+/// use edgeloop::server::{Datagram, DatagramHandler, DatagramOptions, DatagramServer};
 /// use std::time::Duration;
 ///
 /// struct Echo;
@@ -286,7 +281,7 @@ pub type UnixDatagramServer<H> = DatagramServer<H>;
 ///     }
 /// }
 ///
-/// let mut server = UdpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, DatagramOptions::default())?;
+/// let mut server = DatagramServer::bind("127.0.0.1:0".parse().unwrap(), Echo, DatagramOptions::default())?;
 /// let client = std::net::UdpSocket::bind("127.0.0.1:0")?;
 /// client.send_to(b"ping", server.local_addr())?;
 /// assert!(server.handle_request(Duration::from_secs(5))?);

@@ -5,7 +5,7 @@
 //!
 //! | Python `socketserver` | edgeloop |
 //! |---|---|
-//! | `TCPServer(addr, Handler)` | [`TcpServer::bind`] |
+//! | `TCPServer(addr, Handler)` | [`StreamServer::bind`] |
 //! | `BaseRequestHandler.setup/handle/finish` | [`Handler::on_open`](crate::conn::Handler::on_open) / `on_data` / `on_close` |
 //! | `serve_forever()` | [`StreamServer::serve_forever`] |
 //! | `shutdown()` (blocks; deadlocks from a handler) | [`ShutdownHandle::shutdown`] (never blocks) + [`ShutdownHandle::wait`] |
@@ -28,13 +28,10 @@ mod stream;
 mod unix;
 mod workers;
 
-pub use datagram::{
-    Datagram, DatagramHandler, DatagramOptions, DatagramServer, MAX_PACKET_SIZE, UdpServer,
-    UnixDatagramServer,
-};
+pub use datagram::{Datagram, DatagramHandler, DatagramOptions, DatagramServer, MAX_PACKET_SIZE};
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
 pub use processes::{ProcessOptions, ProcessStats, Processes};
-pub use stream::{StreamServer, TcpServer, UnixStreamServer};
+pub use stream::StreamServer;
 pub use unix::UnixPath;
 pub use workers::Workers;
 

@@ -119,14 +119,14 @@ impl PooledSession {
 /// A connection handler that runs `B` on a bounded pool of threads.
 ///
 /// ```
-/// use edgeloop::server::{Pooled, ServerOptions, TcpServer, attach_pool};
+/// use edgeloop::server::{Pooled, ServerOptions, StreamServer, attach_pool};
 /// use std::io::{Read, Write};
 /// use std::time::Duration;
 ///
 /// // The slow part: runs on one of 2 threads, at most 16 requests held.
 /// let slow = |request: &[u8]| request.to_ascii_uppercase();
 /// let pooled = Pooled::new(slow, 2, 16)?;
-/// let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), pooled, ServerOptions::default())?;
+/// let mut server = StreamServer::bind("127.0.0.1:0".parse().unwrap(), pooled, ServerOptions::default())?;
 /// let set = server.connections_id();
 /// attach_pool(server.reactor(), set)?;
 /// let mut client = std::net::TcpStream::connect(server.local_addr())?;

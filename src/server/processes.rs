@@ -97,7 +97,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// child).
 ///
 /// ```no_run
-/// use edgeloop::server::{Processes, ServerOptions, TcpServer};
+/// use edgeloop::server::{Processes, ServerOptions, StreamServer};
 /// # use edgeloop::conn::{Conn, Handler};
 /// # struct Echo;
 /// # impl Handler for Echo {
@@ -110,7 +110,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 ///     |_index, listener| {
 ///         // In the child: its own reactor and server.
 ///         let reactor = edgeloop::Reactor::new()?;
-///         TcpServer::from_tcp(reactor, listener, Echo, ServerOptions::default())?
+///         StreamServer::from_tcp(reactor, listener, Echo, ServerOptions::default())?
 ///             .serve_forever()
 ///     },
 ///     |addr| println!("listening on {addr}"),

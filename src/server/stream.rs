@@ -11,18 +11,12 @@ use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
 use crate::conn::{ConnStats, Connections, Handler, ListenerId, shut_down, tcp_listener};
 use crate::{Reactor, SourceId};
 
-/// A TCP server: [`StreamServer`] on a TCP listener.
-pub type TcpServer<H, D = ()> = StreamServer<H, D>;
-/// A Unix stream server: [`StreamServer`] on a Unix listener
-/// ([`StreamServer::bind_unix`]).
-pub type UnixStreamServer<H, D = ()> = StreamServer<H, D>;
-
 /// A server for stream sockets: accepts connections and hands them to a
 /// [`Handler`] through a [`Connections`] set, on its own [`Reactor`].
 ///
 /// ```no_run
 /// use edgeloop::conn::{Conn, Handler};
-/// use edgeloop::server::{ServerOptions, TcpServer};
+/// use edgeloop::server::{ServerOptions, StreamServer};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
@@ -32,7 +26,7 @@ pub type UnixStreamServer<H, D = ()> = StreamServer<H, D>;
 ///     }
 /// }
 ///
-/// let mut server = TcpServer::bind("127.0.0.1:7000".parse().unwrap(), Echo, ServerOptions::default())?;
+/// let mut server = StreamServer::bind("127.0.0.1:7000".parse().unwrap(), Echo, ServerOptions::default())?;
 /// println!("listening on {}", server.local_addr());
 /// server.serve_forever()?; // until server.shutdown_handle().shutdown()
 /// # Ok::<(), std::io::Error>(())

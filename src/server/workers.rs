@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::{ServerOptions, ShutdownHandle, TcpServer};
+use super::{ServerOptions, ShutdownHandle, StreamServer};
 use crate::Reactor;
 use crate::conn::tcp_listener;
 use crate::conn::{ConnStats, Handler};
@@ -89,7 +89,7 @@ impl Workers {
                 format!("edgeloop-worker-{i}"),
                 move || -> io::Result<ConnStats> {
                     let reactor = Reactor::with_backend(options.backend)?;
-                    let mut server = TcpServer::from_tcp(reactor, listener, make(), options)?;
+                    let mut server = StreamServer::from_tcp(reactor, listener, make(), options)?;
                     let _ = tx.send(server.shutdown_handle());
                     server.serve_forever()?;
                     Ok(*server.stats())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgeloop::conn::ConnStats;
 use edgeloop::conn::{Conn, Handler};
-use edgeloop::server::{ServerOptions, ShutdownHandle, TcpServer};
+use edgeloop::server::{ServerOptions, ShutdownHandle, StreamServer};
 use edgeloop::{PanicPolicy, Stats};
 
 /// Echoes every byte.
@@ -69,7 +69,8 @@ pub fn start_with_policy<H: Handler>(
 ) -> ServerThread {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), make(), options).unwrap();
+        let mut server =
+            StreamServer::bind("127.0.0.1:0".parse().unwrap(), make(), options).unwrap();
         tx.send((
             server.local_addr().parse().unwrap(),
             server.shutdown_handle(),

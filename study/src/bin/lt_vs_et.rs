@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use edgeloop::conn::{Conn, ConnOptions, ConnStats, Handler};
-use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::server::{ServerOptions, StreamServer};
 
 use edgeloop::{Stats, Trigger};
 use edgeloop_study::trace::{Action, Outcome, TRIGGERS, trace_triggers};
@@ -142,7 +142,7 @@ fn echo_workload(
     messages: usize,
 ) -> io::Result<(Stats, ConnStats, u64)> {
     let options = ServerOptions::default().with_conn(conn);
-    let mut server = TcpServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)?;
+    let mut server = StreamServer::bind("127.0.0.1:0".parse().unwrap(), Echo, options)?;
     let addr = server.local_addr().to_string();
     let shutdown = server.shutdown_handle();
     let clients = std::thread::spawn(move || -> io::Result<()> {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use edgeloop::conn::{Conn, ConnOptions, Handler};
-use edgeloop::server::{ServerOptions, TcpServer};
+use edgeloop::server::{ServerOptions, StreamServer};
 use edgeloop::{Backend, Trigger};
 use edgeloop_bench::{load, procfs};
 
@@ -405,7 +405,7 @@ fn serve(model: &str, sigpending: Option<u64>) -> io::Result<()> {
             let options = ServerOptions::default()
                 .with_backend(backend)
                 .with_conn(ConnOptions::with_trigger(trigger));
-            TcpServer::from_tcp(
+            StreamServer::from_tcp(
                 edgeloop::Reactor::with_backend(backend)?,
                 listener,
                 Echo,
