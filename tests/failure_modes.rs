@@ -254,7 +254,7 @@ fn lost_datagrams_match_the_kernels_drop_count() {
         edgeloop::server::DatagramOptions::default(),
     )
     .unwrap();
-    let addr: std::net::SocketAddr = server.local_addr().parse().unwrap();
+    let addr = server.local_addr().inet().unwrap();
     let before = udp_drops(addr.port());
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     // The server is not reading yet: most of these overflow its buffer.

@@ -289,7 +289,11 @@ fn unix_paths_too_long_fail_cleanly_and_abstract_names_leave_no_file() {
         ServerOptions::default(),
     )
     .unwrap();
-    assert_eq!(server.local_addr(), format!("@{name}"));
+    assert_eq!(server.local_addr().to_string(), format!("@{name}"));
+    assert!(matches!(
+        server.local_addr().unix(),
+        Some(UnixPath::Abstract(_))
+    ));
     assert!(!std::path::Path::new(&name).exists());
 }
 

@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, SockType, SockaddrStorage, recvmsg, sendto};
 
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
-use super::{ShutdownHandle, serve_until_shutdown};
+use super::{ServerAddr, ShutdownHandle, serve_until_shutdown};
 use crate::selector::Backend;
 use crate::{Interest, PostAction, Reactor, Token, Trigger};
 
@@ -265,7 +265,7 @@ pub struct DatagramServer<H: DatagramHandler> {
     reactor: Reactor,
     handler: Rc<RefCell<H>>,
     handled: Rc<std::cell::Cell<u64>>,
-    local_addr: String,
+    local_addr: ServerAddr,
     shutdown: ShutdownHandle,
     _unlink: Option<UnlinkOnDrop>,
 }
@@ -303,7 +303,7 @@ impl<H: DatagramHandler> DatagramServer<H> {
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
         socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?.to_string();
+        let local = socket.local_addr()?.into();
         DatagramServer::serve_socket(
             Kind::Inet(OwnedFd::from(socket)),
             local,
@@ -327,12 +327,12 @@ impl<H: DatagramHandler> DatagramServer<H> {
     ) -> io::Result<DatagramServer<H>> {
         let (fd, unlink) = bind_unix(path, SockType::Datagram, None, mode)?;
         let socket = Kind::Unix(UnixDatagram::from(fd));
-        DatagramServer::serve_socket(socket, path.to_string(), Some(unlink), handler, options)
+        DatagramServer::serve_socket(socket, path.clone().into(), Some(unlink), handler, options)
     }
 
     fn serve_socket(
         socket: Kind,
-        local_addr: String,
+        local_addr: ServerAddr,
         unlink: Option<UnlinkOnDrop>,
         handler: H,
         options: DatagramOptions,
@@ -376,7 +376,7 @@ impl<H: DatagramHandler> DatagramServer<H> {
     }
 
     /// The bound address (`127.0.0.1:5353`, a path, or `@name`).
-    pub fn local_addr(&self) -> &str {
+    pub fn local_addr(&self) -> &ServerAddr {
         &self.local_addr
     }
 

@@ -20,6 +20,7 @@ use crate::conn::{AcceptOptions, ConnOptions};
 use crate::selector::Backend;
 use crate::{Handle, PanicPolicy, Reactor};
 
+mod addr;
 mod datagram;
 mod net;
 mod pool;
@@ -28,6 +29,7 @@ mod stream;
 mod unix;
 mod workers;
 
+pub use addr::ServerAddr;
 pub use datagram::{Datagram, DatagramHandler, DatagramOptions, DatagramServer, MAX_PACKET_SIZE};
 pub use pool::{Blocking, Pooled, PooledSession, attach_pool};
 pub use processes::{ProcessOptions, ProcessStats, Processes};

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
-use super::{ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
+use super::{ServerAddr, ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
 use crate::conn::{ConnStats, Connections, Handler, ListenerId, shut_down, tcp_listener};
 use crate::{Reactor, SourceId};
 
@@ -36,7 +36,7 @@ pub struct StreamServer<H: Handler<D>, D: 'static = ()> {
     reactor: Reactor<D>,
     connections: SourceId<Connections<H, D>>,
     listener: Option<ListenerId>,
-    local_addr: String,
+    local_addr: ServerAddr,
     shutdown: ShutdownHandle,
     options: ServerOptions,
     unlink: Option<UnlinkOnDrop>,
@@ -83,7 +83,7 @@ impl<H: Handler> StreamServer<H> {
         )?;
         let reactor = Reactor::with_backend(options.backend)?;
         let mut server =
-            StreamServer::from_listener(reactor, fd, path.to_string(), handler, options)?;
+            StreamServer::from_listener(reactor, fd, path.clone().into(), handler, options)?;
         server.unlink = Some(unlink);
         Ok(server)
     }
@@ -105,7 +105,7 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
         handler: H,
         options: ServerOptions,
     ) -> io::Result<StreamServer<H, D>> {
-        let local_addr = listener.local_addr()?.to_string();
+        let local_addr = listener.local_addr()?.into();
         StreamServer::from_listener(
             reactor,
             OwnedFd::from(listener),
@@ -123,7 +123,7 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
     pub fn from_listener(
         mut reactor: Reactor<D>,
         listener: OwnedFd,
-        local_addr: String,
+        local_addr: ServerAddr,
         handler: H,
         options: ServerOptions,
     ) -> io::Result<StreamServer<H, D>> {
@@ -158,7 +158,7 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
 
     /// The address the listener is bound to (`127.0.0.1:43517`, or a Unix
     /// socket path).
-    pub fn local_addr(&self) -> &str {
+    pub fn local_addr(&self) -> &ServerAddr {
         &self.local_addr
     }
 

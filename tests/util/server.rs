@@ -72,7 +72,7 @@ pub fn start_with_policy<H: Handler>(
         let mut server =
             StreamServer::bind("127.0.0.1:0".parse().unwrap(), make(), options).unwrap();
         tx.send((
-            server.local_addr().parse().unwrap(),
+            server.local_addr().inet().unwrap(),
             server.shutdown_handle(),
         ))
         .unwrap();
