@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use util::connect;
 use util::process::spawn_example;
+use util::resp::{command, exchange};
 
 /// Sends `commands` in one write and reads one reply line per command.
 fn pipeline(addr: &str, commands: &[String]) -> Vec<String> {
@@ -182,30 +183,6 @@ fn sigterm_while_feeding_exits_0() {
     assert!(status.success(), "{status}");
 }
 
-/// A command as a client library sends it: an array of bulk strings.
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Sends `request`, then reads exactly `expected.len()` bytes.
-fn exchange(stream: &mut std::net::TcpStream, request: &[u8], expected: &[u8]) {
-    stream.write_all(request).unwrap();
-    let mut reply = vec![0u8; expected.len()];
-    stream.read_exact(&mut reply).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&reply),
-        String::from_utf8_lossy(expected),
-        "for {:?}",
-        String::from_utf8_lossy(request)
-    );
-}
-
 /// The replies redis-server 7.0 gives for the same requests (recorded from
 /// one; scripts/resp_diff.py checks them against a live one in CI).
 #[test]
@@ -259,10 +236,10 @@ fn resp_replies_are_the_bytes_redis_sends() {
     }
     // Binary keys and values, and a value bigger than a read.
     let big = vec![0xa5u8; 300_000];
-    let mut request = resp(&[b"SET", b"\xff\x00", b"one\xff\r\n"]);
-    request.extend(resp(&[b"SET", b"big", &big]));
-    request.extend(resp(&[b"GET", b"\xff\x00"]));
-    request.extend(resp(&[b"GET", b"big"]));
+    let mut request = command(&[b"SET", b"\xff\x00", b"one\xff\r\n"]);
+    request.extend(command(&[b"SET", b"big", &big]));
+    request.extend(command(&[b"GET", b"\xff\x00"]));
+    request.extend(command(&[b"GET", b"big"]));
     let mut expected = b"+OK\r\n+OK\r\n$6\r\none\xff\r\n\r\n$300000\r\n".to_vec();
     expected.extend_from_slice(&big);
     expected.extend_from_slice(b"\r\n");
@@ -348,11 +325,11 @@ fn resp_pipelining_clients_get_every_reply_in_order() {
                 for i in 0..1000 {
                     let key = format!("c{c}:{i}");
                     let value = format!("value {i}");
-                    request.extend(resp(&[b"SET", key.as_bytes(), value.as_bytes()]));
+                    request.extend(command(&[b"SET", key.as_bytes(), value.as_bytes()]));
                     expected.extend_from_slice(b"+OK\r\n");
-                    request.extend(resp(&[b"GET", key.as_bytes()]));
+                    request.extend(command(&[b"GET", key.as_bytes()]));
                     expected.extend(format!("${}\r\n{value}\r\n", value.len()).into_bytes());
-                    request.extend(resp(&[b"INCR", format!("n{c}").as_bytes()]));
+                    request.extend(command(&[b"INCR", format!("n{c}").as_bytes()]));
                     expected.extend(format!(":{}\r\n", i + 1).into_bytes());
                 }
                 exchange(&mut stream, &request, &expected);
@@ -373,7 +350,7 @@ fn a_request_trickled_past_the_request_timeout_is_closed() {
     let server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--request-timeout", "1"]);
     let mut slow_but_done = connect(&server.addr);
     let mut slowloris = connect(&server.addr);
-    let request = resp(&[b"SET", b"key", b"value"]);
+    let request = command(&[b"SET", b"key", b"value"]);
     for &byte in &request[..6] {
         slow_but_done.write_all(&[byte]).unwrap();
         slowloris.write_all(&[byte]).unwrap();
@@ -393,7 +370,7 @@ fn a_request_trickled_past_the_request_timeout_is_closed() {
     std::thread::sleep(Duration::from_millis(1200));
     exchange(
         &mut slow_but_done,
-        &resp(&[b"GET", b"key"]),
+        &command(&[b"GET", b"key"]),
         b"$5\r\nvalue\r\n",
     );
 }
@@ -416,8 +393,8 @@ fn resp_kv_runs_as_processes_and_exits_0_on_sigterm() {
     for i in 0..8 {
         let mut stream = connect(&server.addr);
         let value = format!("v{i}");
-        let mut request = resp(&[b"SET", b"k", value.as_bytes()]);
-        request.extend(resp(&[b"GET", b"k"]));
+        let mut request = command(&[b"SET", b"k", value.as_bytes()]);
+        request.extend(command(&[b"GET", b"k"]));
         exchange(
             &mut stream,
             &request,

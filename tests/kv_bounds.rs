@@ -16,29 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use util::connect;
 use util::process::{example, exited_within, rss, spawn_example};
-
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Sends `request`, then reads exactly `expected.len()` bytes.
-fn exchange(stream: &mut std::net::TcpStream, request: &[u8], expected: &[u8]) {
-    stream.write_all(request).unwrap();
-    let mut reply = vec![0u8; expected.len()];
-    stream.read_exact(&mut reply).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&reply),
-        String::from_utf8_lossy(expected),
-        "for {:?}",
-        String::from_utf8_lossy(request)
-    );
-}
+use util::resp::{command, exchange};
 
 /// Reads until EOF (the server closed after its reply).
 fn read_to_close(stream: &mut std::net::TcpStream) -> Vec<u8> {
@@ -61,7 +39,11 @@ fn a_read_of_many_large_gets_holds_one_output_cap_then_delivers_all() {
         let value = vec![b'v'; 60_000];
         let mut stream = connect(&server.addr);
         let (set, get, reply_len) = match protocol {
-            "resp" => (resp(&[b"SET", b"k", &value]), b"GET k\r\n".to_vec(), 60_010),
+            "resp" => (
+                command(&[b"SET", b"k", &value]),
+                b"GET k\r\n".to_vec(),
+                60_010,
+            ),
             _ => {
                 let mut set = b"SET k ".to_vec();
                 set.extend_from_slice(&value);
@@ -137,7 +119,7 @@ fn unfinished_requests_over_all_connections_are_capped() {
         assert_eq!(&ok, b"+OK\r\n");
     }
     let mut fourth = connect(&server.addr);
-    exchange(&mut fourth, &resp(&[b"DBSIZE"]), b":1\r\n");
+    exchange(&mut fourth, &command(&[b"DBSIZE"]), b":1\r\n");
 }
 
 /// `--max-request N` serves a request of N bytes and refuses N + 1, for
@@ -148,7 +130,7 @@ fn max_request_counts_exactly() {
     let server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--max-request", "1000"]);
     // Counted: the request's bytes, and the parser's ranges for its three
     // arguments (room for four, 16 bytes each).
-    let request = |len: usize| resp(&[b"SET", b"k", &vec![b'v'; len]]);
+    let request = |len: usize| command(&[b"SET", b"k", &vec![b'v'; len]]);
     let counted = |len: usize| request(len).len() + 4 * 16;
     let fits = (900..1000).rev().find(|&len| counted(len) <= 1000).unwrap();
     assert_eq!(counted(fits), 1000, "a request of exactly the limit exists");
@@ -178,8 +160,8 @@ fn max_request_counts_exactly() {
     );
 }
 
-/// `--processes 2` alone is refused (two stores would disagree);
-/// `--separate-stores` asks for it by name.
+/// `--processes 2` alone is refused (two stores would disagree), naming
+/// `--separate-stores`, which asks for it (tests/kv.rs runs that).
 #[test]
 fn processes_need_separate_stores_by_name() {
     let mut refused = Command::new(example("kv"))
@@ -202,20 +184,6 @@ fn processes_need_separate_stores_by_name() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(stderr.contains("--separate-stores"), "{stderr}");
-    let mut server = spawn_example(
-        "kv",
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--processes",
-            "2",
-            "--separate-stores",
-        ],
-    );
-    let mut stream = connect(&server.addr);
-    exchange(&mut stream, &resp(&[b"PING"]), b"+PONG\r\n");
-    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(server.child.wait().unwrap().success());
 }
 
 /// Byte differences from Redis 7.0 the attack found, now Redis' bytes
@@ -230,16 +198,16 @@ fn the_last_byte_differences_from_redis_are_gone() {
         (b"ECHO \x0bhi\r\n", b"$2\r\nhi\r\n"),
         // A non-UTF-8 subcommand comes back as sent.
         (
-            &resp(&[b"CONFIG", b"\xff\xfe"]),
+            &command(&[b"CONFIG", b"\xff\xfe"]),
             b"-ERR unknown subcommand '\xff\xfe'. Try CONFIG HELP.\r\n",
         ),
         // CONFIG GET echoes a parameter's name as asked.
         (
-            &resp(&[b"CONFIG", b"GET", b"SAVE"]),
+            &command(&[b"CONFIG", b"GET", b"SAVE"]),
             b"*2\r\n$4\r\nSAVE\r\n$0\r\n\r\n",
         ),
         (
-            &resp(&[b"COMMAND", b"COUNT", b"x"]),
+            &command(&[b"COMMAND", b"COUNT", b"x"]),
             b"-ERR wrong number of arguments for 'command|count' command\r\n",
         ),
     ] {

@@ -142,6 +142,7 @@ pub fn fd_count() -> usize {
 }
 
 pub mod process;
+pub mod resp;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod stream;
