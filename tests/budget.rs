@@ -251,13 +251,12 @@ impl edgeloop::conn::Handler for Amplify {
     }
 }
 
-/// Issue 23 point 1: pausing stops reads, not the writes of a call already
-/// running. A client sends 1,000 bytes in one write and never reads; the
-/// handler answers them with 62.5 MiB in one call. Before the ceiling the
-/// set queued all of it (kv grew 622 MiB on one such connection); now the
+/// Pausing stops reads, not the writes of a call already running, so the
+/// set has a hard ceiling too. A client sends 1,000 bytes in one write and
+/// never reads; the handler answers them with 62.5 MiB in one call. The
 /// write that passes twice the 1 MiB cap aborts the connection, so the
-/// peak stays within the ceiling plus one write, and the loop serves the
-/// next client.
+/// peak stays within the ceiling plus one write (without it the set would
+/// queue all of it), and the loop serves the next client.
 #[test]
 fn one_handler_call_cannot_queue_past_twice_the_cap() {
     for trigger in [Trigger::Level, Trigger::Edge] {
@@ -300,12 +299,12 @@ fn one_handler_call_cannot_queue_past_twice_the_cap() {
     }
 }
 
-/// Issue 23 point 10, the chat freeze: clients that never read, each
-/// under its own limit, held the set over its budget, and every sender was
-/// paused for good (resumed only once the total fell to half, which a
-/// non-reader never lets happen). Now a pause lasts at most
-/// `budget_grace`: then the longest queues, the non-readers', are aborted
-/// until the total is under half, and the paused senders read again.
+/// Clients that never read, each under its own limit, can hold the set
+/// over its budget; were a pause to last until the total fell to half,
+/// which a non-reader never lets happen, every sender would freeze (a chat
+/// room). A pause lasts at most `budget_grace`: then the longest queues,
+/// the non-readers', are aborted until the total is under half, and the
+/// paused senders read again.
 #[test]
 fn non_readers_under_their_own_limit_cannot_pause_the_senders_for_good() {
     let mut options = ServerOptions::default().with_conn(

@@ -39,8 +39,8 @@ fn hello_exits_when_its_stdout_is_closed() {
     );
 }
 
-/// Issue 22 point 5 and the nesting point: `embed` runs a pipe, a timer, a
-/// posting thread, signals and a connection set on its own reactor, driven
+/// `embed` runs a pipe, a timer, a posting thread, signals and a
+/// connection set on its own reactor, driven
 /// by `run()` or by a plain epoll host loop; `quit` from one control
 /// connection closes every one (a set-wide act from a handler) and the
 /// process exits 0.

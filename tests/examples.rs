@@ -481,10 +481,10 @@ fn threaded_answers_quick_lines_at_once_and_keeps_order_per_connection() {
     assert_eq!(&reply, b"SLOW ONE\nquick after\n");
 }
 
-/// Issue 23 point 12: the pool's drop joined every worker, so a 20 s job
-/// delayed threaded's exit by 20 s, and one that never returns kept it
-/// forever. The graceful shutdown gives replies in flight its grace (5 s
-/// by default); then the process exits 0, leaving the job behind.
+/// A job still running at shutdown cannot hold the process: the graceful
+/// shutdown gives replies in flight its grace (5 s by default), then the
+/// process exits 0, leaving the job behind (joining every worker would
+/// wait for a job that may never return).
 #[test]
 fn threaded_exits_after_the_grace_period_with_a_job_still_running() {
     let mut server = spawn_example(
@@ -502,10 +502,10 @@ fn threaded_exits_after_the_grace_period_with_a_job_still_running() {
     assert!(status.success(), "{status}");
 }
 
-/// Issue 23 point 7: `threaded --delay-ms 3000 --idle-timeout 2` closed a
-/// connection whose reply was still being computed (EOF at 2 s, no
-/// reply). Work in flight on the pool is activity: the reply comes, and
-/// the idle timeout counts from the last of it.
+/// Work in flight on the pool is activity: with `threaded --delay-ms 3000
+/// --idle-timeout 2` the reply comes (the idle timeout does not close a
+/// connection whose reply is being computed), and the timeout counts from
+/// the last of it.
 #[test]
 fn threaded_keeps_a_connection_whose_reply_is_on_the_pool_past_the_idle_timeout() {
     let server = spawn_example(

@@ -146,8 +146,8 @@ fn sigterm_delivers_the_replies_owed_and_exits_0() {
     assert!(replies >= 1 && replies <= commands.len());
 }
 
-/// Issue 23 point 3: keys and values are bytes. `\xff` and `\xfe` were the
-/// same key (both became U+FFFD), and values came back altered.
+/// Keys and values are bytes: `\xff` and `\xfe` are two keys (a lossy
+/// UTF-8 conversion would make both U+FFFD), and values come back as sent.
 #[test]
 fn keys_and_values_are_bytes() {
     let server = spawn_example("kv", &["--protocol", "line", "--addr", "127.0.0.1:0"]);
@@ -341,10 +341,10 @@ fn resp_pipelining_clients_get_every_reply_in_order() {
     }
 }
 
-/// Issue 23 point 2: a client trickling a request a byte at a time was
-/// held forever (each byte reset the idle timeout). A request unfinished
-/// past --request-timeout gets an error and the connection closes; a
-/// request finished in time is answered, however slowly it came.
+/// A client trickling a request a byte at a time cannot hold a connection
+/// (each byte would reset an idle timeout): a request unfinished past
+/// --request-timeout gets an error and the connection closes; a request
+/// finished in time is answered, however slowly it came.
 #[test]
 fn a_request_trickled_past_the_request_timeout_is_closed() {
     let server = spawn_example("kv", &["--addr", "127.0.0.1:0", "--request-timeout", "1"]);

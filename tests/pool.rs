@@ -306,10 +306,10 @@ fn quick_replies_behind_a_slow_one_pause_reading_at_the_pools_capacity() {
     server.join().unwrap();
 }
 
-/// Issue 23 point 11: `--queue 64` did not bound the queue. One read of
-/// many lines became as many requests at once (100 clients writing 64 KiB
-/// of `slow` lines queued 1.3M jobs); the bound was checked only after the
-/// whole read. Now the lines past the bound stay unread until a slot frees.
+/// The pool's capacity holds within one read: one read of many lines
+/// would otherwise become as many jobs at once (100 clients writing 64 KiB
+/// of `slow` lines each: over a million), so the lines past the bound stay
+/// unread in the session until a slot frees.
 #[test]
 fn one_read_of_many_lines_holds_no_more_than_the_pools_capacity() {
     watchdog(Duration::from_secs(60), || {

@@ -169,11 +169,11 @@ fn workers_exit_when_the_supervisor_is_killed() {
     );
 }
 
-/// Issue 23 point 8: `echo --processes 2` and then `upper --processes 2`
-/// (or `--workers 2`) on the same port both started, and the kernel split
-/// the connections between them (`abc` and `ABC` replies). The second group
-/// is now refused at bind, naming the address, and the first keeps every
-/// connection.
+/// A second SO_REUSEPORT group on a taken port (`upper --processes 2`
+/// after `echo --processes 2`, or `--workers 2`) is refused at bind,
+/// naming the address, and the first keeps every connection: were both to
+/// start, the kernel would split the connections between two different
+/// servers (`abc` and `ABC` replies).
 #[test]
 fn a_second_reuseport_group_on_a_taken_port_is_refused() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

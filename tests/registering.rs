@@ -578,10 +578,10 @@ fn a_registration_whose_fd_has_a_dup_leaves_the_kernel_list_on_deregister() {
     drop(dup);
 }
 
-/// Issue 22 point 7: a second registration of a live fd was accepted when
-/// either interest was `Interest::NONE` (no `EPOLL_CTL_ADD` was made to
-/// fail). The reactor knows its own fds: AlreadyExists whatever the
-/// interests, on every backend.
+/// A second registration of a live fd is AlreadyExists whatever the
+/// interests, on every backend: the reactor knows its own fds, so an
+/// `Interest::NONE` on either side (which makes no `EPOLL_CTL_ADD` to
+/// fail) does not slip through.
 #[test]
 fn a_second_registration_of_a_live_fd_is_refused_whatever_the_interests() {
     let _fds = many_fds();
@@ -617,10 +617,10 @@ fn a_second_registration_of_a_live_fd_is_refused_whatever_the_interests() {
     }
 }
 
-/// Issue 22 point 7: deregistering a registration from its own callback
-/// left the fd in the kernel until the callback returned, so registering
-/// the same socket again in that callback failed with AlreadyExists. Now
-/// it succeeds, and the new registration gets the next event.
+/// A callback that deregisters itself may register the same socket again
+/// at once: its registration leaves the kernel's list when it is
+/// deregistered, not when the callback returns, and the new registration
+/// gets the next event.
 #[test]
 fn a_callback_can_deregister_itself_and_register_its_fd_again() {
     let _fds = many_fds();
@@ -670,9 +670,8 @@ fn a_callback_can_deregister_itself_and_register_its_fd_again() {
     }
 }
 
-/// Issue 22 point 7: `PostAction::Modify` with a trigger the backend cannot
-/// deliver (Edge on poll or select) was dropped with a log, the interest
-/// left as it was. It is applied as Level, the documented closest trigger
+/// `PostAction::Modify` with a trigger the backend cannot deliver (Edge on
+/// poll or select) is applied as Level, the documented closest trigger
 /// (it reports at least every edge): here the new interest, WRITABLE,
 /// takes effect.
 #[test]
@@ -707,7 +706,7 @@ fn a_modify_to_edge_on_a_level_only_backend_applies_as_level() {
     }
 }
 
-/// Issue 22 point 1, for `register`: a blocking fd is refused with an
+/// `register` refuses a blocking fd with an
 /// error naming the fix (a callback's read past the data would stall the
 /// loop for good); made non-blocking, the same fd registers.
 #[test]

@@ -525,10 +525,9 @@ fn idle_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
     });
 }
 
-/// Issue 22 point 8 too: the cap is one setting. `ServerOptions`'s own
-/// `max_connections` used to override `AcceptOptions::max_connections`
-/// (with an accept limit of 1, three clients got in); the setter now sets
-/// the accept option, and either way of asking caps the same.
+/// The connection cap is one setting: `ServerOptions::with_max_connections`
+/// sets `AcceptOptions::max_connections`, so either way of asking caps the
+/// same (two settings could disagree, and the looser one win).
 #[test]
 fn connections_over_the_cap_are_accepted_closed_and_counted() {
     let by_server = ServerOptions::default().with_max_connections(2);

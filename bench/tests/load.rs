@@ -1,7 +1,7 @@
-//! The load generator never hangs or lies (issue 23 point 14): against a
-//! server that goes silent it gives up after `load::STALL` and counts the
-//! messages in flight as errors (it waited up to an hour); against one that
-//! echoes twice it counts an error (it panicked). Both exit non-zero.
+//! The load generator never hangs or lies: against a server that goes
+//! silent it gives up after `load::STALL` and counts the messages in
+//! flight as errors; against one that echoes twice it counts an error.
+//! Both exit non-zero.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -168,10 +168,9 @@ fn more_connections_than_one_process_can_hold_each_echo() {
     stop(server, &workers);
 }
 
-/// Issue 23 point 14: `bench serve --processes 2 --exit-after 2` never
-/// ended: each worker exited as told and the supervisor restarted it. A
-/// worker that returns from `serve` is now done, and so is the supervisor
-/// once both are.
+/// `bench serve --processes 2 --exit-after 2` ends: a worker that returns
+/// from `serve` is done (not restarted, which would never end), and so is
+/// the supervisor once both are.
 #[test]
 fn serve_with_processes_ends_after_exit_after() {
     let mut server = serve(&["edgeloop-lt", "--processes", "2", "--exit-after", "1"]);
@@ -197,12 +196,10 @@ fn serve_with_processes_ends_after_exit_after() {
     assert!(status.success(), "{status}");
 }
 
-/// Issue 23 point 14: against a server that closes each connection after
-/// one echo, scale-client reported `echoed 20 0` and then `trickle 0 0`:
-/// the dead connections were counted as nothing, so the sweep would have
-/// recorded 0 errors. Every message a dead connection cannot carry is an
-/// error now. And `trickle -1 10` panicked; bad arguments get an `error`
-/// line and the client goes on.
+/// Against a server that closes each connection after one echo, every
+/// message a dead connection cannot carry is an error (counting them as
+/// nothing would let a sweep report 0 errors); bad arguments
+/// (`trickle -1 10`) get an `error` line and the client goes on.
 #[test]
 fn scale_client_counts_dead_connections_as_errors_and_refuses_bad_commands() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -490,9 +490,10 @@ impl ConnOptions {
 mod tests {
     use super::CloseReason;
 
-    /// Run 4 of the loaded tally: a reset seen first as the socket's
-    /// pending error (SO_ERROR, after EPOLLERR) was `Error(ECONNRESET)`,
-    /// seen by a read or write `Reset`. One mapping for all three now.
+    /// A peer's reset reads `Reset` whether a read, a write or the
+    /// socket's pending error (SO_ERROR, after EPOLLERR) sees it first:
+    /// one mapping for all three, so which call wins a race does not
+    /// change the reason a handler is told.
     #[test]
     fn a_reset_is_reset_whichever_call_sees_it() {
         for errno in [nix::libc::ECONNRESET, nix::libc::EPIPE] {

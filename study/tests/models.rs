@@ -241,10 +241,10 @@ fn flood_without_reading(stream: &mut TcpStream, limit: u64) -> u64 {
     sent
 }
 
-/// Issue 23 point 13: at the fd limit both io_uring servers re-armed the
-/// multishot accept that EMFILE had just ended, a busy loop; sigio exited.
-/// Now each waits for a connection to close: past the limit the clients
-/// wait in the backlog, and are served once others leave.
+/// At the fd limit each model waits for a connection to close (re-arming
+/// a multishot accept that EMFILE just ended would be a busy loop):
+/// past the limit the clients wait in the backlog, and are served once
+/// others leave.
 #[test]
 fn at_the_fd_limit_the_models_wait_for_a_close_instead_of_spinning_or_exiting() {
     for model in ["io_uring", "io_uring-pbuf", "sigio"] {
@@ -272,11 +272,10 @@ fn at_the_fd_limit_the_models_wait_for_a_close_instead_of_spinning_or_exiting() 
     }
 }
 
-/// Issue 23 point 13: one client that sends and never reads drove the
-/// buffer-ring server to 100 % CPU (11M ENOBUFS completions, the recv
-/// re-armed at once) and grew sigio by 1.76 GB (it read without bound).
-/// Now the non-reader is no longer read past a bound, and another client
-/// is served meanwhile.
+/// One client that sends and never reads is not read past a bound (an
+/// ENOBUFS-ended recv re-armed at once spins a buffer-ring server; a
+/// reader without a bound grows without one), and another client is
+/// served meanwhile.
 #[test]
 fn a_client_that_never_reads_is_bounded_and_starves_nobody() {
     for model in ["io_uring-pbuf", "sigio"] {
