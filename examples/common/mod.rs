@@ -73,28 +73,22 @@ pub struct ServerArgs {
     /// new one, instead of turning the new one away.
     #[arg(long, requires = "max_connections")]
     pub evict_idle: bool,
-    /// Test support: a SIGALRM every N µs, handled without SA_RESTART, so
-    /// every blocking syscall sees EINTR (the soak test's signal storm).
+    /// Test support: a SIGALRM every N µs, caught, so the loop's
+    /// epoll_wait sees EINTR again and again (the soak test's signal
+    /// storm).
     #[arg(long, hide = true)]
     pub sigalrm_us: Option<u64>,
 }
 
-/// A SIGALRM every `us` microseconds, with a do-nothing handler installed
-/// without SA_RESTART: epoll_wait (never restarted anyway) and every other
-/// blocking call return EINTR (failure mode 19 in docs/failure-modes.md). Keep the timer.
+/// A SIGALRM every `us` microseconds, caught by a handler that only sets
+/// a flag (signal-hook's, which is safe to install): epoll_wait, which is
+/// never restarted whatever SA_RESTART says, returns EINTR on each one
+/// (failure mode 19 in docs/failure-modes.md). Keep the timer.
 pub fn sigalrm_storm(us: u64) -> io::Result<nix::sys::timer::Timer> {
-    use nix::sys::signal::{
-        SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, sigaction,
-    };
+    use nix::sys::signal::{SigEvent, SigevNotify};
     use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
-    extern "C" fn nothing(_: nix::libc::c_int) {}
-    let action = SigAction::new(
-        SigHandler::Handler(nothing),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler does nothing, which is async-signal-safe.
-    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    let caught = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGALRM, caught)?;
     let mut timer = Timer::new(
         nix::time::ClockId::CLOCK_MONOTONIC,
         SigEvent::new(SigevNotify::SigevSignal {
