@@ -323,13 +323,13 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// inlines it here.
     #[inline(always)]
     fn read(&mut self, core: &mut Core<D>, key: usize, state: State) {
-        let plan = self.table.plan;
-        let chunk = plan.chunk;
+        // The plan's fields are read where they are used, not copied out
+        // first: a copy is spilled across the handler call.
         // Level re-reports, so it may stop at any short read; Edge only with
         // the short-read rule. Neither may stop short once RDHUP was seen,
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
-        let stop_at_short_read = plan.stop_at_short_read && state.peer == Peer::Sending;
+        let stop_at_short_read = self.table.plan.stop_at_short_read && state.peer == Peer::Sending;
         let mut handed_back = match state.pauses.contains(Pause::Deferred) {
             false => None,
             true => match self.table.take_due_deferred(key) {
@@ -338,7 +338,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             },
         };
         // The caller saw it reading; after a handler call it may not be.
-        for _ in 0..plan.budget {
+        for _ in 0..self.table.plan.budget {
             let n = match &handed_back {
                 Some(input) => input.len(),
                 None => {
@@ -356,7 +356,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                             continue;
                         }
                         Ok(n) => {
-                            if plan.track_idle {
+                            if self.table.plan.track_idle {
                                 // The read's stamp: the loop time, one store.
                                 c.stamp = self.table.now;
                             }
@@ -383,13 +383,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             if handed_back.take().is_some() {
                 return self.handed_back(core, key, n);
             }
-            if (n < chunk && stop_at_short_read) || !self.table.slots[key].reading() {
+            if (n < self.table.plan.chunk && stop_at_short_read) || !self.table.slots[key].reading()
+            {
                 return;
             }
         }
         // Budget spent with data maybe left: under Edge no new edge will come
         // for it, so carry the connection over to the next turn.
-        if plan.edge {
+        if self.table.plan.edge {
             self.carry_over(core, key);
         }
     }
