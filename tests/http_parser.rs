@@ -9,7 +9,7 @@
 mod request;
 
 use proptest::prelude::*;
-use request::{Body, Parsed, Refusal};
+use request::{Body, KnownHost, Parsed, Refusal};
 
 const MAX_HEAD: usize = 1024;
 const MAX_BODY: u64 = 4096;
@@ -41,7 +41,7 @@ fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
             if at == buf.len() {
                 break;
             }
-            match request::parse_head(&buf[at..], MAX_HEAD, MAX_BODY) {
+            match request::parse_head(&buf[at..], MAX_HEAD, MAX_BODY, &mut KnownHost::default()) {
                 Parsed::Head(head, length) => {
                     at += length;
                     in_body = Some(head);
@@ -131,7 +131,14 @@ proptest! {
 
 #[test]
 fn refusals_follow_rfc_9112() {
-    let head = |text: &str| request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY);
+    let head = |text: &str| {
+        request::parse_head(
+            text.as_bytes(),
+            MAX_HEAD,
+            MAX_BODY,
+            &mut KnownHost::default(),
+        )
+    };
     let refused = |text: &str| match head(text) {
         Parsed::Refused(r) => Some(r),
         _ => None,
@@ -183,7 +190,12 @@ fn refusals_follow_rfc_9112() {
         "A: b\r\n".repeat(request::MAX_HEADERS + 1)
     );
     assert_eq!(
-        request::parse_head(many.as_bytes(), 1 << 20, MAX_BODY),
+        request::parse_head(
+            many.as_bytes(),
+            1 << 20,
+            MAX_BODY,
+            &mut KnownHost::default()
+        ),
         Parsed::Refused(HeadersTooLarge)
     );
     // A chunked body over the limit, however its chunks add up.
@@ -213,7 +225,12 @@ fn refusals_follow_rfc_9112() {
 
 #[test]
 fn keep_alive_follows_the_version_and_connection_header() {
-    let keep = |text: &str| match request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY) {
+    let keep = |text: &str| match request::parse_head(
+        text.as_bytes(),
+        MAX_HEAD,
+        MAX_BODY,
+        &mut KnownHost::default(),
+    ) {
         Parsed::Head(head, _) => head.keep_alive,
         other => panic!("{other:?}"),
     };
@@ -272,7 +289,14 @@ fn framing_is_strict_where_a_lenient_reading_smuggles() {
     let trailers = format!("{chunked}0\r\n{}\r\n", "T: v\r\n".repeat(MAX_HEAD / 6 + 1));
     assert_eq!(frame(&[trailers.as_bytes()]).1, Some(HeadersTooLarge));
 
-    let head = |text: &str| request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY);
+    let head = |text: &str| {
+        request::parse_head(
+            text.as_bytes(),
+            MAX_HEAD,
+            MAX_BODY,
+            &mut KnownHost::default(),
+        )
+    };
     for text in [
         // Transfer-Encoding present but naming no coding, beside a length.
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\n",
@@ -300,4 +324,24 @@ fn framing_is_strict_where_a_lenient_reading_smuggles() {
     assert_eq!(path("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), "/");
     assert_eq!(path("GET / HTTP/1.1\r\nHost: \r\n\r\n"), "/");
     assert_eq!(path("GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"), "/");
+}
+
+/// A connection's last valid Host is not checked again when it repeats,
+/// and a different one on the same connection is checked: a valid Host
+/// remembered cannot vouch for an invalid one.
+#[test]
+fn a_remembered_host_vouches_only_for_itself() {
+    let mut host = KnownHost::default();
+    let mut head = |value: &str| {
+        let text = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+        request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY, &mut host)
+    };
+    assert!(matches!(head("example.com:80"), Parsed::Head(..)));
+    assert!(matches!(head("example.com:80"), Parsed::Head(..)));
+    assert_eq!(
+        head("example.com:80/x"),
+        Parsed::Refused(Refusal::BadRequest)
+    );
+    assert_eq!(head("a b"), Parsed::Refused(Refusal::BadRequest));
+    assert!(matches!(head("example.com:80"), Parsed::Head(..)));
 }

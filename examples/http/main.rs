@@ -78,6 +78,8 @@ struct Session {
     in_body: Option<Head>,
     /// When the unfinished request's first byte came.
     started: common::RequestClock,
+    /// The Host its last request gave, found valid.
+    host: request::KnownHost,
 }
 
 /// What a read left the connection to do.
@@ -100,7 +102,8 @@ impl Handler<Clock> for Http {
             session.partial.extend_from_slice(data);
         }
         let buf: &[u8] = if fresh { data } else { &session.partial };
-        let (mut consumed, answered, mut after) = self.serve(conn, &mut session.in_body, buf);
+        let (mut consumed, answered, mut after) =
+            self.serve(conn, &mut session.in_body, &mut session.host, buf);
         if after == After::Defer {
             // The rest waits in the set, not in the session.
             conn.defer(&buf[consumed..]);
@@ -142,6 +145,7 @@ impl Http {
         &mut self,
         conn: &mut Conn<'_, Self, Clock>,
         in_body: &mut Option<Head>,
+        host: &mut request::KnownHost,
         buf: &[u8],
     ) -> (usize, bool, After) {
         let (mut at, mut answered) = (0, false);
@@ -172,7 +176,7 @@ impl Http {
             if at == buf.len() {
                 return (at, answered, After::Continue);
             }
-            match request::parse_head(&buf[at..], self.max_head, self.max_body) {
+            match request::parse_head(&buf[at..], self.max_head, self.max_body, host) {
                 Parsed::Head(head, length) => {
                     at += length;
                     if head.expect_continue && at == buf.len() {

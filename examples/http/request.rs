@@ -100,9 +100,30 @@ pub enum Parsed {
     Refused(Refusal),
 }
 
+/// The Host value last found valid on a connection: the next request's,
+/// byte for byte the same (a keep-alive client sends the same one every
+/// time), is not checked again.
+#[derive(Debug, Default)]
+pub struct KnownHost(Vec<u8>);
+
+impl KnownHost {
+    /// Whether `value` is a valid Host (see [`valid_host`]).
+    fn check(&mut self, value: &[u8]) -> bool {
+        if !self.0.is_empty() && self.0 == value {
+            return true;
+        }
+        let valid = valid_host(value);
+        if valid {
+            self.0.clear();
+            self.0.extend_from_slice(value);
+        }
+        valid
+    }
+}
+
 /// Parses the head at the start of `buf`: at most `max_head` bytes, body
-/// up to `max_body` bytes.
-pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
+/// up to `max_body` bytes; `host` is the connection's last valid Host.
+pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64, host: &mut KnownHost) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let length = match request.parse(buf) {
@@ -133,7 +154,7 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: u64) -> Parsed {
         let length = name.len();
         if length == 4 && is("host") {
             // RFC 9112 3.2: one Host, a valid host[:port], or 400.
-            if !valid_host(header.value) {
+            if !host.check(header.value) {
                 return Parsed::Refused(Refusal::BadRequest);
             }
             hosts += 1;
