@@ -325,6 +325,40 @@ impl DatagramHandler for DatagramEcho {
     }
 }
 
+/// Counts datagrams in the loop state, replying with the count so far.
+struct Tally;
+
+impl DatagramHandler<u64> for Tally {
+    fn on_datagram(&mut self, datagram: &mut Datagram<'_, u64>, _: &[u8]) {
+        *datagram.data_mut() += 1;
+        let count = datagram.data().to_string();
+        datagram.reply(count.as_bytes()).unwrap();
+    }
+}
+
+/// A datagram server takes loop state as a stream server does: a reactor
+/// built with its data, handed to `from_udp`; the handler reaches it
+/// through the `Datagram`, the program through the server's reactor.
+#[test]
+fn a_datagram_server_runs_on_a_reactor_with_loop_state() {
+    let reactor = edgeloop::Reactor::with_data(0u64).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut server =
+        DatagramServer::from_udp(reactor, socket, Tally, DatagramOptions::default()).unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for expected in ["1", "2", "3"] {
+        client.send_to(b"x", server.local_addr()).unwrap();
+        assert!(server.handle_request(Duration::from_secs(5)).unwrap());
+        let mut reply = [0; 8];
+        let n = client.recv(&mut reply).unwrap();
+        assert_eq!(&reply[..n], expected.as_bytes());
+    }
+    assert_eq!(*server.reactor().core().data(), 3);
+}
+
 #[test]
 fn udp_reports_truncation_emsgsize_and_empty_datagrams() {
     // failure mode 33 in docs/failure-modes.md.

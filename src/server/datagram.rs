@@ -26,10 +26,12 @@ use super::{ServerAddr, ShutdownHandle, serve_until_shutdown};
 use crate::selector::Backend;
 use crate::{Interest, PostAction, Reactor, Token, Trigger};
 
-/// What a datagram server calls.
-pub trait DatagramHandler: 'static {
+/// What a datagram server calls. `D` is the reactor's loop state, reached
+/// through [`Datagram::data`] and [`Datagram::data_mut`] (as a stream
+/// server's handler reaches it through its `Conn`).
+pub trait DatagramHandler<D: 'static = ()>: 'static {
     /// One datagram arrived (possibly empty). Reply through `datagram`.
-    fn on_datagram(&mut self, datagram: &mut Datagram<'_>, data: &[u8]);
+    fn on_datagram(&mut self, datagram: &mut Datagram<'_, D>, data: &[u8]);
 
     /// A receive failed: on a connected UDP socket, an ICMP error from an
     /// earlier send (`ConnectionRefused`). Reported once per error; the
@@ -67,14 +69,14 @@ impl Kind {
 /// One received datagram's context: who sent it, whether it was cut, and a
 /// way to answer.
 #[derive(Debug)]
-pub struct Datagram<'a> {
+pub struct Datagram<'a, D: 'static = ()> {
     socket: &'a Kind,
     peer: Option<&'a Peer>,
     truncated: Option<usize>,
-    reactor: &'a mut Reactor,
+    reactor: &'a mut Reactor<D>,
 }
 
-impl Datagram<'_> {
+impl<D: 'static> Datagram<'_, D> {
     /// The sender's address: an IP address for UDP; `None` for an unnamed
     /// (unbound) Unix sender, which cannot be answered.
     pub fn peer(&self) -> Option<SocketAddr> {
@@ -133,8 +135,20 @@ impl Datagram<'_> {
     }
 
     /// The reactor.
-    pub fn reactor(&mut self) -> &mut Reactor {
+    pub fn reactor(&mut self) -> &mut Reactor<D> {
         self.reactor
+    }
+
+    /// The loop state, shared. The receiver rule is
+    /// [`Core`](crate::Core)'s: `data()` lends `&D`, `data_mut()` lends
+    /// `&mut D`.
+    pub fn data(&self) -> &D {
+        self.reactor.core().data()
+    }
+
+    /// The loop state, to change it.
+    pub fn data_mut(&mut self) -> &mut D {
+        self.reactor.core_mut().data_mut()
     }
 }
 
@@ -212,8 +226,11 @@ impl<H> AsFd for Socket<H> {
     }
 }
 
-impl<H: DatagramHandler> Socket<H> {
-    fn on_readable(&mut self, reactor: &mut Reactor, token: Token) {
+impl<H> Socket<H> {
+    fn on_readable<D: 'static>(&mut self, reactor: &mut Reactor<D>, token: Token)
+    where
+        H: DatagramHandler<D>,
+    {
         let fd = self.socket.fd();
         let mut handler = self.handler.borrow_mut();
         for _ in 0..self.options.read_budget {
@@ -259,10 +276,11 @@ impl<H: DatagramHandler> Socket<H> {
     }
 }
 
-/// A server for datagram sockets on its own reactor.
+/// A server for datagram sockets (UDP or Unix) on its own reactor, whose
+/// loop state is `D` (see [`from_udp`](DatagramServer::from_udp)).
 #[derive(Debug)]
-pub struct DatagramServer<H: DatagramHandler> {
-    reactor: Reactor,
+pub struct DatagramServer<H: DatagramHandler<D>, D: 'static = ()> {
+    reactor: Reactor<D>,
     handler: Rc<RefCell<H>>,
     handled: Rc<std::cell::Cell<u64>>,
     local_addr: ServerAddr,
@@ -291,7 +309,8 @@ pub struct DatagramServer<H: DatagramHandler> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 impl<H: DatagramHandler> DatagramServer<H> {
-    /// Binds a UDP socket on `addr` (port 0 picks one).
+    /// Binds a UDP socket on `addr` (port 0 picks one), on a reactor of its
+    /// own with no loop state.
     ///
     /// # Errors
     /// Binding errors, with the address.
@@ -303,14 +322,8 @@ impl<H: DatagramHandler> DatagramServer<H> {
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
         socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?.into();
-        DatagramServer::serve_socket(
-            Kind::Inet(OwnedFd::from(socket)),
-            local,
-            None,
-            handler,
-            options,
-        )
+        let reactor = Reactor::with_backend(options.backend)?;
+        DatagramServer::from_udp(reactor, socket, handler, options)
     }
 
     /// Binds a Unix datagram socket at `path` (stale files replaced, live
@@ -327,16 +340,44 @@ impl<H: DatagramHandler> DatagramServer<H> {
     ) -> io::Result<DatagramServer<H>> {
         let (fd, unlink) = bind_unix(path, SockType::Datagram, None, mode)?;
         let socket = Kind::Unix(UnixDatagram::from(fd));
-        DatagramServer::serve_socket(socket, path.clone().into(), Some(unlink), handler, options)
+        let reactor = Reactor::with_backend(options.backend)?;
+        let local_addr = path.clone().into();
+        DatagramServer::serve_socket(reactor, socket, local_addr, Some(unlink), handler, options)
+    }
+}
+
+/// A server whose reactor carries loop state `D` (what
+/// [`Datagram::data`] reaches): build the reactor with
+/// [`Reactor::with_data`], then
+/// [`from_udp`](DatagramServer::from_udp), as a stream server's
+/// [`from_tcp`](super::StreamServer::from_tcp).
+impl<H: DatagramHandler<D>, D: 'static> DatagramServer<H, D> {
+    /// Serves an already-bound UDP socket (made non-blocking here) on
+    /// `reactor` (`options.backend` does not apply: the reactor is built).
+    ///
+    /// # Errors
+    /// Setting `O_NONBLOCK`, reading the socket's address, registering it;
+    /// a `max_packet_size` over [`MAX_PACKET_SIZE`].
+    pub fn from_udp(
+        reactor: Reactor<D>,
+        socket: UdpSocket,
+        handler: H,
+        options: DatagramOptions,
+    ) -> io::Result<DatagramServer<H, D>> {
+        socket.set_nonblocking(true)?;
+        let local_addr = socket.local_addr()?.into();
+        let socket = Kind::Inet(OwnedFd::from(socket));
+        DatagramServer::serve_socket(reactor, socket, local_addr, None, handler, options)
     }
 
     fn serve_socket(
+        mut reactor: Reactor<D>,
         socket: Kind,
         local_addr: ServerAddr,
         unlink: Option<UnlinkOnDrop>,
         handler: H,
         options: DatagramOptions,
-    ) -> io::Result<DatagramServer<H>> {
+    ) -> io::Result<DatagramServer<H, D>> {
         if options.max_packet_size > MAX_PACKET_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -347,7 +388,6 @@ impl<H: DatagramHandler> DatagramServer<H> {
                 ),
             ));
         }
-        let mut reactor = Reactor::with_backend(options.backend)?;
         let handler = Rc::new(RefCell::new(handler));
         let handled = Rc::new(std::cell::Cell::new(0));
         let trigger = options.trigger;
@@ -386,7 +426,7 @@ impl<H: DatagramHandler> DatagramServer<H> {
     }
 
     /// The server's reactor.
-    pub fn reactor(&mut self) -> &mut Reactor {
+    pub fn reactor(&mut self) -> &mut Reactor<D> {
         &mut self.reactor
     }
 
