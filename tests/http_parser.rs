@@ -14,6 +14,16 @@ use request::{Body, KnownHost, Parsed, Refusal};
 const MAX_HEAD: usize = 1024;
 const MAX_BODY: u64 = 4096;
 
+/// One head, parsed on a fresh connection (no Host remembered).
+fn head(text: &str) -> Parsed {
+    request::parse_head(
+        text.as_bytes(),
+        MAX_HEAD,
+        MAX_BODY,
+        &mut KnownHost::default(),
+    )
+}
+
 /// Frames `reads` as the server does: the paths of the requests whose
 /// bodies ended, and the refusal that ended the stream, if any.
 fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
@@ -131,14 +141,6 @@ proptest! {
 
 #[test]
 fn refusals_follow_rfc_9112() {
-    let head = |text: &str| {
-        request::parse_head(
-            text.as_bytes(),
-            MAX_HEAD,
-            MAX_BODY,
-            &mut KnownHost::default(),
-        )
-    };
     let refused = |text: &str| match head(text) {
         Parsed::Refused(r) => Some(r),
         _ => None,
@@ -225,12 +227,7 @@ fn refusals_follow_rfc_9112() {
 
 #[test]
 fn keep_alive_follows_the_version_and_connection_header() {
-    let keep = |text: &str| match request::parse_head(
-        text.as_bytes(),
-        MAX_HEAD,
-        MAX_BODY,
-        &mut KnownHost::default(),
-    ) {
+    let keep = |text: &str| match head(text) {
         Parsed::Head(head, _) => head.keep_alive,
         other => panic!("{other:?}"),
     };
@@ -289,14 +286,6 @@ fn framing_is_strict_where_a_lenient_reading_smuggles() {
     let trailers = format!("{chunked}0\r\n{}\r\n", "T: v\r\n".repeat(MAX_HEAD / 6 + 1));
     assert_eq!(frame(&[trailers.as_bytes()]).1, Some(HeadersTooLarge));
 
-    let head = |text: &str| {
-        request::parse_head(
-            text.as_bytes(),
-            MAX_HEAD,
-            MAX_BODY,
-            &mut KnownHost::default(),
-        )
-    };
     for text in [
         // Transfer-Encoding present but naming no coding, beside a length.
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\n",
