@@ -82,7 +82,7 @@ fn a_flooding_client_gets_one_bounded_read_before_a_quiet_one_is_served() {
         clients[1].write_all(b"PING\r\n").unwrap();
         let mut turns = 0;
         while !reactor.core().data().calls.iter().any(|&(c, _)| c == 1) {
-            reactor.run_once(Some(Duration::from_secs(1))).unwrap();
+            reactor.run_once(Some(Duration::from_millis(10))).unwrap();
             turns += 1;
             assert!(turns < 10, "{trigger:?}: the quiet client was not served");
         }
@@ -107,7 +107,7 @@ fn a_flooding_client_gets_one_bounded_read_before_a_quiet_one_is_served() {
             .sum::<usize>()
             < flooded
         {
-            reactor.run_once(Some(Duration::from_secs(1))).unwrap();
+            reactor.run_once(Some(Duration::from_millis(10))).unwrap();
             turns += 1;
             assert!(turns < 1000, "{trigger:?}: the flood was not all read");
         }
@@ -149,7 +149,7 @@ fn deferred_input_comes_back_in_order_one_turn_at_a_time() {
         let mut back = Vec::new();
         let mut turns = 0;
         while back.len() < sent.len() {
-            reactor.run_once(Some(Duration::from_secs(1))).unwrap();
+            reactor.run_once(Some(Duration::from_millis(10))).unwrap();
             turns += 1;
             assert!(
                 turns < 2000,
