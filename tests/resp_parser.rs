@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 #[path = "../examples/kv/resp.rs"]
 mod resp;
+mod util;
 
 use proptest::prelude::*;
 use resp::{Parsed, Parser};
@@ -38,16 +39,6 @@ fn run(reads: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Option<String>, usize) {
     (requests, None, most_buffered)
 }
 
-fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 /// Cuts `data` at `cuts` (positions, in any order).
 fn split<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(data.len())).collect();
@@ -69,7 +60,10 @@ proptest! {
         sent in requests(),
         cuts in prop::collection::vec(0usize..2000, 0..20),
     ) {
-        let stream: Vec<u8> = sent.iter().flat_map(|r| encode(r)).collect();
+        let stream: Vec<u8> = sent
+            .iter()
+            .flat_map(|args| util::resp::command(&args.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+            .collect();
         let (got, error, _) = run(&split(&stream, &cuts));
         prop_assert_eq!(error, None);
         prop_assert_eq!(got, sent);

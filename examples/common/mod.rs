@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use edgeloop::conn::Handler;
 use edgeloop::server::{ServerOptions, StreamServer};
+
+/// Replies a connection may hold (queued, or gathered in this handler
+/// call) before a request-per-line server (kv, http) stops and defers the
+/// rest of its input with `Conn::defer`: the connection layer's default
+/// high-water mark, so a read of many requests for a large value queues
+/// about one mark, not the replies of the whole read.
+pub const OUTPUT_CAP: usize = 1 << 20;
 use edgeloop::{Reactor, Trigger};
 use nix::sys::signal::Signal;
 

@@ -35,17 +35,13 @@ mod request;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use common::OUTPUT_CAP;
 use edgeloop::conn::{Conn, Handler};
 use request::{Head, Parsed, Refusal};
 
 /// Responses gathered past this size go out before the next request is
 /// parsed.
 const WRITE_AT: usize = 64 * 1024;
-
-/// Responses a connection may hold (queued, or gathered in this call)
-/// before its handler call stops and defers the rest of its input: the
-/// connection layer's high-water mark.
-const OUTPUT_CAP: usize = 1 << 20;
 
 /// The loop state: the `Date` header's value, renewed once a second.
 struct Clock {

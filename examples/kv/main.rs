@@ -50,17 +50,13 @@ use edgeloop::Core;
 use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
 
 use commands::After;
+use common::OUTPUT_CAP;
 use resp::Parsed;
 
 /// Replies gathered past this size go out before the next command runs,
 /// so a read of many large GETs queues through the connection layer's
 /// output budget, not in a buffer of its own.
 const WRITE_AT: usize = 64 * 1024;
-
-/// Replies a connection may hold (queued, or gathered in this call) before
-/// its handler call stops running commands and defers the rest of its
-/// input: the connection layer's high-water mark.
-const OUTPUT_CAP: usize = 1 << 20;
 
 /// The loop state: what every callback of the reactor reaches.
 #[derive(Default)]
@@ -147,10 +143,6 @@ impl Handler<Store> for Kv {
             self.refuse_overdue();
             after = After::Close;
         }
-        if !self.out.is_empty() {
-            conn.write(&self.out);
-            self.out.clear();
-        }
         if session.partial.is_empty() && session.partial.capacity() > WRITE_AT {
             session.partial = Vec::new(); // an idle connection holds no buffer
         }
@@ -164,15 +156,16 @@ impl Handler<Store> for Kv {
                 self.max_pending_total
             );
             self.refuse(message.as_bytes());
-            conn.write(&self.out);
-            self.out.clear();
             after = After::Close;
         }
         if after == After::Close {
             // What it held goes back to the total now, not at its close.
-            let store = conn.data_mut();
-            store.pending -= session.held();
+            conn.data_mut().pending -= session.held();
             session = Session::default();
+        }
+        if !self.out.is_empty() {
+            conn.write(&self.out);
+            self.out.clear();
         }
         *conn.session() = session;
         if after == After::Close {

@@ -330,13 +330,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         // in this event or an earlier one: the EOF behind the data raises no
         // new edge.
         let stop_at_short_read = self.table.plan.stop_at_short_read && state.peer == Peer::Sending;
-        let mut handed_back = match state.pauses.contains(Pause::Deferred) {
-            false => None,
-            true => match self.table.take_due_deferred(key) {
-                Some(input) => Some(input),
-                None => return, // not due yet: its queue or a pause wakes it
-            },
-        };
+        let mut handed_back = None;
+        if state.pauses.contains(Pause::Deferred) {
+            // Not due yet: its queue or a pause wakes it.
+            let Some(input) = self.table.take_due_deferred(key) else {
+                return;
+            };
+            handed_back = Some(input);
+        }
         // The caller saw it reading; after a handler call it may not be.
         for _ in 0..self.table.plan.budget {
             let n = match &handed_back {

@@ -448,7 +448,7 @@ impl<S: Default + 'static> Table<S> {
             pauses.remove(Pause::Backpressure);
             return self.resumed(core, key);
         }
-        if pauses.contains(Pause::Deferred) && queued <= low {
+        if pauses.contains(Pause::Deferred) {
             self.wake_deferred(core, key);
         }
         self.update_interest(core, key);
@@ -460,7 +460,7 @@ impl<S: Default + 'static> Table<S> {
         if self.options.trigger == Trigger::Edge && state.reading() {
             // Data that arrived while paused raised its edge already.
             core.requeue(self.token(key), Ready::READABLE);
-        } else if state.pauses.only(Pause::Deferred) {
+        } else if state.pauses.contains(Pause::Deferred) {
             self.wake_deferred(core, key);
         }
         self.update_interest(core, key);
@@ -479,30 +479,32 @@ impl<S: Default + 'static> Table<S> {
         self.update_interest(core, key);
     }
 
-    /// Requeues `key` for its deferred input if it may be handed back now:
-    /// nothing else pauses it, and its queued output is at or below the
-    /// low-water mark (so a handler that deferred because its output grew
-    /// waits for the peer to read).
-    pub(super) fn wake_deferred<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+    /// True if `key`'s deferred input may be handed back now: nothing else
+    /// pauses it, and its queued output is at or below the low-water mark
+    /// (so a handler that deferred because its output grew waits for the
+    /// peer to read).
+    fn deferred_due(&self, key: usize) -> bool {
         let c = &self.slots[key];
-        if c.state.pauses.only(Pause::Deferred)
-            && c.queued() <= self.options.low_water
-            && self.deferred.wake(key)
-        {
+        c.state.pauses.only(Pause::Deferred) && c.queued() <= self.options.low_water
+    }
+
+    /// Requeues `key` for its deferred input if it is due (once, however
+    /// often it is woken before the turn hands it back).
+    pub(super) fn wake_deferred<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if self.deferred_due(key) && self.deferred.wake(key) {
             core.requeue(self.token(key), Ready::READABLE);
         }
     }
 
-    /// The deferred input of `key` if it is due (see `wake_deferred`),
-    /// taken out and the pause lifted; else `None`, and a later change of
-    /// its queue or pauses wakes it.
+    /// The deferred input of `key` if it is due, taken out and the pause
+    /// lifted; else `None`, and a later change of its queue or pauses
+    /// wakes it.
     pub(super) fn take_due_deferred(&mut self, key: usize) -> Option<Vec<u8>> {
-        let c = &mut self.slots[key];
-        if !c.state.pauses.only(Pause::Deferred) || c.queued() > self.options.low_water {
+        if !self.deferred_due(key) {
             self.deferred.unwake(key);
             return None;
         }
-        c.state.pauses.remove(Pause::Deferred);
+        self.slots[key].state.pauses.remove(Pause::Deferred);
         self.deferred.take(key)
     }
 
