@@ -224,8 +224,9 @@ impl<D: 'static> Core<D> {
     /// # Errors
     /// `InvalidInput` for a blocking fd, naming the fix; `AlreadyExists`
     /// if the fd is registered already (whatever either interest,
-    /// [`Interest::NONE`] included), `PermissionDenied` for a
-    /// regular file (epoll), `Unsupported` for a trigger the backend
+    /// [`Interest::NONE`] included), `PermissionDenied` (EPERM) for a
+    /// regular file or a directory (on every backend: they are always
+    /// ready), `Unsupported` for a trigger the backend
     /// cannot deliver, `InvalidInput` for an fd the backend cannot hold. On
     /// error nothing is registered and `io` and `callback` are dropped.
     pub fn register<F, C>(
@@ -244,6 +245,14 @@ impl<D: 'static> Core<D> {
         let token = self.callbacks.next_token()?;
         let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
         let fd = callback.fd().as_raw_fd();
+        if crate::sys::is_always_ready(callback.fd()) {
+            return Err(crate::sys::errno_error_hint(
+                nix::libc::EPERM,
+                format_args!("edgeloop: fd {fd} is a regular file or a directory"),
+                "; it is always ready (epoll refuses it, poll and select would report it \
+                 on every wait): read it directly",
+            ));
+        }
         if !crate::sys::is_nonblocking(callback.fd())? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -681,6 +690,16 @@ fn sync_interest(
     trigger: Trigger,
 ) -> io::Result<()> {
     let syscall = selector.ctl_is_syscall() as u64;
+    if to.is_exclusive() && trigger == Trigger::Oneshot {
+        return Err(crate::sys::errno_error_hint(
+            nix::libc::EINVAL,
+            format_args!(
+                "fd {}: Interest::EXCLUSIVE with Trigger::Oneshot",
+                fd.as_raw_fd()
+            ),
+            "; the kernel accepts EPOLLEXCLUSIVE only with IN, OUT, WAKEUP and ET",
+        ));
+    }
     match (from.is_empty(), to.is_empty()) {
         (true, true) => Ok(()),
         (true, false) => {
@@ -690,6 +709,14 @@ fn sync_interest(
         (false, true) => {
             stats.ctls += syscall;
             selector.deregister(fd)
+        }
+        (false, false) if from.is_exclusive() || to.is_exclusive() => {
+            // EPOLL_CTL_MOD of an exclusive registration is EINVAL
+            // (fs/eventpoll.c): the change is a delete and an add. The add
+            // cannot run out of watches, the delete having freed one.
+            stats.ctls += 2 * syscall;
+            selector.deregister(fd)?;
+            selector.register(fd, token, to, trigger)
         }
         (false, false) => {
             stats.ctls += syscall;

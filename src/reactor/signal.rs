@@ -15,8 +15,11 @@ use crate::{Interest, Token, Trigger};
 /// The signals are blocked in the calling thread (and so in threads it
 /// spawns afterwards), which is what makes them queue on the signalfd
 /// instead of running their default action: call this before spawning
-/// threads. Deregister the returned token to stop listening (the signals
-/// stay blocked).
+/// threads. A signal sent to the process (`kill`, Ctrl-C) goes to a
+/// thread that does not block it, if there is one, and never reaches the
+/// signalfd: threads spawned before this call keep the signals unblocked,
+/// and it logs a warning naming them. Deregister the returned token to
+/// stop listening (the signals stay blocked).
 ///
 /// ```
 /// use edgeloop::{Reactor, Signal, on_signals};

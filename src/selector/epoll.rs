@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::libc;
 
-use super::{Events, Interest, Selector, Token, Trigger, retry_eintr, timeout_ms};
+use super::{Events, Interest, Selector, Token, Trigger, retry_eintr};
 use crate::sys;
 
 /// The event buffer holds at least as many events as there are registrations,
@@ -158,15 +158,14 @@ impl Selector for Epoll {
         let sized = self.registered.clamp(INITIAL_EVENTS, SIZED_EVENTS);
         let epoll = self.epoll.as_fd();
         let room = events.room(sized);
-        let n = retry_eintr(timeout, |remaining| {
-            sys::epoll_wait(epoll, room, timeout_ms(remaining))
-        })
-        .map_err(|errno| {
-            sys::errno_error(
-                errno,
-                format_args!("epoll_wait on fd {}", epoll.as_raw_fd()),
-            )
-        })?;
+        let n = retry_eintr(timeout, |remaining| sys::epoll_wait(epoll, room, remaining)).map_err(
+            |errno| {
+                sys::errno_error(
+                    errno,
+                    format_args!("epoll_wait on fd {}", epoll.as_raw_fd()),
+                )
+            },
+        )?;
         let full = n == room.len();
         events.set_len(n);
         if full && n < MAX_EVENTS {

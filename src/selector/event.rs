@@ -186,9 +186,14 @@ impl Interest {
     /// when several epoll instances (one per reactor thread) watch one fd,
     /// an event wakes one of them, not all. For a listener shared by
     /// several reactors, so one connection does not wake every thread (the
-    /// thundering herd). Only at registration: epoll refuses to modify such
-    /// a registration (`EINVAL`); remove and register again instead. Poll
-    /// and select refuse it (`Unsupported`).
+    /// thundering herd). The kernel refuses `EPOLL_CTL_MOD` of such a
+    /// registration (`EINVAL`), so a change to or from it is a delete and
+    /// an add (two `epoll_ctl` calls); with [`Trigger::Oneshot`] it is
+    /// refused (`EINVAL`, as the kernel would). Which waiter wakes follows
+    /// the wait queue's order, not the waiters' load: one reactor may take
+    /// most connections. Poll and select refuse it (`Unsupported`).
+    ///
+    /// [`Trigger::Oneshot`]: crate::Trigger::Oneshot
     pub const EXCLUSIVE: Interest = Interest(8);
 
     /// True if readable is in the set.

@@ -156,6 +156,17 @@ pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(OFlag::from_bits_retain(flags).contains(OFlag::O_NONBLOCK))
 }
 
+/// True for a regular file or a directory: always ready for every
+/// readiness API (they have no poll method), so epoll refuses them (EPERM)
+/// and poll and select report them ready on every call.
+pub(crate) fn is_always_ready(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::stat::{SFlag, fstat};
+    fstat(fd).is_ok_and(|st| {
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR
+    })
+}
+
 /// `epoll_ctl(op, fd, {events, data})`.
 pub(crate) fn epoll_ctl(
     epoll: BorrowedFd<'_>,
@@ -171,15 +182,54 @@ pub(crate) fn epoll_ctl(
         .map(drop)
 }
 
-/// `epoll_wait` into `buffer`; how many events it wrote.
+/// Waits on `epoll` into `buffer` for at most `timeout` (`None`: until an
+/// event); how many events it wrote.
+///
+/// `epoll_pwait2` (Linux 5.11) takes the timeout in nanoseconds, so a timer
+/// due in 0.7 ms is waited for as 0.7 ms. Where the kernel or a seccomp
+/// filter refuses it (ENOSYS, EPERM), `epoll_wait` takes over for the rest
+/// of the process, with the timeout rounded up to whole milliseconds: late
+/// by up to 1 ms, never early (an early return would find the timer not
+/// yet due and wait again with 0 ms: a spin).
 pub(crate) fn epoll_wait(
     epoll: BorrowedFd<'_>,
     buffer: &mut [libc::epoll_event],
-    timeout_ms: i32,
+    timeout: Option<std::time::Duration>,
 ) -> SysResult<usize> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PWAIT2_REFUSED: AtomicBool = AtomicBool::new(false);
     let max = buffer.len().min(i32::MAX as usize) as i32;
-    // SAFETY: `buffer` is a live, exclusively borrowed array of at least
-    // `max` epoll_events; the kernel writes at most `max` of them.
+    // (64-bit only: there libc's timespec is the kernel's __kernel_timespec.)
+    if cfg!(target_pointer_width = "64") && !PWAIT2_REFUSED.load(Ordering::Relaxed) {
+        let timespec = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos().into(),
+        });
+        let timespec_ptr = timespec
+            .as_ref()
+            .map_or(std::ptr::null(), std::ptr::from_ref);
+        // SAFETY: `buffer` is a live, exclusively borrowed array of at
+        // least `max` epoll_events, of which the kernel writes at most
+        // `max`; `timespec_ptr` is null or points at `timespec`, alive
+        // across the call; a null sigmask leaves the mask alone.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                epoll.as_raw_fd(),
+                buffer.as_mut_ptr(),
+                max,
+                timespec_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        match check(n as isize) {
+            Err(libc::ENOSYS | libc::EPERM) => PWAIT2_REFUSED.store(true, Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    let timeout_ms = crate::selector::timeout_ms(timeout);
+    // SAFETY: as above; the kernel writes at most `max` events.
     check(
         unsafe { libc::epoll_wait(epoll.as_raw_fd(), buffer.as_mut_ptr(), max, timeout_ms) }
             as isize,

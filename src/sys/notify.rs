@@ -58,6 +58,14 @@ impl Signals {
         }
         mask.thread_block()
             .map_err(|e| errno_error(e as i32, format_args!("blocking {signals:?}")))?;
+        let elsewhere = threads_taking(signals);
+        if !elsewhere.is_empty() {
+            log::warn!(
+                "edgeloop: {signals:?} are blocked in this thread, but threads {elsewhere:?} \
+                 can still take them when they are sent to the process (kill, Ctrl-C), and \
+                 then the signalfd never sees them: block them before spawning threads"
+            );
+        }
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map(Signals)
             .map_err(|e| errno_error(e as i32, "signalfd"))
@@ -78,4 +86,30 @@ impl AsFd for Signals {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The other threads of this process in which one of `signals` is not
+/// blocked (`SigBlk` in /proc/self/task/*/status): a signal sent to the
+/// process goes to such a thread rather than staying pending for a
+/// signalfd. Empty if /proc cannot be read.
+pub(crate) fn threads_taking(signals: &[Signal]) -> Vec<i32> {
+    let own = nix::unistd::gettid().as_raw();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut tids: Vec<i32> = tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: i32 = task.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?;
+            let blocked = u64::from_str_radix(blocked.trim(), 16).ok()?;
+            let takes = signals
+                .iter()
+                .any(|s| blocked & (1 << (*s as i32 - 1)) == 0);
+            (tid != own && takes).then_some(tid)
+        })
+        .collect();
+    tids.sort_unstable();
+    tids
 }

@@ -9,6 +9,10 @@
 //! - `cargo run --release -p edgeloop-study --bin models`: the five IO
 //!   models of the texts as echo servers, measured by the bench's load
 //!   generator.
+//! - `cargo run --release -p edgeloop-study --bin pitfalls`: the epoll
+//!   pitfalls that bit real event loops, reproduced on raw syscalls, and
+//!   edgeloop's answer to each ([`pitfalls`]).
 
+pub mod pitfalls;
 pub mod trace;
 pub mod wait_cost;
