@@ -115,7 +115,7 @@ fn select_wakeups(ours: &UnixStream) -> io::Result<usize> {
     Ok(wakeups)
 }
 
-/// Replies `reply` bytes once the peer has half-closed.
+/// Replies `reply` bytes once the peer has half-closed, then closes.
 struct ReplyOnEof(usize);
 
 impl Handler for ReplyOnEof {
@@ -123,6 +123,7 @@ impl Handler for ReplyOnEof {
     fn on_data(&mut self, _conn: &mut Conn<'_, Self>, _data: &[u8]) {}
     fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
         conn.write(&vec![b'r'; self.0]);
+        conn.close(); // once the reply is sent
     }
 }
 
