@@ -185,12 +185,13 @@ pub(crate) fn epoll_ctl(
 /// Waits on `epoll` into `buffer` for at most `timeout` (`None`: until an
 /// event); how many events it wrote.
 ///
-/// `epoll_pwait2` (Linux 5.11) takes the timeout in nanoseconds, so a timer
-/// due in 0.7 ms is waited for as 0.7 ms. Where the kernel or a seccomp
-/// filter refuses it (ENOSYS, EPERM), `epoll_wait` takes over for the rest
-/// of the process, with the timeout rounded up to whole milliseconds: late
-/// by up to 1 ms, never early (an early return would find the timer not
-/// yet due and wait again with 0 ms: a spin).
+/// `epoll_wait` takes whole milliseconds, so the timeout is rounded up:
+/// late by under 1 ms, never early (an early return would find the timer
+/// not yet due and wait again with 0 ms: a spin). Under a millisecond
+/// that rounding would multiply the wait (0.3 ms becomes 1 ms), so there
+/// `epoll_pwait2` (Linux 5.11) waits the nanoseconds asked; where the
+/// kernel or a seccomp filter refuses it (ENOSYS, EPERM), rounding up
+/// takes over for the rest of the process.
 pub(crate) fn epoll_wait(
     epoll: BorrowedFd<'_>,
     buffer: &mut [libc::epoll_event],
@@ -200,25 +201,25 @@ pub(crate) fn epoll_wait(
     static PWAIT2_REFUSED: AtomicBool = AtomicBool::new(false);
     let max = buffer.len().min(i32::MAX as usize) as i32;
     // (64-bit only: there libc's timespec is the kernel's __kernel_timespec.)
-    if cfg!(target_pointer_width = "64") && !PWAIT2_REFUSED.load(Ordering::Relaxed) {
-        let timespec = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+    let under_a_millisecond = timeout
+        .filter(|t| t.as_nanos() < 1_000_000 && !t.is_zero())
+        .filter(|_| cfg!(target_pointer_width = "64") && !PWAIT2_REFUSED.load(Ordering::Relaxed));
+    if let Some(t) = under_a_millisecond {
+        let timespec = libc::timespec {
+            tv_sec: 0,
             tv_nsec: t.subsec_nanos().into(),
-        });
-        let timespec_ptr = timespec
-            .as_ref()
-            .map_or(std::ptr::null(), std::ptr::from_ref);
+        };
         // SAFETY: `buffer` is a live, exclusively borrowed array of at
         // least `max` epoll_events, of which the kernel writes at most
-        // `max`; `timespec_ptr` is null or points at `timespec`, alive
-        // across the call; a null sigmask leaves the mask alone.
+        // `max`; `timespec` lives across the call; a null sigmask leaves
+        // the mask alone.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_epoll_pwait2,
                 epoll.as_raw_fd(),
                 buffer.as_mut_ptr(),
                 max,
-                timespec_ptr,
+                &raw const timespec,
                 std::ptr::null::<libc::sigset_t>(),
                 0usize,
             )
