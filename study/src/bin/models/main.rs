@@ -392,7 +392,10 @@ fn serve(model: &str, sigpending: Option<u64>) -> io::Result<()> {
         "thread-per-conn" => thread_per_connection(listener),
         "busy-poll" => busy_poll(listener),
         "sigio" => sigio::serve(listener, sigpending),
-        "io_uring" => uring::serve(listener),
+        "io_uring" => uring::serve(listener, uring::Variant::Default),
+        // Not rows of the table: scripts/uring_profile.sh compares them.
+        "io_uring-pollfirst" => uring::serve(listener, uring::Variant::PollFirst),
+        "io_uring-defer" => uring::serve(listener, uring::Variant::DeferTaskrun),
         "io_uring-pbuf" => uring_pbuf::serve(listener),
         other => {
             let (backend, trigger) = match other {

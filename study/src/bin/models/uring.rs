@@ -56,8 +56,17 @@ pub struct Loop {
 impl Loop {
     /// A ring (its error, with the errno, if the kernel refuses io_uring),
     /// the stop signals' read and the multishot accept on `listener`.
-    pub fn start(listener: &TcpListener) -> io::Result<Loop> {
-        let ring = IoUring::new(1024).map_err(|e| {
+    ///
+    /// `defer_taskrun`: `IORING_SETUP_DEFER_TASKRUN` (with
+    /// `SINGLE_ISSUER`, Linux 6.1): completions' task work (a recv that
+    /// became possible, say) runs when the loop next waits, not as soon
+    /// as the wakeup arrives.
+    pub fn start(listener: &TcpListener, defer_taskrun: bool) -> io::Result<Loop> {
+        let mut builder = IoUring::builder();
+        if defer_taskrun {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        let ring = builder.build(1024).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("io_uring_setup: {e} (errno {:?})", e.raw_os_error()),
@@ -166,12 +175,36 @@ impl Loop {
     }
 }
 
-fn recv(lp: &mut Loop, key: usize, conn: &mut Conn) -> io::Result<()> {
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19): arm the poll at once instead
+/// of trying the recv first.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+/// Variants of this server, compared by `scripts/uring_profile.sh`
+/// (docs/study.md, "Why io_uring cost more CPU here").
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub enum Variant {
+    /// A recv tries at once and, on EAGAIN, arms an internal poll; the
+    /// poll's wakeup runs the recv as task work at once.
+    Default,
+    /// Each recv arms its poll first (`IORING_RECVSEND_POLL_FIRST`): no
+    /// failed attempt when the next message is not there yet.
+    PollFirst,
+    /// Task work deferred to the loop's next wait
+    /// (`IORING_SETUP_DEFER_TASKRUN`).
+    DeferTaskrun,
+}
+
+fn recv(lp: &mut Loop, variant: Variant, key: usize, conn: &mut Conn) -> io::Result<()> {
     let entry = opcode::Recv::new(
         types::Fd(conn.fd.as_raw_fd()),
         conn.buf.as_mut_ptr(),
         conn.buf.len() as u32,
     )
+    .ioprio(if variant == Variant::PollFirst {
+        RECVSEND_POLL_FIRST
+    } else {
+        0
+    })
     .build()
     .user_data((key as u64) << 1 | RECV);
     lp.push(&entry)
@@ -182,9 +215,10 @@ fn send(lp: &mut Loop, key: usize, conn: &Conn) -> io::Result<()> {
 }
 
 /// Serves echo on `listener` until SIGTERM or SIGINT. If the kernel
-/// refuses io_uring, returns its error (with the errno).
-pub fn serve(listener: TcpListener) -> io::Result<()> {
-    let mut lp = Loop::start(&listener)?;
+/// refuses io_uring (or the variant's setup), returns its error (with the
+/// errno).
+pub fn serve(listener: TcpListener, variant: Variant) -> io::Result<()> {
+    let mut lp = Loop::start(&listener, variant == Variant::DeferTaskrun)?;
     let mut conns: Slab<Conn> = Slab::new();
     let mut done = Vec::new();
     loop {
@@ -210,7 +244,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             len: 0,
                             sent: 0,
                         });
-                        recv(&mut lp, key, conn)?;
+                        recv(&mut lp, variant, key, conn)?;
                     }
                 }
                 _ => {
@@ -229,7 +263,7 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                             if conn.sent < conn.len {
                                 send(&mut lp, key, conn)?;
                             } else {
-                                recv(&mut lp, key, conn)?;
+                                recv(&mut lp, variant, key, conn)?;
                             }
                         }
                         _ => {

@@ -142,7 +142,7 @@ fn send(lp: &mut Loop, key: usize, conn: &Conn, buffers: &Buffers) -> io::Result
 
 /// Serves echo on `listener` until SIGTERM or SIGINT.
 pub fn serve(listener: TcpListener) -> io::Result<()> {
-    let mut lp = Loop::start(&listener)?;
+    let mut lp = Loop::start(&listener, false)?;
     let mut buffers = Buffers::new(&lp.ring)
         .map_err(|e| io::Error::new(e.kind(), format!("IORING_REGISTER_PBUF_RING: {e}")))?;
     let mut conns: Slab<Conn> = Slab::new();
