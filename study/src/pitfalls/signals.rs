@@ -24,7 +24,7 @@ use super::Finding;
 pub const SENT: usize = 20;
 
 /// Where `SENT` process-directed SIGUSR2s went: (to the signalfd, to a
-/// handler on another thread).
+/// handler on another thread), the loop looking 10 ms after each is sent.
 ///
 /// `block_first`: block the signal in this thread before the other thread
 /// is spawned (it inherits the mask), or after (it does not).
@@ -59,6 +59,10 @@ pub fn deliveries(block_first: bool) -> io::Result<(usize, usize)> {
     let (mut to_fd, mut to_handler) = (0, 0);
     for _ in 0..SENT {
         kill(getpid(), Signal::SIGUSR2)?;
+        // The loop is busy with other events for a moment, as a loop is:
+        // without it, whether the loop's read or the other thread's
+        // handler takes the signal first is a race.
+        std::thread::sleep(Duration::from_millis(10));
         let deadline = Instant::now() + Duration::from_millis(200);
         while Instant::now() < deadline {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
