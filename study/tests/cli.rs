@@ -1,4 +1,5 @@
-//! The study's programs refuse counts of zero, naming the flag.
+//! The study's programs refuse counts (and a pitfall number) of zero,
+//! naming the flag.
 
 use std::process::Command;
 
@@ -20,6 +21,7 @@ fn the_study_programs_refuse_zero_counts() {
             ["--watched", "0"],
             "watched",
         ),
+        (env!("CARGO_BIN_EXE_pitfalls"), ["--only", "0"], "only"),
     ] {
         let out = Command::new(program).args(args).output().unwrap();
         assert!(!out.status.success(), "{program} {args:?}");

@@ -16,23 +16,15 @@ use edgeloop_study::pitfalls;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Only the pitfalls whose title contains this (for example "herd").
-    #[arg(long)]
-    only: Option<String>,
+    /// Only these pitfalls, by number (1 to 14; repeat or separate with
+    /// commas).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=14))]
+    only: Vec<u32>,
 }
 
 fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
-    // Pitfall 2 forks: run it first, while this process has one thread.
-    let findings = pitfalls::all()?;
-    for finding in findings {
-        if cli
-            .only
-            .as_ref()
-            .is_some_and(|o| !finding.pitfall.contains(o.as_str()))
-        {
-            continue;
-        }
+    for finding in pitfalls::run(&cli.only)? {
         println!("\n## {}\n", finding.pitfall);
         println!("| mode or variant | measured |");
         println!("|---|---|");

@@ -46,31 +46,42 @@ pub struct Finding {
     pub edgeloop: String,
 }
 
-/// Every experiment, in the order of `docs/study.md`.
-///
-/// Pitfall 13 runs first and pitfall 2 second: the one counts where
-/// signals go, which threads left over from other experiments would
-/// change, and the other forks, which wants a single-threaded process.
+/// An experiment: its pitfall's number and the function that runs it.
+pub type Experiment = (u32, fn() -> io::Result<Finding>);
+
+/// Every experiment, in the order they must run: pitfall 13 first and
+/// pitfall 2 second. The one counts where signals go, which threads left
+/// over from other experiments would change; the other forks, which wants
+/// a single-threaded process.
+pub const EXPERIMENTS: [Experiment; 14] = [
+    (13, signals::signal_to_another_thread),
+    (2, description::forked_child_shares_the_instance),
+    (1, description::dup_keeps_the_registration),
+    (3, reuse::stale_event_in_the_batch),
+    (4, reuse::oneshot_rearmed_from_another_thread),
+    (5, hangup::rdhup_stays_ready),
+    (6, timeouts::millisecond_truncation),
+    (7, accepting::exclusive_wakes_in_queue_order),
+    (8, accepting::balance_across_workers),
+    (9, accepting::edge_triggered_accept_backlog),
+    (10, starvation::endless_reader),
+    (11, files::regular_files_and_directories),
+    (12, description::closed_before_deleted),
+    (14, accepting::thundering_herd),
+];
+
+/// Runs the experiments `wanted` selects (all, if it is empty), and
+/// returns their findings in the order of `docs/study.md`.
 ///
 /// # Errors
 /// The first experiment whose setup failed (out of fds, a refused syscall).
-pub fn all() -> io::Result<Vec<Finding>> {
-    let mut findings = vec![
-        signals::signal_to_another_thread()?,
-        description::forked_child_shares_the_instance()?,
-        description::dup_keeps_the_registration()?,
-        reuse::stale_event_in_the_batch()?,
-        reuse::oneshot_rearmed_from_another_thread()?,
-        hangup::rdhup_stays_ready()?,
-        timeouts::millisecond_truncation()?,
-        accepting::exclusive_wakes_in_queue_order()?,
-        accepting::balance_across_workers()?,
-        accepting::edge_triggered_accept_backlog()?,
-        starvation::endless_reader()?,
-        files::regular_files_and_directories()?,
-        description::closed_before_deleted()?,
-        accepting::thundering_herd()?,
-    ];
+pub fn run(wanted: &[u32]) -> io::Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for (number, experiment) in EXPERIMENTS {
+        if wanted.is_empty() || wanted.contains(&number) {
+            findings.push(experiment()?);
+        }
+    }
     findings.sort_by_key(Finding::number);
     Ok(findings)
 }
