@@ -138,3 +138,41 @@ fn an_abort_drops_what_is_held() {
     let (reply, _, _) = exchange("abort\n", usize::MAX);
     assert_eq!(reply, b"a", "only the first write, sent at once, gets out");
 }
+
+#[test]
+fn held_bytes_the_socket_takes_only_part_of_are_queued_whole() {
+    // A send buffer far smaller than what one call holds: the send of the
+    // held bytes at the call's end is partial, and the rest is queued.
+    use edgeloop::Reactor;
+    use edgeloop::conn::Connections;
+    use nix::sys::socket::{setsockopt, sockopt};
+    use std::os::unix::net::UnixStream;
+    const LINES: usize = 3000;
+    let mut reactor = Reactor::new().unwrap();
+    let set = reactor
+        .install(Connections::new(Lines, ConnOptions::default()).unwrap())
+        .unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    setsockopt(&ours, sockopt::SndBuf, &4096).unwrap();
+    let (connections, core) = reactor.source_mut(set);
+    connections.attach(core, ours.into()).unwrap();
+    let request: String = (0..LINES).map(|i| format!("{i}\n")).collect();
+    theirs.write_all(request.as_bytes()).unwrap();
+    let expected: String = (0..LINES).map(|i| format!("{i}!\n")).collect();
+    theirs.set_nonblocking(true).unwrap();
+    let mut reply = Vec::new();
+    for _ in 0..10_000 {
+        reactor
+            .run_once(Some(std::time::Duration::from_millis(1)))
+            .unwrap();
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = theirs.read(&mut buf) {
+            reply.extend_from_slice(&buf[..n]);
+        }
+        if reply.len() >= expected.len() {
+            break;
+        }
+    }
+    assert_eq!(String::from_utf8(reply).unwrap(), expected);
+    assert!(reactor.source(set).stats().partial_writes > 0);
+}

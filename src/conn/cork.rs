@@ -120,6 +120,18 @@ impl Cork {
         &self.buf[..len]
     }
 
+    /// Lends the buffer out (the cork holds nothing meanwhile), so the
+    /// bytes [`take`](Cork::take) handed over can be queued without a copy
+    /// of their own; [`give_back`](Cork::give_back) returns it.
+    pub(super) fn lend(&mut self) -> Box<[u8]> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Returns the buffer [`lend`](Cork::lend) took.
+    pub(super) fn give_back(&mut self, buf: Box<[u8]>) {
+        self.buf = buf;
+    }
+
     /// The cork ends: later writes are sent at once.
     #[inline(always)]
     pub(super) fn end(&mut self) {

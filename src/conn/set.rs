@@ -280,13 +280,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             self.table.flush(core, key);
             state = self.table.slots[key].state;
         }
-        if state.phase == Phase::Doomed {
-        } else if (state.reading()
-            && (ready.is_readable() || ready.is_read_closed() || ready.is_error()))
-            || (state.pauses.contains(Pause::Deferred) && ready.is_readable())
+        let doomed = state.phase == Phase::Doomed;
+        if !doomed
+            && ((state.reading()
+                && (ready.is_readable() || ready.is_read_closed() || ready.is_error()))
+                || (state.pauses.contains(Pause::Deferred) && ready.is_readable()))
         {
             self.read(core, key, state);
-        } else if ready.is_hup() || ready.is_error() {
+        } else if !doomed && (ready.is_hup() || ready.is_error()) {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
             // level-triggered HUP spin.

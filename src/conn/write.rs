@@ -120,8 +120,10 @@ impl<S: Default + 'static> Table<S> {
         held: usize,
         sent: sys::SysResult<usize>,
     ) {
-        let data = self.cork.bytes(held).to_vec();
-        self.write_rest(core, key, &data, sent, key);
+        // The rest goes from the cork's buffer to the queue: one copy.
+        let buf = self.cork.lend();
+        self.write_rest(core, key, &buf[..held], sent, key);
+        self.cork.give_back(buf);
     }
 
     /// Bytes the running handler call on `key` wrote and still holds.
