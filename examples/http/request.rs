@@ -540,3 +540,6 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
+
+#[cfg(test)]
+mod tests;

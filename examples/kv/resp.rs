@@ -449,3 +449,6 @@ pub mod reply {
         out.extend_from_slice(b"\r\n");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,15 +1,11 @@
-//! The `kv` example's RESP parser on its own (examples/kv/resp.rs): any
-//! split of a stream into reads parses to the same requests as the whole
-//! stream, and arbitrary bytes never panic, never buffer past the limits,
-//! and either parse or are refused.
-
-#[allow(dead_code)]
-#[path = "../examples/kv/resp.rs"]
-mod resp;
-mod util;
+//! The RESP parser on its own: any split of a stream into reads parses to
+//! the same requests as the whole stream, and arbitrary bytes never panic,
+//! never buffer past the limits, and either parse or are refused. Run with
+//! `cargo test --example kv`.
 
 use proptest::prelude::*;
-use resp::{Parsed, Parser};
+
+use super::{Parsed, Parser, parse_i64, reply, split_args};
 
 const MAX_REQUEST: usize = 4096;
 
@@ -47,6 +43,16 @@ fn split<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     bounds.windows(2).map(|w| &data[w[0]..w[1]]).collect()
 }
 
+/// `args` as a client sends them: an array of bulk strings.
+fn command(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::array(&mut out, args.len());
+    for arg in args {
+        reply::bulk(&mut out, arg);
+    }
+    out
+}
+
 fn requests() -> impl Strategy<Value = Vec<Vec<Vec<u8>>>> {
     let arg = prop::collection::vec(any::<u8>(), 0..40);
     prop::collection::vec(prop::collection::vec(arg, 1..5), 1..8)
@@ -62,7 +68,7 @@ proptest! {
     ) {
         let stream: Vec<u8> = sent
             .iter()
-            .flat_map(|args| util::resp::command(&args.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+            .flat_map(|args| command(args))
             .collect();
         let (got, error, _) = run(&split(&stream, &cuts));
         prop_assert_eq!(error, None);
@@ -132,15 +138,15 @@ fn an_unfinished_request_buffers_at_most_the_limit_and_one_line() {
 #[test]
 fn inline_words_follow_redis_quoting() {
     let mut words = Vec::new();
-    resp::split_args(br#"SET "a b" 'c\'d' "\x41\n" plain"#, &mut words).unwrap();
+    split_args(br#"SET "a b" 'c\'d' "\x41\n" plain"#, &mut words).unwrap();
     assert_eq!(words, [&b"SET"[..], b"a b", b"c'd", b"A\n", b"plain"]);
     for unbalanced in [&br#"SET "a"b"#[..], br#""abc"#, b"'abc", br#"'a'b"#] {
         assert!(
-            resp::split_args(unbalanced, &mut words).is_err(),
+            split_args(unbalanced, &mut words).is_err(),
             "{unbalanced:?}"
         );
     }
-    assert_eq!(resp::parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+    assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
     for bad in [
         &b"01"[..],
         b"+1",
@@ -150,6 +156,6 @@ fn inline_words_follow_redis_quoting() {
         b"-",
         b"9223372036854775808",
     ] {
-        assert_eq!(resp::parse_i64(bad), None, "{bad:?}");
+        assert_eq!(parse_i64(bad), None, "{bad:?}");
     }
 }

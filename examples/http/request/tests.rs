@@ -1,22 +1,18 @@
-//! The `http` example's request framing on its own
-//! (examples/http/request.rs): pipelined requests with Content-Length and
-//! chunked bodies frame the same however the stream is split into reads,
-//! and arbitrary bytes never panic and are framed or refused the same
-//! whatever the split.
-
-#[allow(dead_code)]
-#[path = "../examples/http/request.rs"]
-mod request;
+//! The request framing on its own: pipelined requests with Content-Length
+//! and chunked bodies frame the same however the stream is split into
+//! reads, and arbitrary bytes never panic and are framed or refused the
+//! same whatever the split. Run with `cargo test --example http`.
 
 use proptest::prelude::*;
-use request::{Body, KnownHost, Parsed, Refusal};
+
+use super::{Body, KnownHost, Parsed, Refusal};
 
 const MAX_HEAD: usize = 1024;
 const MAX_BODY: u64 = 4096;
 
 /// One head, parsed on a fresh connection (no Host remembered).
 fn head(text: &str) -> Parsed {
-    request::parse_head(
+    super::parse_head(
         text.as_bytes(),
         MAX_HEAD,
         MAX_BODY,
@@ -33,8 +29,8 @@ fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
         let mut at = 0;
         loop {
             if let Some(head) = &mut in_body {
-                let head: &mut request::Head = head;
-                match request::skip_body(&mut head.body, &buf[at..], MAX_HEAD, MAX_BODY) {
+                let head: &mut super::Head = head;
+                match super::skip_body(&mut head.body, &buf[at..], MAX_HEAD, MAX_BODY) {
                     Ok((took, true)) => {
                         at += took;
                         paths.push(head.path.clone());
@@ -51,7 +47,7 @@ fn frame(reads: &[&[u8]]) -> (Vec<String>, Option<Refusal>) {
             if at == buf.len() {
                 break;
             }
-            match request::parse_head(&buf[at..], MAX_HEAD, MAX_BODY, &mut KnownHost::default()) {
+            match super::parse_head(&buf[at..], MAX_HEAD, MAX_BODY, &mut KnownHost::default()) {
                 Parsed::Head(head, length) => {
                     at += length;
                     in_body = Some(head);
@@ -189,10 +185,10 @@ fn refusals_follow_rfc_9112() {
     assert_eq!(refused(&long_head), Some(HeadersTooLarge));
     let many = format!(
         "GET / HTTP/1.1\r\n{}\r\n",
-        "A: b\r\n".repeat(request::MAX_HEADERS + 1)
+        "A: b\r\n".repeat(super::MAX_HEADERS + 1)
     );
     assert_eq!(
-        request::parse_head(
+        super::parse_head(
             many.as_bytes(),
             1 << 20,
             MAX_BODY,
@@ -213,7 +209,7 @@ fn refusals_follow_rfc_9112() {
         let mut data = chunks.clone();
         data.extend_from_slice(b"\r\n");
         while at < data.len() {
-            match request::skip_body(&mut body, &data[at..], MAX_HEAD, MAX_BODY) {
+            match super::skip_body(&mut body, &data[at..], MAX_HEAD, MAX_BODY) {
                 Ok((took, _)) => at += took,
                 Err(r) => {
                     refusal = Some(r);
@@ -323,7 +319,7 @@ fn a_remembered_host_vouches_only_for_itself() {
     let mut host = KnownHost::default();
     let mut head = |value: &str| {
         let text = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
-        request::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY, &mut host)
+        super::parse_head(text.as_bytes(), MAX_HEAD, MAX_BODY, &mut host)
     };
     assert!(matches!(head("example.com:80"), Parsed::Head(..)));
     assert!(matches!(head("example.com:80"), Parsed::Head(..)));
