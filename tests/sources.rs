@@ -14,7 +14,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use edgeloop::conn::{AcceptOptions, Conn, ConnOptions, Connections, Handler};
-use edgeloop::{Core, Interest, PostAction, Reactor, Ready, Source, Token, TokenFactory, Trigger};
+use edgeloop::{
+    Batch, Core, Interest, PostAction, Reactor, Ready, Source, Token, TokenFactory, Trigger,
+};
 use util::pair;
 
 /// A source that records what it was told and arms what the test asks.
@@ -34,11 +36,12 @@ impl Source<()> for Recorder {
     fn installed(&mut self, tokens: TokenFactory) {
         self.tokens = Some(tokens);
     }
-    fn dispatch(&mut self, _: &mut Core<()>, token: Token, ready: Ready) -> bool {
-        self.heard.push((token, ready));
-        true
+    fn dispatch(&mut self, _: &mut Core<()>, batch: &mut Batch<'_>) {
+        while let Some(event) = batch.next_event() {
+            self.heard.push((event.token, event.ready));
+            batch.record(true);
+        }
     }
-    fn on_panic(&mut self, _: &mut Core<()>, _: Token) {}
 }
 
 fn turn(reactor: &mut Reactor) {

@@ -17,9 +17,8 @@ use super::key::Key;
 use super::state::{Pause, Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
-use crate::selector::Events;
 use crate::sys;
-use crate::{Batch, Core, Event, Interest, Ready, Source, Token, TokenFactory, Trigger};
+use crate::{Batch, Core, Interest, Ready, Source, Token, TokenFactory, Trigger};
 
 /// A set of buffered connections served by one [`Handler`]: a [`Source`]
 /// to [`install`](crate::Reactor::install) on a reactor.
@@ -454,19 +453,10 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
         self.table.tokens = tokens;
     }
 
-    /// One event, as a batch of one: the handler is called from one place
-    /// only, [`dispatch_batch`](Source::dispatch_batch), so the compiler
-    /// can inline it there (a handler with one call site inlines without
-    /// an `#[inline]` of its own).
-    fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
-        let mut events = Events::default();
-        events.push(Event { token, ready });
-        let mut batch = Batch::new(&events, token.owner(), 0);
-        self.dispatch_batch(core, &mut batch);
-        batch.delivered > 0
-    }
-
-    fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
+    /// The handler is called from this one place only (through
+    /// `dispatch_one`), so the compiler can inline it here: a handler with
+    /// one call site inlines without an `#[inline]` of its own.
+    fn dispatch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
         if self.table.plan.track_idle {
             // Every read of the batch is stamped with this turn's time.
             self.table.tick(core);

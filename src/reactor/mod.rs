@@ -391,7 +391,7 @@ impl<D: 'static> Reactor<D> {
         loop {
             let attempt = batch.position();
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                source.dispatch_batch(core, &mut batch);
+                source.dispatch(core, &mut batch);
             }));
             let Err(payload) = outcome else {
                 break;

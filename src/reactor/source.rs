@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 
 use super::Core;
 use crate::selector::Events;
-use crate::{Event, Interest, Ready, Token, TokenFactory, Trigger};
+use crate::{Event, Interest, Token, TokenFactory, Trigger};
 
 /// What a callback wants done with its own registration once it returns
 /// (calloop's `PostAction`). Applied after the callback, so a callback never
@@ -46,30 +46,44 @@ pub enum PostAction {
 /// An owner of registrations, installed on a [`Reactor`](super::Reactor)
 /// with [`install`](super::Reactor::install).
 ///
-/// The reactor calls it for every event whose token carries its owner byte
-/// and for every timer it set with [`Core::source_timer`]. Its methods get
-/// the [`Core`] (timers, the loop state, registering plain callbacks, the
-/// kernel interest list) but not the other sources.
+/// One method is required, [`dispatch`](Source::dispatch): the reactor
+/// calls it once per run of consecutive events for this source, so that
+/// one dynamic call and one `catch_unwind` serve many events. The others
+/// have defaults. Its methods get the [`Core`] (timers, the loop state,
+/// registering plain callbacks, the kernel interest list) but not the
+/// other sources.
+///
+/// ```
+/// use edgeloop::{Batch, Core, Source, Token};
+/// /// Counts the events for its registrations.
+/// struct Counter(u64);
+/// impl Source<()> for Counter {
+///     fn dispatch(&mut self, _: &mut Core<()>, batch: &mut Batch<'_>) {
+///         while let Some(_event) = batch.next_event() {
+///             self.0 += 1;
+///             batch.record(true); // false for a stale token
+///         }
+///     }
+/// }
+/// let mut reactor = edgeloop::Reactor::new()?;
+/// let id = reactor.install(Counter(0))?;
+/// assert_eq!(reactor.source(id).0, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Source<D>: Any {
+    /// A run of consecutive events of one batch, all for this source:
+    /// walk it with [`Batch::next_event`], and [`record`](Batch::record)
+    /// each as delivered or stale (its token's generation no longer
+    /// matches; the reactor counts those in
+    /// [`Stats::stale`](crate::Stats::stale)).
+    fn dispatch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>);
+
     /// The reactor installed this source: `tokens` makes the tokens of its
     /// registrations and timers, each carrying the source's owner byte (no
-    /// other code can make them). Called once, by `install`.
-    fn installed(&mut self, tokens: TokenFactory);
-
-    /// An event for one of this source's registrations. Returns false if
-    /// the token is stale (its generation no longer matches), which the
-    /// reactor counts in [`Stats::stale`](crate::Stats::stale).
-    fn dispatch(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool;
-
-    /// A run of consecutive events of one batch, all for this source: what
-    /// the reactor calls, once per run, so that one dynamic call and one
-    /// `catch_unwind` serve many events. The default hands each to
-    /// [`dispatch`](Source::dispatch); a source rarely needs another.
-    fn dispatch_batch(&mut self, core: &mut Core<D>, batch: &mut Batch<'_>) {
-        while let Some(event) = batch.next_event() {
-            let fresh = self.dispatch(core, event.token, event.ready);
-            batch.record(fresh);
-        }
+    /// other code can make them). Called once, by `install`. The default
+    /// drops it: a source that registers fds or sets timers keeps it.
+    fn installed(&mut self, tokens: TokenFactory) {
+        let _ = tokens;
     }
 
     /// A timer set with [`Core::source_timer`] for `token` fired.
@@ -79,8 +93,11 @@ pub trait Source<D>: Any {
 
     /// The dispatch (or timer) for `token` panicked: retire that entry, and
     /// only that one. The reactor then records the panic under its
-    /// [`PanicPolicy`](crate::PanicPolicy).
-    fn on_panic(&mut self, core: &mut Core<D>, token: Token);
+    /// [`PanicPolicy`](crate::PanicPolicy). The default retires nothing, so
+    /// the entry's next event may panic again.
+    fn on_panic(&mut self, core: &mut Core<D>, token: Token) {
+        let _ = (core, token);
+    }
 }
 
 /// A run of events for one source: the consecutive events of a wait whose

@@ -91,16 +91,17 @@ impl Token {
 /// one (calloop's `TokenFactory` is the model).
 ///
 /// ```
-/// use edgeloop::{Batch, Core, Ready, Source, Token, TokenFactory};
+/// use edgeloop::{Batch, Core, Source, TokenFactory};
 /// struct Mine(Option<TokenFactory>);
 /// impl Source<()> for Mine {
 ///     fn installed(&mut self, tokens: TokenFactory) {
 ///         self.0 = Some(tokens);
 ///     }
-///     fn dispatch(&mut self, _: &mut Core<()>, _: Token, _: Ready) -> bool {
-///         true
+///     fn dispatch(&mut self, _: &mut Core<()>, batch: &mut Batch<'_>) {
+///         while batch.next_event().is_some() {
+///             batch.record(true);
+///         }
 ///     }
-///     fn on_panic(&mut self, _: &mut Core<()>, _: Token) {}
 /// }
 /// let mut reactor = edgeloop::Reactor::new()?;
 /// let id = reactor.install(Mine(None))?;
