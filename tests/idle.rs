@@ -218,8 +218,8 @@ fn five_thousand_idle_connections_all_close_within_the_bound_with_few_wakeups() 
 
 /// A closing connection whose peer never reads cannot linger forever: its
 /// queued output makes no progress, and `linger` after the last progress
-/// it is aborted, although it never flushed. (Before, the linger clock
-/// started only after a flush that never came.)
+/// it is aborted, although it never flushed: the linger clock does not
+/// wait for a flush that never comes.
 #[test]
 fn a_closing_connection_whose_peer_never_reads_is_aborted_after_linger() {
     let linger = Duration::from_millis(300);
