@@ -54,7 +54,7 @@ pub enum PostAction {
 /// other sources.
 ///
 /// ```
-/// use edgeloop::{Batch, Core, Source, Token};
+/// use edgeloop::{Batch, Core, Source};
 /// /// Counts the events for its registrations.
 /// struct Counter(u64);
 /// impl Source<()> for Counter {
