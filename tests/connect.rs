@@ -269,3 +269,29 @@ fn closing_a_connection_still_connecting_reports_an_aborted_connect() {
     assert_eq!(client.opened, client.closed);
     drop(listener);
 }
+
+#[test]
+fn an_established_connect_leaves_no_timer_behind() {
+    // One connect with a timeout, one without: once both are open, the
+    // reactor holds the same timers as with neither (the timeout's timer
+    // is cancelled, not left to fire into an established connection).
+    let server = start(|| Echo, ServerOptions::default());
+    let mut timers = Vec::new();
+    for timeout in [None, Some(Duration::from_secs(30))] {
+        let (mut reactor, set) = client(Trigger::Level);
+        let (connections, core) = reactor.source_mut(set);
+        connections
+            .connect(
+                core,
+                server.addr,
+                ConnectOptions::default().with_timeout(timeout),
+            )
+            .unwrap();
+        run_until(&mut reactor, |r| r.source(set).handler().opened == 1);
+        timers.push(reactor.core().timers());
+    }
+    assert_eq!(
+        timers[0], timers[1],
+        "timers without and with a connect timeout"
+    );
+}

@@ -235,6 +235,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             let id = ConnId(token);
             drop(state.fd);
             if connecting {
+                self.table.cancel_connect_timer(core, key);
                 // Never opened: the handler hears of the failure instead.
                 self.table.stats.connect_failures += 1;
                 let error = match reason {

@@ -2,6 +2,7 @@
 //! backpressure, interest. One slab of connection states, owned by its
 //! [`Connections`](super::Connections) set and keyed by the tokens' slot.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -96,6 +97,10 @@ pub(super) struct Table<S> {
     pub(super) cork: Cork,
     /// Input handlers handed back, by connection.
     pub(super) deferred: Deferred,
+    /// The connect timers of the connections still connecting, by slot:
+    /// cancelled once the connect ends either way, so an established
+    /// connection leaves no timer behind.
+    connect_timers: HashMap<usize, TimerId>,
 }
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
@@ -143,6 +148,7 @@ impl<S: Default + 'static> Table<S> {
             budget_timer: None,
             cork: Cork::new(),
             deferred: Deferred::default(),
+            connect_timers: HashMap::new(),
         }
     }
 
@@ -272,14 +278,24 @@ impl<S: Default + 'static> Table<S> {
         let key = self.insert(core, fd, interest, Phase::Connecting)?;
         let token = self.token(key);
         if let Some(timeout) = timeout {
-            core.source_timer(timeout, token, TIMER_CONNECT);
+            let timer = core.source_timer(timeout, token, TIMER_CONNECT);
+            self.connect_timers.insert(key, timer);
         }
         Ok(ConnId(token))
+    }
+
+    /// The connect of `key` ended (established, failed, or closed while
+    /// under way): its timer, if it has one, is cancelled.
+    pub(super) fn cancel_connect_timer<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if let Some(timer) = self.connect_timers.remove(&key) {
+            core.cancel(timer);
+        }
     }
 
     /// The connect of `key` completed: from here on it is like an accepted
     /// connection (its handler's `on_open` comes next).
     pub(super) fn established<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        self.cancel_connect_timer(core, key);
         let state = &mut self.get_mut(key).state;
         state.phase = match state.phase {
             Phase::ConnectingThenShut => Phase::ShutAfterFlush,
@@ -310,6 +326,7 @@ impl<S: Default + 'static> Table<S> {
 
     /// The connect timer of `key` fired: give up if it is still connecting.
     pub(super) fn connect_timed_out(&mut self, key: usize) {
+        self.connect_timers.remove(&key); // it fired
         if self.get(key).state.phase.is_connecting() {
             let error = io::Error::new(io::ErrorKind::TimedOut, "edgeloop: connect timed out");
             self.doom(key, CloseReason::Error(error));
