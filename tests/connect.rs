@@ -295,3 +295,44 @@ fn an_established_connect_leaves_no_timer_behind() {
         "timers without and with a connect timeout"
     );
 }
+
+/// Records `TCP_NODELAY` of every connection it opens.
+#[derive(Default)]
+struct NoDelay(Vec<bool>);
+
+impl Handler for NoDelay {
+    type Session = ();
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        let on = nix::sys::socket::getsockopt(&conn.fd(), nix::sys::socket::sockopt::TcpNoDelay);
+        self.0.push(on.unwrap());
+    }
+    fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+}
+
+#[test]
+fn tcp_nodelay_is_on_for_accepted_and_connected_tcp_unless_turned_off() {
+    for nodelay in [true, false] {
+        let mut reactor = util::reactor(Backend::Epoll);
+        let options = ConnOptions::default().with_nodelay(nodelay);
+        let set = reactor
+            .install(Connections::new(NoDelay::default(), options).unwrap())
+            .unwrap();
+        let listener =
+            edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        connections
+            .listen(
+                core,
+                listener.into(),
+                edgeloop::conn::AcceptOptions::default(),
+            )
+            .unwrap();
+        // The set connects to itself: one outbound, one accepted.
+        connections
+            .connect(core, addr, ConnectOptions::default())
+            .unwrap();
+        run_until(&mut reactor, |r| r.source(set).handler().0.len() == 2);
+        assert_eq!(reactor.source(set).handler().0, [nodelay; 2]);
+    }
+}

@@ -152,10 +152,19 @@ struct Listener {
     last_log: Option<Instant>,
     /// Out of the kernel's interest list until the pause timer fires.
     paused: bool,
+    /// Accepted connections get `TCP_NODELAY` (a TCP listener, and the
+    /// set's [`nodelay`](super::ConnOptions::nodelay) on).
+    nodelay: bool,
 }
 
 impl Listener {
-    fn new(fd: OwnedFd, options: AcceptOptions, token: Token) -> io::Result<Listener> {
+    fn new(
+        fd: OwnedFd,
+        options: AcceptOptions,
+        token: Token,
+        nodelay: bool,
+    ) -> io::Result<Listener> {
+        let nodelay = nodelay && sys::is_tcp(fd.as_fd());
         Ok(Listener {
             fd,
             token,
@@ -163,6 +172,7 @@ impl Listener {
             options,
             last_log: None,
             paused: false,
+            nodelay,
         })
     }
 
@@ -229,12 +239,13 @@ impl Listeners {
         tokens: TokenFactory,
         fd: OwnedFd,
         options: AcceptOptions,
+        nodelay: bool,
     ) -> io::Result<ListenerId> {
         let key = self.slots.vacant_key();
         self.generation = (self.generation + 1) & 0xff_ffff;
         let token = Key::Listener(key).token(tokens, self.generation);
         sys::set_nonblocking(fd.as_fd(), "the listener")?;
-        let entry = Listener::new(fd, options, token)?;
+        let entry = Listener::new(fd, options, token, nodelay)?;
         core.set_interest(
             entry.fd.as_fd(),
             token,
@@ -336,6 +347,9 @@ impl Listeners {
             match sys::accept(listener.fd.as_fd()) {
                 Ok(conn) => {
                     taken += 1;
+                    if listener.nodelay {
+                        sys::set_nodelay(conn.as_fd());
+                    }
                     into.push(conn);
                 }
                 Err(libc::EAGAIN) => return BatchEnd::Drained,

@@ -567,6 +567,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         options: ConnectOptions,
     ) -> io::Result<ConnId> {
         let (fd, started) = connect::open_tcp(addr, &options)?;
+        if self.table.options.nodelay {
+            sys::set_nodelay(fd.as_fd());
+        }
         self.connecting(core, fd, started, &addr, options.timeout)
     }
 
@@ -647,8 +650,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             // Eviction picks by the last read: keep the stamp.
             self.table.plan.track_idle = true;
         }
+        let nodelay = self.table.options.nodelay;
         self.listeners
-            .add(core, self.table.tokens, listener, options)
+            .add(core, self.table.tokens, listener, options, nodelay)
     }
 
     /// Stops accepting on the listener `id` names and closes it; false if

@@ -133,3 +133,23 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
         )
     })
 }
+
+/// True if `fd` is a TCP socket (IPv4 or IPv6).
+pub(crate) fn is_tcp(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::SockaddrLike;
+    socket::getsockname::<SockaddrStorage>(fd.as_raw_fd()).is_ok_and(|addr| {
+        matches!(
+            addr.family(),
+            Some(AddressFamily::Inet | AddressFamily::Inet6)
+        )
+    })
+}
+
+/// `setsockopt(TCP_NODELAY, 1)`: small writes go out at once, not held
+/// for the peer's ACK of earlier ones (Nagle's algorithm). A refusal is
+/// logged, not returned: the connection works either way.
+pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) {
+    if let Err(e) = setsockopt(&fd, sockopt::TcpNoDelay, &true) {
+        log::debug!("TCP_NODELAY on fd {}: {e}", fd.as_raw_fd());
+    }
+}
