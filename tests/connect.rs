@@ -6,7 +6,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -335,4 +335,50 @@ fn tcp_nodelay_is_on_for_accepted_and_connected_tcp_unless_turned_off() {
         run_until(&mut reactor, |r| r.source(set).handler().0.len() == 2);
         assert_eq!(reactor.source(set).handler().0, [nodelay; 2]);
     }
+}
+
+/// Queues more than the socket takes, then aborts.
+struct CutShort;
+
+impl Handler for CutShort {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) {
+        conn.write(&vec![b'x'; 8 << 20]);
+        conn.abort();
+    }
+}
+
+#[test]
+fn an_aborted_connection_ends_with_a_reset_not_an_eof() {
+    let mut reactor = util::reactor(Backend::Epoll);
+    let set = reactor
+        .install(Connections::new(CutShort, ConnOptions::default()).unwrap())
+        .unwrap();
+    let listener =
+        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connections, core) = reactor.source_mut(set);
+    connections
+        .listen(
+            core,
+            listener.into(),
+            edgeloop::conn::AcceptOptions::default(),
+        )
+        .unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.write_all(b"go").unwrap();
+    client.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = vec![0; 1 << 16];
+    let end = loop {
+        assert!(Instant::now() < deadline, "no end in 20 s");
+        reactor.run_once(Some(Duration::from_millis(10))).unwrap();
+        match client.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert_eq!(end, Err(io::ErrorKind::ConnectionReset));
 }

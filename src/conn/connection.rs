@@ -151,7 +151,9 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         self.table.close(self.core, self.key);
     }
 
-    /// Closes now, dropping whatever is queued.
+    /// Closes now, dropping whatever is queued, with a reset: a TCP peer
+    /// reads `ECONNRESET`, not an EOF that would look like the end of a
+    /// complete stream ([`CloseReason::Aborted`](super::CloseReason::Aborted)).
     pub fn abort(&mut self) {
         self.table.doom(self.key, CloseReason::Aborted);
     }

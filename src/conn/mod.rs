@@ -268,7 +268,9 @@ pub enum CloseReason {
     /// Closed by us, after everything queued was sent (or by the peer, after
     /// its EOF and our flush).
     Closed,
-    /// Aborted by us: whatever was queued was dropped.
+    /// Aborted by us: whatever was queued was dropped, and the connection
+    /// was reset (`SO_LINGER` 0: a TCP peer gets an RST, not a FIN, so it
+    /// cannot take the cut stream for a complete one).
     Aborted,
     /// The peer reset the connection (`ECONNRESET`) or stopped reading
     /// (`EPIPE`). Counted in [`ConnStats::resets`].

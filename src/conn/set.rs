@@ -229,8 +229,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             ) {
                 log::debug!("closing {token:?}: {e}");
             }
-            if matches!(reason, CloseReason::Reset) {
-                self.table.stats.resets += 1;
+            match reason {
+                CloseReason::Reset => self.table.stats.resets += 1,
+                // Cut short: the peer must see a reset, not an end.
+                CloseReason::Aborted => sys::set_linger_zero(state.fd.as_fd()),
+                _ => {}
             }
             let id = ConnId(token);
             drop(state.fd);

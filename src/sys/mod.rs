@@ -35,8 +35,8 @@ pub(crate) use notify::{Counter, Signals};
 #[cfg(feature = "server")]
 pub(crate) use process::fork;
 pub(crate) use socket::{
-    Family, bind_source, connect, connect_unix, is_tcp, set_nodelay, shutdown_write, stream_socket,
-    take_error, tcp_listener,
+    Family, bind_source, connect, connect_unix, is_tcp, set_linger_zero, set_nodelay,
+    shutdown_write, stream_socket, take_error, tcp_listener,
 };
 #[cfg(feature = "server")]
 pub(crate) use socket::{in_context, socket_for};

@@ -153,3 +153,16 @@ pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) {
         log::debug!("TCP_NODELAY on fd {}: {e}", fd.as_raw_fd());
     }
 }
+
+/// `SO_LINGER {on, 0}`: the close that follows resets the connection (a
+/// TCP peer gets an RST, not a FIN), so a stream cut short cannot be
+/// mistaken for a complete one. A refusal is logged: the close goes on.
+pub(crate) fn set_linger_zero(fd: BorrowedFd<'_>) {
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    if let Err(e) = setsockopt(&fd, sockopt::Linger, &linger) {
+        log::debug!("SO_LINGER 0 on fd {}: {e}", fd.as_raw_fd());
+    }
+}
