@@ -382,3 +382,28 @@ fn an_aborted_connection_ends_with_a_reset_not_an_eof() {
     };
     assert_eq!(end, Err(io::ErrorKind::ConnectionReset));
 }
+
+#[test]
+fn on_open_never_runs_before_connect_returns_the_id() {
+    // A Unix connect completes at once, inside `connect_unix`: the handler
+    // still hears of it on a later turn, when the caller holds the id.
+    let dir = std::env::temp_dir().join(format!("edgeloop-connect-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let (mut reactor, set) = client(trigger);
+        let (connections, core) = reactor.source_mut(set);
+        let id = connections
+            .connect_unix(core, &dir, ConnectOptions::default())
+            .unwrap();
+        assert_eq!(reactor.source(set).handler().opened, 0, "{trigger:?}");
+        run_until(&mut reactor, |r| r.source(set).handler().opened == 1);
+        assert!(
+            reactor.source(set).ids().any(|open| open == id),
+            "{trigger:?}"
+        );
+        let _accepted = listener.accept().unwrap();
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(&dir);
+}

@@ -555,6 +555,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// Opens a TCP connection to `addr` without blocking. Returns its id at
     /// once; when it is established the handler's
     /// [`on_open`](Handler::on_open) runs, as for an accepted connection,
+    /// on a later turn (never inside this call, even for a connect that
+    /// completes at once, so the caller holds the id first),
     /// and if it fails later (refused, unreachable, timed out)
     /// [`on_connect_failed`](Handler::on_connect_failed) runs instead,
     /// once. Writes made before it is established are queued.
@@ -601,17 +603,16 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         target: &dyn fmt::Display,
         timeout: Option<Duration>,
     ) -> io::Result<ConnId> {
-        match started {
-            Started::Connected => {
-                self.table.stats.connects += 1;
-                self.attach_nonblocking(core, fd)
-            }
-            Started::InProgress => {
-                let id = self.table.insert_connecting(core, fd, timeout)?;
-                log::debug!("connecting {id:?} to {target}");
-                Ok(id)
-            }
-        }
+        // A connect that completed at once (a Unix socket's, usually) opens
+        // on a later turn too, through its writable event, like one in
+        // progress: the caller always has the id before `on_open` runs.
+        let id = self.table.insert_connecting(core, fd, timeout)?;
+        let how = match started {
+            Started::Connected => "connected at once",
+            Started::InProgress => "in progress",
+        };
+        log::debug!("connecting {id:?} to {target} ({how})");
+        Ok(id)
     }
 
     /// An event for a connection still connecting: established, failed, or
