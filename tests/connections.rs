@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use edgeloop::conn::ConnOptions;
+use edgeloop::conn::{Conn, ConnId, ConnOptions, Connections, Handler};
 use edgeloop::server::ServerOptions;
 use edgeloop::{Backend, Trigger};
 use util::connect;
@@ -548,4 +548,70 @@ fn a_blocking_listener_cannot_stall_the_loop() {
             "the timer stopped: the loop is stuck"
         );
     });
+}
+
+/// Acts on the other connection (`D` holds both ids) when told to by the
+/// first: `p` pauses it, `r` resumes it, `s` shuts its write side down.
+/// Everything the second sends is kept.
+struct Remote;
+
+impl Handler<(Vec<ConnId>, Vec<u8>)> for Remote {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self, (Vec<ConnId>, Vec<u8>)>, data: &[u8]) {
+        let ids = conn.data().0.clone();
+        if conn.id() == ids[1] {
+            conn.data_mut().1.extend_from_slice(data);
+            return;
+        }
+        for &b in data {
+            let done = match b {
+                b'p' => conn.pause_reading_other(ids[1]),
+                b'r' => conn.resume_reading_other(ids[1]),
+                b's' => conn.shutdown_write_other(ids[1]),
+                _ => true,
+            };
+            assert!(done, "the other connection is live");
+        }
+    }
+}
+
+#[test]
+fn a_handler_pauses_resumes_and_half_closes_another_connection() {
+    use std::os::unix::net::UnixStream;
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let mut reactor = edgeloop::Reactor::with_data((Vec::new(), Vec::new())).unwrap();
+        let set = reactor
+            .install(Connections::new(Remote, ConnOptions::with_trigger(trigger)).unwrap())
+            .unwrap();
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let (connections, core) = reactor.source_mut(set);
+            let id = connections.attach(core, ours.into()).unwrap();
+            core.data_mut().0.push(id);
+            theirs.set_nonblocking(true).unwrap();
+            peers.push(theirs);
+        }
+        let turns = |reactor: &mut edgeloop::Reactor<_>| {
+            for _ in 0..5 {
+                reactor.run_once(Some(Duration::from_millis(5))).unwrap();
+            }
+        };
+        peers[0].write_all(b"p").unwrap();
+        turns(&mut reactor);
+        peers[1].write_all(b"held").unwrap();
+        turns(&mut reactor);
+        assert_eq!(
+            reactor.core().data().1,
+            b"",
+            "{trigger:?}: paused, nothing read"
+        );
+        peers[0].write_all(b"r").unwrap();
+        turns(&mut reactor);
+        assert_eq!(reactor.core().data().1, b"held", "{trigger:?}: resumed");
+        peers[0].write_all(b"s").unwrap();
+        turns(&mut reactor);
+        let mut buf = [0; 8];
+        assert_eq!(peers[1].read(&mut buf).unwrap(), 0, "{trigger:?}: EOF");
+    }
 }

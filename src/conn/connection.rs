@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::state::{Pause, Peer};
+use super::state::Peer;
 use super::table::Table;
 use super::{CloseReason, ConnId, Handler};
 use crate::Core;
@@ -188,18 +188,36 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         self.table.shutdown_write(self.core, self.key);
     }
 
+    /// Shuts down another connection's write side once its queue is sent,
+    /// as [`shutdown_write`](Conn::shutdown_write) does for this one: a
+    /// proxy passes a half-close on to the other side. False if it is gone.
+    pub fn shutdown_write_other(&mut self, id: ConnId) -> bool {
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        self.table.shutdown_write(self.core, key);
+        true
+    }
+
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
     /// (a worker pool whose queue is full does this).
     ///
     /// A closing connection ignores it: it reads and discards until the
     /// peer's EOF (see [`close`](Conn::close)).
     pub fn pause_reading(&mut self) {
-        let c = self.table.get_mut(self.key);
-        if c.state.phase.is_closing() {
-            return;
-        }
-        c.state.pauses.insert(Pause::User);
-        self.table.update_interest(self.core, self.key);
+        self.table.pause_user(self.core, self.key);
+    }
+
+    /// Stops reading another connection of the set, as
+    /// [`pause_reading`](Conn::pause_reading) does for this one: a proxy
+    /// pauses the side whose peer's output is not draining. False if it is
+    /// gone.
+    pub fn pause_reading_other(&mut self, id: ConnId) -> bool {
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        self.table.pause_user(self.core, key);
+        true
     }
 
     /// Hands `input` back unconsumed: the set keeps it and stops reading
@@ -245,10 +263,17 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
 
     /// Reads again after [`pause_reading`](Conn::pause_reading).
     pub fn resume_reading(&mut self) {
-        let c = self.table.get_mut(self.key);
-        if !c.state.pauses.remove(Pause::User) {
-            return;
-        }
-        self.table.resumed(self.core, self.key);
+        self.table.resume_user(self.core, self.key);
+    }
+
+    /// Reads another connection of the set again after
+    /// [`pause_reading_other`](Conn::pause_reading_other). False if it is
+    /// gone.
+    pub fn resume_reading_other(&mut self, id: ConnId) -> bool {
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        self.table.resume_user(self.core, key);
+        true
     }
 }

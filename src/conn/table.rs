@@ -284,6 +284,24 @@ impl<S: Default + 'static> Table<S> {
         Ok(ConnId(token))
     }
 
+    /// The handler paused reading `key` (`Conn::pause_reading`); a closing
+    /// connection ignores it, reading and discarding until the peer's EOF.
+    pub(super) fn pause_user<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        let c = self.get_mut(key);
+        if c.state.phase.is_closing() {
+            return;
+        }
+        c.state.pauses.insert(Pause::User);
+        self.update_interest(core, key);
+    }
+
+    /// The handler's pause of `key` ends (`Conn::resume_reading`).
+    pub(super) fn resume_user<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if self.get_mut(key).state.pauses.remove(Pause::User) {
+            self.resumed(core, key);
+        }
+    }
+
     /// The connect of `key` ended (established, failed, or closed while
     /// under way): its timer, if it has one, is cancelled.
     pub(super) fn cancel_connect_timer<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
