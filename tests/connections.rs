@@ -615,3 +615,65 @@ fn a_handler_pauses_resumes_and_half_closes_another_connection() {
         assert_eq!(peers[1].read(&mut buf).unwrap(), 0, "{trigger:?}: EOF");
     }
 }
+
+/// Writes 4 MiB on `b`, 2 bytes on `s`; counts its drains.
+struct Drains;
+
+impl Handler<usize> for Drains {
+    type Session = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, Self, usize>, data: &[u8]) {
+        match data {
+            b"b" => conn.write(&vec![b'x'; 4 << 20]),
+            _ => conn.write(b"ok"),
+        }
+    }
+    fn on_drain(&mut self, conn: &mut Conn<'_, Self, usize>) {
+        assert_eq!(conn.queued(), 0);
+        *conn.data_mut() += 1;
+    }
+}
+
+#[test]
+fn on_drain_comes_once_a_queue_the_socket_refused_is_sent() {
+    use std::os::unix::net::UnixStream;
+    for trigger in [Trigger::Level, Trigger::Edge] {
+        let mut reactor = edgeloop::Reactor::with_data(0usize).unwrap();
+        let set = reactor
+            .install(Connections::new(Drains, ConnOptions::with_trigger(trigger)).unwrap())
+            .unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        connections.attach(core, ours.into()).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let turn = |reactor: &mut edgeloop::Reactor<usize>| {
+            reactor.run_once(Some(Duration::from_millis(2))).unwrap();
+        };
+        // Sent in full: no drain.
+        theirs.write_all(b"s").unwrap();
+        let mut buf = vec![0; 1 << 16];
+        let mut got = 0;
+        while got < 2 {
+            turn(&mut reactor);
+            got += theirs.read(&mut buf).unwrap_or(0);
+        }
+        assert_eq!(*reactor.core().data(), 0, "{trigger:?}: nothing was queued");
+        // 4 MiB: queued until the peer reads it all, then one drain.
+        theirs.write_all(b"b").unwrap();
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got < 4 << 20 {
+            assert!(
+                Instant::now() < deadline,
+                "{trigger:?}: {got} bytes in 20 s"
+            );
+            turn(&mut reactor);
+            while let Ok(n @ 1..) = theirs.read(&mut buf) {
+                got += n;
+            }
+        }
+        for _ in 0..5 {
+            turn(&mut reactor);
+        }
+        assert_eq!(*reactor.core().data(), 1, "{trigger:?}: one drain");
+    }
+}

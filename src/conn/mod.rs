@@ -118,6 +118,19 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
         conn.close();
     }
 
+    /// The socket took the last of this connection's queued output: bytes
+    /// it had refused earlier (the peer read slowly) are all sent, on a
+    /// writable event, and the connection is open. Node's `'drain'`: a
+    /// handler that paused a producer because this connection's
+    /// [`queued`](Conn::queued) output grew (its own reading, or another
+    /// connection's with [`Conn::pause_reading_other`]) resumes it here.
+    /// Not called for output a handler call sent in full, nor for a queue
+    /// the handler emptied itself with [`Conn::flush`]. The default does
+    /// nothing.
+    fn on_drain(&mut self, conn: &mut Conn<'_, Self, D>) {
+        let _ = conn;
+    }
+
     /// The connection is closed and its fd released. Called exactly once per
     /// connection.
     fn on_close(

@@ -282,6 +282,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         if ready.is_writable() && c.queue.is_some() {
             self.table.flush(core, key);
             state = self.table.slots[key].state;
+            if state.phase == Phase::Open && self.table.slots[key].queue.is_none() {
+                self.drained(core, key);
+                state = self.table.slots[key].state;
+            }
         }
         let doomed = state.phase == Phase::Doomed;
         if !doomed
@@ -423,6 +427,15 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             None if self.table.get(key).state.phase == Phase::Doomed => {}
             None => self.table.resumed(core, key),
         }
+    }
+
+    /// A writable event sent the last of `key`'s queue: its handler hears.
+    #[cold]
+    #[inline(never)]
+    fn drained(&mut self, core: &mut Core<D>, key: usize) {
+        Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
+            h.on_drain(conn)
+        });
     }
 
     #[cold]
