@@ -22,6 +22,8 @@ use util::server::{Echo, start};
 struct Client {
     opened: usize,
     failed: Vec<io::ErrorKind>,
+    /// The sessions the failed connects handed back.
+    failed_sessions: Vec<Vec<u8>>,
     closed: usize,
     /// Echoes complete, by source address.
     echoed_from: HashMap<IpAddr, usize>,
@@ -58,8 +60,9 @@ impl Handler for Client {
         }
     }
 
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, error: io::Error) {
+    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, session: Vec<u8>, error: io::Error) {
         self.failed.push(error.kind());
+        self.failed_sessions.push(session);
     }
 
     fn on_close(&mut self, _: &mut Core, _: ConnId, _: Vec<u8>, _: CloseReason) {
@@ -144,9 +147,14 @@ fn a_connect_to_a_full_backlog_times_out_once() {
     let (mut reactor, set) = client(Trigger::Edge);
     const TRIES: usize = 6;
     let options = ConnectOptions::default().with_timeout(Some(Duration::from_millis(300)));
-    for _ in 0..TRIES {
+    for i in 0..TRIES {
         let (connections, core) = reactor.source_mut(set);
-        connections.connect(core, addr, options).unwrap();
+        let id = connections.connect(core, addr, options).unwrap();
+        // What the connection is for, set while it connects: a failure
+        // hands it back.
+        connections
+            .with_conn(core, id, |_, conn| *conn.session() = vec![b'0' + i as u8])
+            .unwrap();
     }
     run_until(&mut reactor, |r| {
         let c = r.source(set).handler();
@@ -162,6 +170,12 @@ fn a_connect_to_a_full_backlog_times_out_once() {
     assert_eq!(
         reactor.source(set).stats().connect_failures,
         client.failed.len() as u64
+    );
+    assert_eq!(client.failed_sessions.len(), client.failed.len());
+    assert!(
+        client.failed_sessions.iter().all(|s| s.len() == 1),
+        "each failure carries its own session: {:?}",
+        client.failed_sessions
     );
     drop(listener);
 }

@@ -49,7 +49,7 @@ impl Handler for Echo {
         self.closed
             .push((id, Instant::now(), format!("{reason:?}")));
     }
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, error: io::Error) {
+    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, _: (), error: io::Error) {
         self.failed.push((Instant::now(), error.kind()));
     }
 }

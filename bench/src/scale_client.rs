@@ -79,7 +79,7 @@ impl Handler for Probe {
         }
     }
 
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, _: io::Error) {
+    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, _: Self::Session, _: io::Error) {
         self.failed += 1;
     }
 

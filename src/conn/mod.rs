@@ -146,9 +146,18 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     /// An outbound connection ([`Connections::connect`]) failed after it
     /// was started: refused, unreachable, timed out (`TimedOut`). Called
     /// once, instead of [`on_open`](Handler::on_open); no
-    /// [`on_close`](Handler::on_close) follows. The default logs it.
-    fn on_connect_failed(&mut self, core: &mut Core<D>, id: ConnId, error: io::Error) {
-        let _ = core;
+    /// [`on_close`](Handler::on_close) follows. `session` is the
+    /// connection's, as set while it was connecting (with
+    /// [`Connections::with_conn`]), so what it was for (the client a proxy
+    /// connected on behalf of) is not lost. The default logs it.
+    fn on_connect_failed(
+        &mut self,
+        core: &mut Core<D>,
+        id: ConnId,
+        session: Self::Session,
+        error: io::Error,
+    ) {
+        let _ = (core, session);
         log::warn!("connect {id:?}: {error}");
     }
 

@@ -247,7 +247,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     _ => io::Error::from(io::ErrorKind::ConnectionAborted),
                 };
                 log::debug!("connect {id:?} failed: {error}");
-                self.handler.on_connect_failed(core, id, error);
+                self.handler
+                    .on_connect_failed(core, id, state.session, error);
                 continue;
             }
             log::debug!("close {id:?}: {reason:?}");
