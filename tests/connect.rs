@@ -326,23 +326,10 @@ impl Handler for NoDelay {
 #[test]
 fn tcp_nodelay_is_on_for_accepted_and_connected_tcp_unless_turned_off() {
     for nodelay in [true, false] {
-        let mut reactor = util::reactor(Backend::Epoll);
         let options = ConnOptions::default().with_nodelay(nodelay);
-        let set = reactor
-            .install(Connections::new(NoDelay::default(), options).unwrap())
-            .unwrap();
-        let listener =
-            edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (connections, core) = reactor.source_mut(set);
-        connections
-            .listen(
-                core,
-                listener.into(),
-                edgeloop::conn::AcceptOptions::default(),
-            )
-            .unwrap();
+        let (mut reactor, set, addr) = util::listening_set(NoDelay::default(), options);
         // The set connects to itself: one outbound, one accepted.
+        let (connections, core) = reactor.source_mut(set);
         connections
             .connect(core, addr, ConnectOptions::default())
             .unwrap();
@@ -364,21 +351,7 @@ impl Handler for CutShort {
 
 #[test]
 fn an_aborted_connection_ends_with_a_reset_not_an_eof() {
-    let mut reactor = util::reactor(Backend::Epoll);
-    let set = reactor
-        .install(Connections::new(CutShort, ConnOptions::default()).unwrap())
-        .unwrap();
-    let listener =
-        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (connections, core) = reactor.source_mut(set);
-    connections
-        .listen(
-            core,
-            listener.into(),
-            edgeloop::conn::AcceptOptions::default(),
-        )
-        .unwrap();
+    let (mut reactor, _, addr) = util::listening_set(CutShort, ConnOptions::default());
     let mut client = std::net::TcpStream::connect(addr).unwrap();
     client.write_all(b"go").unwrap();
     client.set_nonblocking(true).unwrap();

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use edgeloop::conn::{AcceptOptions, Conn, ConnId, ConnOptions, Connections, Handler};
+use edgeloop::conn::{Conn, ConnId, ConnOptions, Handler};
 use edgeloop::{Interest, PostAction, Trigger};
 
 /// Relays each line to every other connection of its set, from inside the
@@ -37,17 +37,7 @@ fn read_line(reader: &mut BufReader<TcpStream>) -> String {
 
 #[test]
 fn a_set_is_reachable_from_its_handler_a_timer_a_posted_closure_and_a_callback() {
-    let mut reactor = util::reactor(edgeloop::Backend::Epoll);
-    let set = reactor
-        .install(Connections::new(Relay, ConnOptions::default()).unwrap())
-        .unwrap();
-    let listener =
-        edgeloop::conn::tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (connections, core) = reactor.source_mut(set);
-    connections
-        .listen(core, listener.into(), AcceptOptions::default())
-        .unwrap();
+    let (mut reactor, set, addr) = util::listening_set(Relay, ConnOptions::default());
 
     let a = TcpStream::connect(addr).unwrap();
     let b = TcpStream::connect(addr).unwrap();

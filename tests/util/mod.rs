@@ -23,6 +23,30 @@ pub fn reactor(backend: Backend) -> Reactor {
     reactor
 }
 
+/// A [`reactor`] (epoll) with a connection set served by `handler`,
+/// listening on a fresh loopback TCP port: the set, and the port's address.
+pub fn listening_set<H: edgeloop::conn::Handler>(
+    handler: H,
+    options: edgeloop::conn::ConnOptions,
+) -> (
+    Reactor,
+    edgeloop::SourceId<edgeloop::conn::Connections<H>>,
+    std::net::SocketAddr,
+) {
+    use edgeloop::conn::{AcceptOptions, Connections, tcp_listener};
+    let mut reactor = reactor(Backend::Epoll);
+    let set = reactor
+        .install(Connections::new(handler, options).unwrap())
+        .unwrap();
+    let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connections, core) = reactor.source_mut(set);
+    connections
+        .listen(core, listener.into(), AcceptOptions::default())
+        .unwrap();
+    (reactor, set, addr)
+}
+
 /// What the callbacks saw, in order: (label, readiness).
 #[derive(Clone, Default)]
 pub struct Log(Rc<RefCell<Vec<(&'static str, Ready)>>>);
