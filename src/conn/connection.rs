@@ -50,6 +50,21 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         result
     }
 
+    /// Runs `act` on the open connection `id` names (the `_other` methods
+    /// and `write_to`); false if it is gone.
+    #[inline]
+    fn on_other(
+        &mut self,
+        id: ConnId,
+        act: impl FnOnce(&mut Table<H::Session>, &mut Core<D>, usize),
+    ) -> bool {
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        act(self.table, self.core, key);
+        true
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.table.id(self.key)
@@ -107,11 +122,8 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// it stops being read, so one sender cannot fill the server's memory
     /// by writing to many slow readers.
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.write(self.core, key, data, self.key);
-        true
+        let sender = self.key;
+        self.on_other(id, |table, core, key| table.write(core, key, data, sender))
     }
 
     /// Sends what this handler call wrote so far now, rather than when it
@@ -165,21 +177,13 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// `for id in conn.ids().collect::<Vec<_>>() { conn.close_other(id); }`.
     /// False if it is gone.
     pub fn close_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.close(self.core, key);
-        true
+        self.on_other(id, |table, core, key| table.close(core, key))
     }
 
     /// Closes another connection of the set now (a chat server dropping a
     /// client that does not read). False if it is gone.
     pub fn abort_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.doom(key, CloseReason::Aborted);
-        true
+        self.on_other(id, |table, _, key| table.doom(key, CloseReason::Aborted))
     }
 
     /// Shuts down the write side once everything queued is sent (the peer
@@ -192,11 +196,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// as [`shutdown_write`](Conn::shutdown_write) does for this one: a
     /// proxy passes a half-close on to the other side. False if it is gone.
     pub fn shutdown_write_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.shutdown_write(self.core, key);
-        true
+        self.on_other(id, |table, core, key| table.shutdown_write(core, key))
     }
 
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
@@ -213,11 +213,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// pauses the side whose peer's output is not draining. False if it is
     /// gone.
     pub fn pause_reading_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.pause_user(self.core, key);
-        true
+        self.on_other(id, |table, core, key| table.pause_user(core, key))
     }
 
     /// Hands `input` back unconsumed: the set keeps it and stops reading
@@ -270,10 +266,6 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// [`pause_reading_other`](Conn::pause_reading_other). False if it is
     /// gone.
     pub fn resume_reading_other(&mut self, id: ConnId) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        self.table.resume_user(self.core, key);
-        true
+        self.on_other(id, |table, core, key| table.resume_user(core, key))
     }
 }
