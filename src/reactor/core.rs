@@ -245,7 +245,14 @@ impl<D: 'static> Core<D> {
         let token = self.callbacks.next_token()?;
         let callback: Box<dyn Registered<D>> = Box::new(Owned { io, callback });
         let fd = callback.fd().as_raw_fd();
-        if crate::sys::is_always_ready(callback.fd()) {
+        let blocking = !crate::sys::is_nonblocking(callback.fd())?;
+        // The file-type check costs an fstat, so only where the kernel will
+        // not refuse the fd itself: before the blocking refusal (which would
+        // send the user the wrong way), and on poll and select (which would
+        // report it on every wait). Epoll refuses it with EPERM anyway.
+        if (blocking || !self.selector.ctl_is_syscall())
+            && crate::sys::is_always_ready(callback.fd())
+        {
             return Err(crate::sys::errno_error_hint(
                 nix::libc::EPERM,
                 format_args!("edgeloop: fd {fd} is a regular file or a directory"),
@@ -253,7 +260,7 @@ impl<D: 'static> Core<D> {
                  on every wait): read it directly",
             ));
         }
-        if !crate::sys::is_nonblocking(callback.fd())? {
+        if blocking {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
