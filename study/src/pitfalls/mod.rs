@@ -79,19 +79,11 @@ pub fn run(wanted: &[u32]) -> io::Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for (number, experiment) in EXPERIMENTS {
         if wanted.is_empty() || wanted.contains(&number) {
-            findings.push(experiment()?);
+            findings.push((number, experiment()?));
         }
     }
-    findings.sort_by_key(Finding::number);
-    Ok(findings)
-}
-
-impl Finding {
-    /// The pitfall's number, from its title ("7. ...").
-    pub fn number(&self) -> u32 {
-        let digits = self.pitfall.split('.').next().unwrap_or("");
-        digits.parse().unwrap_or(u32::MAX)
-    }
+    findings.sort_by_key(|(number, _)| *number);
+    Ok(findings.into_iter().map(|(_, finding)| finding).collect())
 }
 
 /// An epoll instance (close-on-exec).
