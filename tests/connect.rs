@@ -93,7 +93,12 @@ fn an_outbound_connection_opens_like_an_accepted_one_and_echoes() {
         let (mut reactor, set) = client(trigger);
         let (connections, core) = reactor.source_mut(set);
         connections
-            .connect(core, server.addr, ConnectOptions::default())
+            .connect(
+                core,
+                server.addr,
+                ConnectOptions::default(),
+                Default::default(),
+            )
             .unwrap();
         run_until(&mut reactor, |r| {
             r.source(set).handler().echoed_from.values().sum::<usize>() == 1
@@ -114,7 +119,7 @@ fn a_refused_connect_is_reported_once_and_does_not_spin() {
     for trigger in [Trigger::Level, Trigger::Edge] {
         let (mut reactor, set) = client(trigger);
         let (connections, core) = reactor.source_mut(set);
-        match connections.connect(core, addr, ConnectOptions::default()) {
+        match connections.connect(core, addr, ConnectOptions::default(), Default::default()) {
             // Refused before it started: the result says so, no callback.
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
             Ok(_) => run_until(&mut reactor, |r| !r.source(set).handler().failed.is_empty()),
@@ -149,11 +154,10 @@ fn a_connect_to_a_full_backlog_times_out_once() {
     let options = ConnectOptions::default().with_timeout(Some(Duration::from_millis(300)));
     for i in 0..TRIES {
         let (connections, core) = reactor.source_mut(set);
-        let id = connections.connect(core, addr, options).unwrap();
-        // What the connection is for, set while it connects: a failure
-        // hands it back.
+        // What the connection is for, given up front: a failure hands it
+        // back.
         connections
-            .with_conn(core, id, |_, conn| *conn.session() = vec![b'0' + i as u8])
+            .connect(core, addr, options, vec![b'0' + i as u8])
             .unwrap();
     }
     run_until(&mut reactor, |r| {
@@ -198,6 +202,7 @@ fn thousands_of_outbound_connections_from_three_source_addresses_each_echo() {
                     core,
                     server.addr,
                     ConnectOptions::default().with_local_ip(Some(ip)),
+                    Default::default(),
                 )
                 .unwrap();
         }
@@ -226,7 +231,12 @@ fn a_shutdown_asked_while_connecting_takes_effect_once_connected() {
     let (mut reactor, set) = client(Trigger::Edge);
     let (connections, core) = reactor.source_mut(set);
     let id = connections
-        .connect(core, server.addr, ConnectOptions::default())
+        .connect(
+            core,
+            server.addr,
+            ConnectOptions::default(),
+            Default::default(),
+        )
         .unwrap();
     connections
         .with_conn(core, id, |_, conn| {
@@ -258,7 +268,7 @@ fn closing_a_connection_still_connecting_reports_an_aborted_connect() {
         let (connections, core) = reactor.source_mut(set);
         ids.push(
             connections
-                .connect(core, addr, ConnectOptions::default())
+                .connect(core, addr, ConnectOptions::default(), Default::default())
                 .unwrap(),
         );
     }
@@ -299,6 +309,7 @@ fn an_established_connect_leaves_no_timer_behind() {
                 core,
                 server.addr,
                 ConnectOptions::default().with_timeout(timeout),
+                Default::default(),
             )
             .unwrap();
         run_until(&mut reactor, |r| r.source(set).handler().opened == 1);
@@ -331,7 +342,7 @@ fn tcp_nodelay_is_on_for_accepted_and_connected_tcp_unless_turned_off() {
         // The set connects to itself: one outbound, one accepted.
         let (connections, core) = reactor.source_mut(set);
         connections
-            .connect(core, addr, ConnectOptions::default())
+            .connect(core, addr, ConnectOptions::default(), Default::default())
             .unwrap();
         run_until(&mut reactor, |r| r.source(set).handler().0.len() == 2);
         assert_eq!(reactor.source(set).handler().0, [nodelay; 2]);
@@ -381,7 +392,7 @@ fn on_open_never_runs_before_connect_returns_the_id() {
         let (mut reactor, set) = client(trigger);
         let (connections, core) = reactor.source_mut(set);
         let id = connections
-            .connect_unix(core, &dir, ConnectOptions::default())
+            .connect_unix(core, &dir, ConnectOptions::default(), Default::default())
             .unwrap();
         assert_eq!(reactor.source(set).handler().opened, 0, "{trigger:?}");
         run_until(&mut reactor, |r| r.source(set).handler().opened == 1);

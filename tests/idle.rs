@@ -266,7 +266,7 @@ fn a_connecting_connection_keeps_its_connect_timeout_under_a_shorter_idle_timeou
     for _ in 0..TRIES {
         let (connections, core) = reactor.source_mut(set);
         let options = ConnectOptions::default().with_timeout(Some(connect_timeout));
-        connections.connect(core, addr, options).unwrap();
+        connections.connect(core, addr, options, ()).unwrap();
     }
     while reactor.source(set).handler().failed.is_empty()
         && started.elapsed() < Duration::from_secs(20)

@@ -162,7 +162,7 @@ pub fn run(addr: SocketAddr, connections: usize, sources: &[IpAddr], tag: u64) -
             let ip = sources.get(issued % sources.len().max(1)).copied();
             let (set_ref, core) = reactor.source_mut(set);
             if set_ref
-                .connect(core, addr, connect.with_local_ip(ip))
+                .connect(core, addr, connect.with_local_ip(ip), Waiting::default())
                 .is_err()
             {
                 set_ref.handler_mut().failed += 1;

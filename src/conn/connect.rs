@@ -78,30 +78,38 @@ pub(super) enum Started {
     InProgress,
 }
 
-/// A non-blocking TCP socket to `addr`, bound to the options' source
-/// address, with its `connect` started.
-pub(super) fn open_tcp(
-    addr: SocketAddr,
-    options: &ConnectOptions,
-) -> io::Result<(OwnedFd, Started)> {
-    let family = if addr.is_ipv4() {
-        sys::Family::Ipv4
-    } else {
-        sys::Family::Ipv6
-    };
-    let fd = sys::stream_socket(family)?;
-    if let Some(ip) = options.local_ip {
-        sys::bind_source(fd.as_fd(), ip, addr)?;
-    }
-    let started = started(sys::connect(fd.as_fd(), addr), &addr)?;
-    Ok((fd, started))
+/// Where an outbound connection goes.
+#[derive(Copy, Clone, Debug)]
+pub(super) enum Target<'a> {
+    Tcp(SocketAddr),
+    Unix(&'a Path),
 }
 
-/// A non-blocking Unix stream socket with its `connect` to `path` started.
-pub(super) fn open_unix(path: &Path) -> io::Result<(OwnedFd, Started)> {
-    let fd = sys::stream_socket(sys::Family::Unix)?;
-    let started = started(sys::connect_unix(fd.as_fd(), path)?, &path.display())?;
-    Ok((fd, started))
+impl Target<'_> {
+    /// A non-blocking socket with its `connect` to the target started;
+    /// TCP from the options' source address.
+    pub(super) fn open(self, options: &ConnectOptions) -> io::Result<(OwnedFd, Started)> {
+        match self {
+            Target::Tcp(addr) => {
+                let family = if addr.is_ipv4() {
+                    sys::Family::Ipv4
+                } else {
+                    sys::Family::Ipv6
+                };
+                let fd = sys::stream_socket(family)?;
+                if let Some(ip) = options.local_ip {
+                    sys::bind_source(fd.as_fd(), ip, addr)?;
+                }
+                let started = started(sys::connect(fd.as_fd(), addr), &addr)?;
+                Ok((fd, started))
+            }
+            Target::Unix(path) => {
+                let fd = sys::stream_socket(sys::Family::Unix)?;
+                let started = started(sys::connect_unix(fd.as_fd(), path)?, &path.display())?;
+                Ok((fd, started))
+            }
+        }
+    }
 }
 
 fn started(result: sys::SysResult<()>, target: &dyn std::fmt::Display) -> io::Result<Started> {

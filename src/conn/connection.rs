@@ -1,9 +1,13 @@
 //! [`Conn`]: one connection as its handler sees it.
 
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 
+use super::connect::{ConnectOptions, Target};
 use super::state::Peer;
 use super::table::Table;
 use super::{CloseReason, ConnId, Handler};
@@ -267,5 +271,113 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// gone.
     pub fn resume_reading_other(&mut self, id: ConnId) -> bool {
         self.on_other(id, |table, core, key| table.resume_user(core, key))
+    }
+
+    /// Opens an outbound TCP connection to `addr` in this set, with
+    /// `session` as its session, as
+    /// [`Connections::connect`](super::Connections::connect) does: its id
+    /// comes back at once, and its [`on_open`](Handler::on_open) (or
+    /// [`on_connect_failed`](Handler::on_connect_failed)) runs on a later
+    /// turn. A proxy opens its upstream side here, from the client's
+    /// `on_open`, and [pairs](Conn::pair_with) the two.
+    ///
+    /// # Errors
+    /// As [`Connections::connect`](super::Connections::connect).
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        options: ConnectOptions,
+        session: H::Session,
+    ) -> io::Result<ConnId> {
+        self.table
+            .connect(self.core, Target::Tcp(addr), &options, session)
+    }
+
+    /// Opens an outbound Unix stream connection to `path`, as
+    /// [`connect`](Conn::connect) does for TCP.
+    ///
+    /// # Errors
+    /// As [`Connections::connect_unix`](super::Connections::connect_unix).
+    pub fn connect_unix(
+        &mut self,
+        path: &Path,
+        options: ConnectOptions,
+        session: H::Session,
+    ) -> io::Result<ConnId> {
+        self.table
+            .connect(self.core, Target::Unix(path), &options, session)
+    }
+
+    /// Joins this connection and `other` into one stream, a proxy's two
+    /// sides. From then on the set does the forwarding:
+    /// - what either side reads is sent on the other (the handler's
+    ///   [`on_data`](Handler::on_data) is not called for them), and bytes
+    ///   written to a side still connecting wait in its queue;
+    /// - backpressure is per direction: a side whose queue passes
+    ///   [`high_water`](super::ConnOptions::high_water) pauses reading
+    ///   the *other* side (which fills it), until it drains to
+    ///   [`low_water`](super::ConnOptions::low_water);
+    /// - a half-close passes through: one peer's EOF shuts down the other
+    ///   side's write once its queue is sent ([`on_eof`](Handler::on_eof)
+    ///   is not called), and a side whose write side is shut and whose
+    ///   peer sent EOF is done and closes;
+    /// - idle time ([`idle_timeout`](super::ConnOptions::idle_timeout))
+    ///   counts the pair's traffic either way;
+    /// - a [`close`](Conn::close) of one (or an idle timeout) closes both,
+    ///   each after its queue is sent; a reset, an error, an
+    ///   [`abort`](Conn::abort) or a failed connect on one aborts the
+    ///   other, so its peer reads a reset, never an EOF that would look
+    ///   like the end of a complete stream.
+    ///
+    /// Each side still gets its own [`on_open`](Handler::on_open),
+    /// [`on_drain`](Handler::on_drain) and [`on_close`](Handler::on_close).
+    ///
+    /// ```
+    /// use edgeloop::conn::{Conn, ConnectOptions, Handler};
+    /// use std::net::SocketAddr;
+    ///
+    /// /// Forwards every accepted connection to `upstream`.
+    /// struct Proxy {
+    ///     upstream: SocketAddr,
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// enum Side {
+    ///     #[default]
+    ///     Client,
+    ///     Upstream,
+    /// }
+    ///
+    /// impl Handler for Proxy {
+    ///     type Session = Side;
+    ///     fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         if let Side::Client = conn.session() {
+    ///             let upstream = conn.connect(self.upstream, ConnectOptions::default(), Side::Upstream);
+    ///             match upstream.and_then(|id| conn.pair_with(id)) {
+    ///                 Ok(()) => {}
+    ///                 Err(_) => conn.abort(),
+    ///             }
+    ///         }
+    ///     }
+    ///     // Paired connections' bytes go straight to the other side.
+    ///     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// `NotFound` if `other` is gone; `InvalidInput` if it is this
+    /// connection, if either is paired already, or if either is closing.
+    pub fn pair_with(&mut self, other: ConnId) -> io::Result<()> {
+        let id = self.id();
+        self.table.pair(id, other)
+    }
+
+    /// The connection this one is [paired](Conn::pair_with) with, while
+    /// it is.
+    pub fn partner(&self) -> Option<ConnId> {
+        self.table
+            .links
+            .partner(self.key)
+            .map(|key| self.table.id(key))
     }
 }

@@ -53,6 +53,7 @@ mod deferred;
 mod idle;
 mod key;
 mod listening;
+mod pair;
 mod queue;
 mod set;
 mod shutdown;
@@ -147,9 +148,9 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     /// was started: refused, unreachable, timed out (`TimedOut`). Called
     /// once, instead of [`on_open`](Handler::on_open); no
     /// [`on_close`](Handler::on_close) follows. `session` is the
-    /// connection's, as set while it was connecting (with
-    /// [`Connections::with_conn`]), so what it was for (the client a proxy
-    /// connected on behalf of) is not lost. The default logs it.
+    /// connection's: the one given to `connect` (or changed since, with
+    /// [`Connections::with_conn`]), so what it was for is not lost. A
+    /// [paired](Conn::pair_with) partner is aborted. The default logs it.
     fn on_connect_failed(
         &mut self,
         core: &mut Core<D>,

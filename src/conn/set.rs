@@ -7,12 +7,11 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::time::Duration;
 
 use nix::libc;
 
 use super::accept::{AcceptOptions, ListenerId, Listeners};
-use super::connect::{self, ConnectOptions, Outcome, Started};
+use super::connect::{self, ConnectOptions, Outcome, Target};
 use super::key::Key;
 use super::state::{Pause, Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table};
@@ -218,6 +217,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     #[cold]
     fn close_doomed(&mut self, core: &mut Core<D>) {
         while let Some((key, reason, connecting)) = self.table.doomed.pop() {
+            if let Some(partner) = self.table.links.unlink(key) {
+                self.table.partner_closed(core, partner, &reason);
+            }
             let token = self.table.token(key);
             let state = self.table.slots.remove(key);
             if let Err(e) = core.set_interest(
@@ -382,6 +384,17 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     }
                 }
             };
+            if handed_back.is_none() {
+                if let Some(to) = self.table.links.partner(key) {
+                    self.table.forward(core, key, to, &self.scratch[..n]);
+                    if (n < self.table.plan.chunk && stop_at_short_read)
+                        || !self.table.slots[key].reading()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
             self.table.requests += 1;
             let data = match &handed_back {
                 Some(input) => &input[..],
@@ -457,6 +470,8 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             if c.queued() == 0 {
                 self.table.doom(key, CloseReason::Closed);
             }
+        } else if let Some(to) = self.table.links.partner(key) {
+            self.table.pass_eof(core, key, to);
         } else {
             Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
                 h.on_eof(conn)
@@ -566,14 +581,16 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         true
     }
 
-    /// Opens a TCP connection to `addr` without blocking. Returns its id at
-    /// once; when it is established the handler's
-    /// [`on_open`](Handler::on_open) runs, as for an accepted connection,
-    /// on a later turn (never inside this call, even for a connect that
-    /// completes at once, so the caller holds the id first),
-    /// and if it fails later (refused, unreachable, timed out)
-    /// [`on_connect_failed`](Handler::on_connect_failed) runs instead,
-    /// once. Writes made before it is established are queued.
+    /// Opens a TCP connection to `addr` without blocking, with `session`
+    /// as its session from the start. Returns its id at once; when it is
+    /// established the handler's [`on_open`](Handler::on_open) runs, as
+    /// for an accepted connection, on a later turn (never inside this
+    /// call, even for a connect that completes at once, so the caller
+    /// holds the id first), and if it fails later (refused, unreachable,
+    /// timed out) [`on_connect_failed`](Handler::on_connect_failed) runs
+    /// instead, once, with the session back. Writes made before it is
+    /// established are queued. A handler opens one with
+    /// [`Conn::connect`].
     ///
     /// # Errors
     /// What fails at once: the socket, the local bind (`AddrInUse` when
@@ -584,12 +601,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         core: &mut Core<D>,
         addr: SocketAddr,
         options: ConnectOptions,
+        session: H::Session,
     ) -> io::Result<ConnId> {
-        let (fd, started) = connect::open_tcp(addr, &options)?;
-        if self.table.options.nodelay {
-            sys::set_nodelay(fd.as_fd());
-        }
-        self.connecting(core, fd, started, &addr, options.timeout)
+        self.table
+            .connect(core, Target::Tcp(addr), &options, session)
     }
 
     /// Opens a Unix stream connection to `path`, as [`connect`](Connections::connect)
@@ -603,30 +618,19 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         core: &mut Core<D>,
         path: &Path,
         options: ConnectOptions,
+        session: H::Session,
     ) -> io::Result<ConnId> {
-        let (fd, started) = connect::open_unix(path)?;
-        self.connecting(core, fd, started, &path.display(), options.timeout)
+        self.table
+            .connect(core, Target::Unix(path), &options, session)
     }
 
-    /// Adds a socket whose `connect` has started.
-    fn connecting(
-        &mut self,
-        core: &mut Core<D>,
-        fd: OwnedFd,
-        started: Started,
-        target: &dyn fmt::Display,
-        timeout: Option<Duration>,
-    ) -> io::Result<ConnId> {
-        // A connect that completed at once (a Unix socket's, usually) opens
-        // on a later turn too, through its writable event, like one in
-        // progress: the caller always has the id before `on_open` runs.
-        let id = self.table.insert_connecting(core, fd, timeout)?;
-        let how = match started {
-            Started::Connected => "connected at once",
-            Started::InProgress => "in progress",
-        };
-        log::debug!("connecting {id:?} to {target} ({how})");
-        Ok(id)
+    /// Joins connections `a` and `b` into one stream, as
+    /// [`Conn::pair_with`] does from a handler.
+    ///
+    /// # Errors
+    /// As [`Conn::pair_with`].
+    pub fn pair(&mut self, a: ConnId, b: ConnId) -> io::Result<()> {
+        self.table.pair(a, b)
     }
 
     /// An event for a connection still connecting: established, failed, or

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::connect::{ConnectOptions, Started, Target};
 use super::cork::Cork;
 use super::deferred::Deferred;
 use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::key::{Key, MAX_CONNECTIONS};
+use super::pair::Links;
 use super::queue::WriteQueue;
 use super::state::{Pause, Pauses, Peer, Phase, State};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
@@ -101,6 +103,8 @@ pub(super) struct Table<S> {
     /// cancelled once the connect ends either way, so an established
     /// connection leaves no timer behind.
     connect_timers: HashMap<usize, TimerId>,
+    /// Which connections are paired, and with whom (see `pair`).
+    pub(super) links: Links,
 }
 
 /// The read loop's view of [`ConnOptions`], derived once (the options do
@@ -149,6 +153,7 @@ impl<S: Default + 'static> Table<S> {
             cork: Cork::new(),
             deferred: Deferred::default(),
             connect_timers: HashMap::new(),
+            links: Links::default(),
         }
     }
 
@@ -263,25 +268,110 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 
-    /// Registers a socket whose `connect` is under way: its completion is
-    /// a writable event (or HUP/ERR); `timeout` arms its connect timer.
-    pub(super) fn insert_connecting<D: 'static>(
+    /// Opens an outbound connection to `target` with `session`: its
+    /// socket's `connect` started, registered as connecting (its
+    /// completion is a writable event, or HUP/ERR), its timer armed. A
+    /// connect that completed at once (a Unix socket's, usually) opens
+    /// on a later turn too, through its writable event: the caller always
+    /// has the id before `on_open` runs.
+    pub(super) fn connect<D: 'static>(
         &mut self,
         core: &mut Core<D>,
-        fd: OwnedFd,
-        timeout: Option<Duration>,
+        target: Target<'_>,
+        options: &ConnectOptions,
+        session: S,
     ) -> io::Result<ConnId> {
+        let (fd, started) = target.open(options)?;
+        if self.options.nodelay && matches!(target, Target::Tcp(_)) {
+            sys::set_nodelay(fd.as_fd());
+        }
         let interest = match self.options.trigger {
             Trigger::Edge => Interest::BOTH,
             _ => Interest::WRITABLE,
         };
         let key = self.insert(core, fd, interest, Phase::Connecting)?;
+        self.slots[key].session = session;
         let token = self.token(key);
-        if let Some(timeout) = timeout {
+        if let Some(timeout) = options.timeout {
             let timer = core.source_timer(timeout, token, TIMER_CONNECT);
             self.connect_timers.insert(key, timer);
         }
+        let how = match started {
+            Started::Connected => "connected at once",
+            Started::InProgress => "in progress",
+        };
+        log::debug!("connecting {:?} to {target:?} ({how})", ConnId(token));
         Ok(ConnId(token))
+    }
+
+    /// Joins connections `a` and `b` into one stream (see `pair`).
+    pub(super) fn pair(&mut self, a: ConnId, b: ConnId) -> io::Result<()> {
+        let (Some(ka), Some(kb)) = (self.live(a), self.live(b)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("edgeloop: pairing {a:?} with {b:?}: a connection is gone"),
+            ));
+        };
+        let closing = |k: usize| self.slots[k].state.phase.is_closing();
+        if ka == kb || self.links.partner(ka).is_some() || self.links.partner(kb).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "edgeloop: pairing {a:?} with {b:?}: a connection pairs with one other, once"
+                ),
+            ));
+        }
+        if closing(ka) || closing(kb) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("edgeloop: pairing {a:?} with {b:?}: a connection is closing"),
+            ));
+        }
+        self.links.link(ka, kb);
+        Ok(())
+    }
+
+    /// Sends what `from` read to its partner `to`: idle time counts the
+    /// pair's traffic either way, and what `to`'s queue holds pauses
+    /// `from` (see `queue_changed`).
+    #[inline]
+    pub(super) fn forward<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        from: usize,
+        to: usize,
+        data: &[u8],
+    ) {
+        if self.plan.track_idle {
+            self.slots[to].stamp = self.now;
+        }
+        self.write(core, to, data, from);
+    }
+
+    /// `key`'s peer sent EOF and `key` is paired with `to`: the half-close
+    /// passes through (`to`'s write side shuts once its queue is sent),
+    /// and `key` is done if its own write side is shut already.
+    pub(super) fn pass_eof<D: 'static>(&mut self, core: &mut Core<D>, key: usize, to: usize) {
+        self.shutdown_write(core, to);
+        if self.slots[key].state.phase == Phase::WriteShut {
+            self.doom(key, CloseReason::Closed);
+        }
+    }
+
+    /// `key`'s paired partner closed for `reason`: a graceful end closes
+    /// `key` gracefully too; any other (a reset, an error, an abort, a
+    /// failed connect) aborts it, so its peer reads a reset rather than
+    /// an EOF that would look like the end of a complete stream.
+    pub(super) fn partner_closed<D: 'static>(
+        &mut self,
+        core: &mut Core<D>,
+        key: usize,
+        reason: &CloseReason,
+    ) {
+        match reason {
+            CloseReason::Closed => self.close(core, key),
+            _ => self.doom(key, CloseReason::Aborted),
+        }
     }
 
     /// The handler paused reading `key` (`Conn::pause_reading`); a closing
@@ -393,6 +483,11 @@ impl<S: Default + 'static> Table<S> {
     /// close. Closing with unread input would send an RST, and an RST can
     /// make the peer drop our last reply.
     pub(super) fn close<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+        if let Some(partner) = self.links.unlink(key) {
+            // A pair's stream ends on both sides, each after its queue is
+            // sent.
+            self.close(core, partner);
+        }
         self.release(core, key);
         let c = self.get_mut(key);
         c.state.phase = match c.state.phase {
@@ -444,6 +539,14 @@ impl<S: Default + 'static> Table<S> {
         if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
             log::debug!("{e}");
         }
+        if shut == Phase::WriteShut
+            && c.state.peer == Peer::Eof
+            && self.links.partner(key).is_some()
+        {
+            // A paired side whose peer is done and whose last byte is
+            // sent: the stream is over both ways.
+            return self.doom(key, CloseReason::Closed);
+        }
         // A closing connection now lingers until the peer's EOF, but not
         // forever: the sweep aborts it `linger` after its last progress.
     }
@@ -462,28 +565,37 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 
-    /// Backpressure and interest after the queue grew or shrank.
+    /// Backpressure and interest after the queue grew or shrank. The
+    /// connection paused (and resumed) is the one whose reading fills the
+    /// queue: the connection itself, or its partner if it is paired.
     pub(super) fn queue_changed<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let (high, low) = (self.options.high_water, self.options.low_water);
-        let c = &mut self.slots[key];
-        let queued = c.queued();
-        let pauses = &mut c.state.pauses;
-        if !pauses.contains(Pause::Backpressure) && queued > high && !c.state.phase.is_closing() {
+        let queued = self.slots[key].queued();
+        let reader = self.links.partner(key).unwrap_or(key);
+        let r = &mut self.slots[reader];
+        let pauses = &mut r.state.pauses;
+        if !pauses.contains(Pause::Backpressure) && queued > high && !r.state.phase.is_closing() {
             pauses.insert(Pause::Backpressure);
             self.stats.backpressure_pauses += 1;
+            if reader != key {
+                self.update_interest(core, reader);
+            }
         } else if (pauses.contains(Pause::Backpressure) || pauses.contains(Pause::Budget))
             && queued <= low
         {
-            // Its own output drained: it reads again, whatever the others
+            // Its output drained: it reads again, whatever the others
             // hold (waiting for the set's total could wait on clients that
             // never read). If it adds past the cap again, it pauses again.
             if pauses.remove(Pause::Budget) {
                 self.budget_paused -= 1;
             }
             pauses.remove(Pause::Backpressure);
-            return self.resumed(core, key);
+            self.resumed(core, reader);
+            if reader == key {
+                return;
+            }
         }
-        if pauses.contains(Pause::Deferred) {
+        if self.slots[key].state.pauses.contains(Pause::Deferred) {
             self.wake_deferred(core, key);
         }
         self.update_interest(core, key);
