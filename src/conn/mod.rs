@@ -67,7 +67,7 @@ pub use connection::Conn;
 pub use idle::MAX_TIMEOUT;
 pub use listening::{somaxconn, tcp_listener};
 pub use set::Connections;
-pub use shutdown::shut_down;
+pub use shutdown::{ShutdownMode, drain, shut_down};
 
 /// What a server calls for each connection: the setup / handle / finish
 /// lifecycle of Python's `socketserver`.
@@ -386,16 +386,19 @@ pub struct ConnOptions {
     /// never reads cannot hold a closing connection open: its queue makes
     /// no progress. At most [`MAX_TIMEOUT`].
     pub linger: std::time::Duration,
-    /// Close a connection (gracefully) that has sent nothing for this long
-    /// (default: never). At most [`MAX_TIMEOUT`].
+    /// Close a connection (gracefully) that has had no traffic for this
+    /// long (default: never): nothing read, and none of its queued output
+    /// taken by the socket (a long download to a client that sends
+    /// nothing is not idle; a [paired](Conn::pair_with) connection counts
+    /// its partner's traffic too). At most [`MAX_TIMEOUT`].
     ///
     /// The bound: a connection is closed no earlier than this after its
-    /// last read, and on a loop that is not busy no later than this plus
-    /// 1/64 of it (at least 1 ms, at most 1 s) plus 2 ms. The cost: each
-    /// read stores the loop time (cached once per batch of events) in the
-    /// connection's slot, and one timer per set sweeps the connections
-    /// when the earliest deadline may be due. No timer and no memory per
-    /// connection.
+    /// last activity, and on a loop that is not busy no later than this
+    /// plus 1/64 of it (at least 1 ms, at most 1 s) plus 2 ms. The cost:
+    /// each read stores the loop time (cached once per batch of events)
+    /// in the connection's slot, and one timer per set sweeps the
+    /// connections when the earliest deadline may be due. No timer and no
+    /// memory per connection.
     pub idle_timeout: Option<std::time::Duration>,
     /// Set `TCP_NODELAY` on the TCP connections the set accepts or opens
     /// (default: on, as nginx, Redis and HAProxy do). The set already

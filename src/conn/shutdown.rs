@@ -1,6 +1,7 @@
 //! Graceful shutdown of a connection set embedded in a program's own
-//! reactor: owed replies first, then every connection closed after its
-//! queued output, then what is left aborted at the deadline.
+//! reactor, two ways: close (owed replies first, then every connection
+//! closed after its queued output) or drain (every connection left to
+//! end by itself); what is left at the deadline is aborted.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -76,6 +77,52 @@ pub fn shut_down<H: Handler<D>, D: 'static>(
             return Ok(aborted);
         }
         turn(reactor)?;
+    }
+    Ok(0)
+}
+
+/// How a graceful shutdown ends the connections still open.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum ShutdownMode {
+    /// Close each once its queued output is sent ([`shut_down`]): right
+    /// for request-reply servers, whose connections hold nothing in flight
+    /// between requests.
+    #[default]
+    Close,
+    /// Let each end by itself ([`drain`]): right for streams (a proxy's
+    /// transfers, a long download), which a close would cut short with an
+    /// EOF that looks like their end.
+    Drain,
+}
+
+/// Drains the connection set `set`, running `reactor` until every
+/// connection has ended by itself or `grace` has passed; what is still
+/// open then is aborted (reset, so its peer cannot take the cut stream
+/// for a complete one). Returns how many were aborted. Stop accepting
+/// first ([`Connections::unlisten`]) if the set has listeners.
+///
+/// [`shut_down`] closes each connection once its queued output is sent,
+/// which suits request-reply servers; a stream (a proxy's transfer, a
+/// download) is only complete when its own end comes, and this waits for
+/// it.
+///
+/// # Errors
+/// What the reactor's wait reports.
+pub fn drain<H: Handler<D>, D: 'static>(
+    reactor: &mut Reactor<D>,
+    set: SourceId<Connections<H, D>>,
+    grace: Duration,
+) -> io::Result<usize> {
+    let deadline = Instant::now() + grace;
+    while !reactor.source(set).is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let (connections, core) = reactor.source_mut(set);
+            let aborted = connections.len();
+            connections.abort_all(core);
+            return Ok(aborted);
+        }
+        reactor.run_once(Some(left.min(Duration::from_millis(100))))?;
     }
     Ok(0)
 }

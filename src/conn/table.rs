@@ -786,7 +786,8 @@ impl<S: Default + 'static> Table<S> {
         }
     }
 
-    /// A closing connection's queue moved: its linger clock restarts.
+    /// `key`'s queue moved: its linger clock (closing) or idle clock
+    /// (open) restarts.
     #[cold]
     pub(super) fn progressed(&mut self, key: usize) {
         self.slots[key].stamp = self.clock.now();

@@ -312,7 +312,10 @@ impl<S: Default + 'static> Table<S> {
         if emptied {
             c.queue = None;
         }
-        if closing && progressed {
+        if progressed && (closing || self.plan.track_idle) {
+            // Output moving is activity: it restarts a closing
+            // connection's linger clock and an open one's idle clock (a
+            // download to a client that sends nothing is not idle).
             self.progressed(key);
         }
         if emptied {

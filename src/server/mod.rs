@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use crate::conn::{AcceptOptions, ConnOptions};
+use crate::conn::{AcceptOptions, ConnOptions, ShutdownMode};
 use crate::selector::Backend;
 use crate::{Handle, PanicPolicy, Reactor};
 
@@ -121,6 +121,10 @@ pub struct ServerOptions {
     /// How long a graceful shutdown waits for queued output to drain before
     /// it aborts what is left.
     pub shutdown_grace: Duration,
+    /// How a graceful shutdown ends the open connections: close each
+    /// once its output is sent (the default), or let each end by itself
+    /// (streams: a proxy).
+    pub shutdown_mode: ShutdownMode,
     /// What the server's reactor does when a handler panics.
     pub panic_policy: PanicPolicy,
 }
@@ -133,6 +137,7 @@ impl Default for ServerOptions {
             conn: ConnOptions::default(),
             accept: AcceptOptions::default(),
             shutdown_grace: Duration::from_secs(5),
+            shutdown_mode: ShutdownMode::Close,
             panic_policy: PanicPolicy::Isolate,
         }
     }
@@ -180,6 +185,13 @@ impl ServerOptions {
     #[must_use]
     pub fn with_shutdown_grace(mut self, grace: Duration) -> ServerOptions {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`shutdown_mode`](ServerOptions::shutdown_mode).
+    #[must_use]
+    pub fn with_shutdown_mode(mut self, mode: ShutdownMode) -> ServerOptions {
+        self.shutdown_mode = mode;
         self
     }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::unix::{UnixPath, UnlinkOnDrop, bind_unix};
 use super::{ServerAddr, ServerOptions, ShutdownHandle, run_until, serve_until_shutdown};
-use crate::conn::{ConnStats, Connections, Handler, ListenerId, shut_down, tcp_listener};
+use crate::conn::{
+    ConnStats, Connections, Handler, ListenerId, ShutdownMode, drain, shut_down, tcp_listener,
+};
 use crate::{Reactor, SourceId};
 
 /// A server for stream sockets: accepts connections and hands them to a
@@ -196,9 +198,11 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
     }
 
     /// Serves until [`ShutdownHandle::shutdown`], then shuts down
-    /// gracefully: the listener closes (new connects are refused), queued
-    /// output is flushed for up to `shutdown_grace`, connections close with
-    /// EOF, and what is left after the grace period is aborted.
+    /// gracefully: the listener closes (new connects are refused), and
+    /// for up to `shutdown_grace` the connections either close with EOF
+    /// once their queued output is flushed ([`ShutdownMode::Close`]) or
+    /// are left to end by themselves ([`ShutdownMode::Drain`]); what is
+    /// left after the grace period is aborted.
     ///
     /// # Errors
     /// What the reactor's wait reports.
@@ -228,7 +232,11 @@ impl<H: Handler<D>, D: 'static> StreamServer<H, D> {
         if let Some(token) = self.listener.take() {
             connections.unlisten(core, token);
         }
-        let aborted = shut_down(&mut self.reactor, set, self.options.shutdown_grace)?;
+        let grace = self.options.shutdown_grace;
+        let aborted = match self.options.shutdown_mode {
+            ShutdownMode::Close => shut_down(&mut self.reactor, set, grace)?,
+            ShutdownMode::Drain => drain(&mut self.reactor, set, grace)?,
+        };
         if aborted > 0 {
             log::warn!(
                 "shutdown: {aborted} connection(s) still open after {:?} (output queued, or the \
