@@ -405,3 +405,47 @@ fn on_open_never_runs_before_connect_returns_the_id() {
     drop(listener);
     let _ = std::fs::remove_file(&dir);
 }
+
+/// The peer answers and shuts down before the loop sees the connect
+/// complete: the completion's event carries the data and the FIN's edge
+/// at once (IN|OUT|RDHUP). Under Edge with the short-read rule, the read
+/// after the connect must not stop at the short read of the data, or the
+/// EOF is never read (no new edge comes for it).
+#[test]
+fn a_peer_that_answers_and_shuts_before_the_connect_is_seen_gets_its_eof_read() {
+    #[derive(Default)]
+    struct Reader {
+        got: Vec<u8>,
+        eof: bool,
+    }
+    impl Handler for Reader {
+        type Session = ();
+        fn on_data(&mut self, _: &mut Conn<'_, Self>, data: &[u8]) {
+            self.got.extend_from_slice(data);
+        }
+        fn on_eof(&mut self, conn: &mut Conn<'_, Self>) {
+            self.eof = true;
+            conn.close();
+        }
+    }
+    for trigger in [Trigger::Edge, Trigger::Level] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut reactor = util::reactor(Backend::Epoll);
+        let options = ConnOptions::with_trigger(trigger);
+        let set = reactor
+            .install(Connections::new(Reader::default(), options).unwrap())
+            .unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        let addr = listener.local_addr().unwrap();
+        connections
+            .connect(core, addr, ConnectOptions::default(), ())
+            .unwrap();
+        // Before the loop runs at all: answer and shut down.
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.write_all(b"hello").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        run_until(&mut reactor, |r| r.source(set).handler().eof);
+        assert_eq!(reactor.source(set).handler().got, b"hello", "{trigger:?}");
+    }
+}

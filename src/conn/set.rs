@@ -642,6 +642,12 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             Outcome::Pending => {}
             Outcome::Failed(error) => self.table.doom(key, CloseReason::Error(error)),
             Outcome::Established => {
+                if ready.is_read_closed() {
+                    // The peer answered and shut down before we saw the
+                    // connect complete: its FIN's edge is this event, and
+                    // the read that follows must not stop short of it.
+                    self.table.get_mut(key).state.peer = Peer::CloseSeen;
+                }
                 self.table.established(core, key);
                 let id = self.table.id(key);
                 log::debug!("connected {id:?}");
