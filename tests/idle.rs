@@ -285,3 +285,57 @@ fn a_connecting_connection_keeps_its_connect_timeout_under_a_shorter_idle_timeou
     }
     drop(listener);
 }
+
+/// Output moving is activity: a download to a client that sends nothing
+/// outlives an idle timeout shorter than the transfer (it is not closed
+/// as idle while its queue drains), and arrives whole.
+#[test]
+fn a_download_to_a_silent_client_is_not_idle() {
+    const CHUNK: usize = 64 * 1024;
+    /// 8 MiB: more than the kernel's socket buffers take, so most of it
+    /// waits in the connection's queue.
+    const CHUNKS: usize = 128;
+    /// Queues the download on open, closes once it is all sent.
+    struct Download;
+    impl Handler for Download {
+        type Session = ();
+        fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+            for _ in 0..CHUNKS {
+                conn.write(&[b'd'; CHUNK]);
+            }
+        }
+        fn on_drain(&mut self, conn: &mut Conn<'_, Self>) {
+            conn.close();
+        }
+        fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+    }
+    let options = ConnOptions::default().with_idle_timeout(Some(Duration::from_millis(200)));
+    let (mut reactor, set, addr) = util::listening_set(Download, options);
+    // A slow reader: 64 KiB every 5 ms, about 0.65 s for the 8 MiB,
+    // three idle timeouts.
+    let reader = std::thread::spawn(move || {
+        let mut client = util::connect(addr);
+        let mut got = 0;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = client.read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            got += n;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "not done in 20 s: {:?} queued {}",
+            reactor.source(set).stats(),
+            reactor.source(set).queued()
+        );
+        reactor.run_once(Some(Duration::from_millis(10))).unwrap();
+    }
+    assert_eq!(reader.join().unwrap(), CHUNK * CHUNKS, "the whole download");
+    assert_eq!(reactor.source(set).stats().idle_timeouts, 0);
+}
