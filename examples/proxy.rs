@@ -104,7 +104,7 @@ fn serve(cli: &Cli) -> std::io::Result<()> {
     let mut options = ServerOptions::default()
         .with_shutdown_mode(ShutdownMode::Drain)
         .with_shutdown_grace(Duration::from_secs(30));
-    options.conn = options.conn.water_marks(HIGH_WATER);
+    options.conn = options.conn.water_marks(HIGH_WATER).with_read_chunk(64 * 1024);
     options.conn.trigger = match cli.mode {
         common::Mode::Lt => Trigger::Level,
         common::Mode::Et => Trigger::Edge,
