@@ -16,7 +16,7 @@
 mod common;
 
 use clap::Parser;
-use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
+use edgeloop::conn::{CloseReason, Conn, ConnId, Handler, Others};
 
 /// Broadcast chat server on edgeloop.
 ///
@@ -138,7 +138,7 @@ impl Handler for Chat {
         }
     }
 
-    fn on_close(&mut self, _: &mut edgeloop::Core, id: ConnId, _: Client, reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, id: ConnId, _: Client, reason: CloseReason) {
         log::info!("{id:?} left: {reason:?}");
     }
 }

@@ -22,9 +22,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use edgeloop::conn::{Conn, ConnId, ConnectOptions, Handler, ShutdownMode, tcp_listener};
+use edgeloop::conn::{Conn, ConnId, ConnectOptions, Handler, Others, ShutdownMode, tcp_listener};
 use edgeloop::server::{ServerOptions, StreamServer};
-use edgeloop::{Core, Reactor, Trigger};
+use edgeloop::{Reactor, Trigger};
 
 /// TCP forwarding proxy on edgeloop.
 ///
@@ -84,7 +84,13 @@ impl Handler for Proxy {
     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
 
     /// The client was reset by the set already; this says why.
-    fn on_connect_failed(&mut self, _: &mut Core, id: ConnId, _: Side, error: std::io::Error) {
+    fn on_connect_failed(
+        &mut self,
+        _: &mut Others<'_, Self>,
+        id: ConnId,
+        _: Side,
+        error: std::io::Error,
+    ) {
         log::info!("upstream {id:?} to {}: {error}", self.upstream);
     }
 }
@@ -104,7 +110,10 @@ fn serve(cli: &Cli) -> std::io::Result<()> {
     let mut options = ServerOptions::default()
         .with_shutdown_mode(ShutdownMode::Drain)
         .with_shutdown_grace(Duration::from_secs(30));
-    options.conn = options.conn.water_marks(HIGH_WATER).with_read_chunk(64 * 1024);
+    options.conn = options
+        .conn
+        .water_marks(HIGH_WATER)
+        .with_read_chunk(64 * 1024);
     options.conn.trigger = match cli.mode {
         common::Mode::Lt => Trigger::Level,
         common::Mode::Et => Trigger::Edge,

@@ -391,6 +391,8 @@ def main():
                     got.setdefault("cpu_per_gb", []).append((u1 + s1 - u0 - s0) / (carried / 1e9))
                     got.setdefault("user_per_gb", []).append((u1 - u0) / (carried / 1e9))
                     got.setdefault("bulk_errors", []).append(len(errors))
+                    for e in errors:
+                        print(f"{kind} bulk error: {e}", flush=True)
                     p.stop()
                 if "requests" in only:
                     p, port = start_proxy(kind, echo.addr, tmp)

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler};
+use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler, Others};
 use edgeloop::{Backend, Trigger};
 use proptest::prelude::*;
 
@@ -53,7 +53,7 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: (), reason: CloseReason) {
         self.closes.push(format!("{reason:?}"));
     }
 }

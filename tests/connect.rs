@@ -11,10 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use edgeloop::conn::{
-    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler,
+    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler, Others,
 };
 use edgeloop::server::ServerOptions;
-use edgeloop::{Backend, Core, Reactor, SourceId, Trigger};
+use edgeloop::{Backend, Reactor, SourceId, Trigger};
 use util::server::{Echo, start};
 
 /// Sends a message naming its connection on open; keeps what comes back.
@@ -60,12 +60,18 @@ impl Handler for Client {
         }
     }
 
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, session: Vec<u8>, error: io::Error) {
+    fn on_connect_failed(
+        &mut self,
+        _: &mut Others<'_, Self>,
+        _: ConnId,
+        session: Vec<u8>,
+        error: io::Error,
+    ) {
         self.failed.push(error.kind());
         self.failed_sessions.push(session);
     }
 
-    fn on_close(&mut self, _: &mut Core, _: ConnId, _: Vec<u8>, _: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: Vec<u8>, _: CloseReason) {
         self.closed += 1;
     }
 }

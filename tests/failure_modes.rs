@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use edgeloop::conn::{AcceptOptions, CloseReason, Conn, ConnId, ConnOptions, Handler};
+use edgeloop::conn::{AcceptOptions, CloseReason, Conn, ConnId, ConnOptions, Handler, Others};
 use edgeloop::server::ServerOptions;
 use edgeloop::{Backend, Trigger};
 use util::server::{Echo, start};
@@ -161,7 +161,7 @@ impl Handler for CloseCounter {
         conn.write(&vec![1u8; 8 << 20]);
         conn.write(b"and more after that");
     }
-    fn on_close(&mut self, _: &mut edgeloop::Core, id: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, id: ConnId, _: (), reason: CloseReason) {
         self.closes.push((id, format!("{reason:?}")));
     }
 }

@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler};
-use edgeloop::{Core, Reactor, SourceId, Trigger};
+use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler, Others};
+use edgeloop::{Reactor, SourceId, Trigger};
 
 /// What the handlers saw, in order.
 #[derive(Default)]
@@ -128,8 +128,14 @@ impl Handler<Seen> for OneLine {
         }
     }
 
-    fn on_close(&mut self, core: &mut Core<Seen>, _: ConnId, _: (), reason: CloseReason) {
-        core.data_mut().closes.push(reason);
+    fn on_close(
+        &mut self,
+        others: &mut Others<'_, Self, Seen>,
+        _: ConnId,
+        _: (),
+        reason: CloseReason,
+    ) {
+        others.data_mut().closes.push(reason);
     }
 }
 
@@ -238,8 +244,14 @@ impl Handler<Seen> for Stuck {
         conn.defer(data);
     }
 
-    fn on_close(&mut self, core: &mut Core<Seen>, _: ConnId, _: (), reason: CloseReason) {
-        core.data_mut().closes.push(reason);
+    fn on_close(
+        &mut self,
+        others: &mut Others<'_, Self, Seen>,
+        _: ConnId,
+        _: (),
+        reason: CloseReason,
+    ) {
+        others.data_mut().closes.push(reason);
     }
 }
 

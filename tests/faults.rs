@@ -21,7 +21,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use edgeloop::conn::{AcceptOptions, CloseReason, Conn, ConnId, ConnOptions, Connections, Handler};
+use edgeloop::conn::{
+    AcceptOptions, CloseReason, Conn, ConnId, ConnOptions, Connections, Handler, Others,
+};
 use edgeloop::{Backend, Reactor, Trigger};
 use nix::libc;
 
@@ -173,7 +175,7 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: (), reason: CloseReason) {
         self.closed.push(format!("{reason:?}"));
     }
 }

@@ -17,9 +17,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use edgeloop::conn::{
-    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler,
+    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler, Others,
 };
-use edgeloop::{Backend, Core, Reactor, SourceId, Trigger};
+use edgeloop::{Backend, Reactor, SourceId, Trigger};
 
 /// What a load-heavy machine may add to a deadline; the mechanism's own
 /// bound is a few milliseconds.
@@ -45,11 +45,11 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: &mut Core, id: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, id: ConnId, _: (), reason: CloseReason) {
         self.closed
             .push((id, Instant::now(), format!("{reason:?}")));
     }
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, _: (), error: io::Error) {
+    fn on_connect_failed(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: (), error: io::Error) {
         self.failed.push((Instant::now(), error.kind()));
     }
 }

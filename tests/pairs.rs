@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use edgeloop::conn::{Conn, ConnId, ConnOptions, ConnectOptions, Handler};
+use edgeloop::Trigger;
+use edgeloop::conn::{Conn, ConnId, ConnOptions, ConnectOptions, Handler, Others};
 use edgeloop::server::ServerOptions;
-use edgeloop::{Core, Trigger};
 use util::server::{ServerThread, start};
 
 #[derive(Default)]
@@ -46,7 +46,13 @@ impl Handler for Proxy {
     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {
         panic!("a paired connection's bytes go to its partner, not to on_data");
     }
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, session: Side, _: std::io::Error) {
+    fn on_connect_failed(
+        &mut self,
+        _: &mut Others<'_, Self>,
+        _: ConnId,
+        session: Side,
+        _: std::io::Error,
+    ) {
         assert!(
             matches!(session, Side::Upstream(7)),
             "the session given to connect"
@@ -355,4 +361,87 @@ fn pairing_refuses_self_a_second_partner_and_a_gone_connection() {
     connections.abort_all(core);
     let error = reactor.source_mut(set).0.pair(ids[0], ids[1]).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+/// The client sends its request and shuts down; the upstream answers with
+/// more than the client's side takes, then closes. The upstream side is
+/// paused (the client's queue is past its high-water mark) when the
+/// upstream's FIN arrives: the hangup that raises (our SHUT_WR and its FIN
+/// meeting) is not a dead socket, and every byte still reaches the client,
+/// then EOF. Unix socket pairs, whose buffers do not grow, make the pause
+/// certain.
+#[test]
+fn a_hangup_behind_unread_data_is_not_a_reset() {
+    use edgeloop::conn::Connections;
+    use std::os::unix::net::UnixStream;
+    struct Forward;
+    impl Handler for Forward {
+        type Session = ();
+        fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {
+            panic!("paired");
+        }
+    }
+    for trigger in [Trigger::Edge, Trigger::Level] {
+        let mut reactor = util::reactor(edgeloop::Backend::Epoll);
+        let options = ConnOptions::with_trigger(trigger).water_marks(HIGH_WATER);
+        let set = reactor
+            .install(Connections::new(Forward, options).unwrap())
+            .unwrap();
+        let (a, mut client) = UnixStream::pair().unwrap();
+        let (b, mut upstream) = UnixStream::pair().unwrap();
+        let (connections, core) = reactor.source_mut(set);
+        let ida = connections.attach(core, a.into()).unwrap();
+        let idb = connections.attach(core, b.into()).unwrap();
+        connections.pair(ida, idb).unwrap();
+        let turn = |reactor: &mut edgeloop::Reactor| {
+            reactor.run_once(Some(Duration::from_millis(10))).unwrap();
+        };
+        client.write_all(b"request").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        upstream.set_nonblocking(true).unwrap();
+        let mut request = Vec::new();
+        while upstream.read_to_end(&mut request).is_err() {
+            turn(&mut reactor);
+        }
+        assert_eq!(request, b"request", "{trigger:?}");
+        // The upstream writes until nothing more fits anywhere: the
+        // client does not read, so the proxy pauses the upstream side.
+        let reply = pattern(6, 8 << 20);
+        let mut written = 0;
+        let mut stuck = 0;
+        while stuck < 20 {
+            match upstream.write(&reply[written..]) {
+                Ok(n) => {
+                    written += n;
+                    stuck = 0;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => stuck += 1,
+                Err(e) => panic!("{e}"),
+            }
+            turn(&mut reactor);
+        }
+        assert!(written < reply.len(), "{trigger:?}: the proxy paused");
+        drop(upstream); // its FIN, behind bytes the proxy has not read
+        for _ in 0..10 {
+            turn(&mut reactor);
+        }
+        client.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.read_to_end(&mut got) {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => turn(&mut reactor),
+                Err(e) => panic!("{trigger:?}: after {} bytes: {e}", got.len()),
+            }
+            assert!(Instant::now() < deadline, "{trigger:?}: stuck");
+        }
+        assert!(
+            got == reply[..written],
+            "{trigger:?}: {} of {written}",
+            got.len()
+        );
+        let connections = reactor.source(set);
+        assert_eq!((connections.stats().resets, connections.len()), (0, 0));
+    }
 }

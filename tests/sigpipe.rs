@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler};
+use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, Connections, Handler, Others};
 use edgeloop::server::ServerOptions;
 use edgeloop::{Backend, Trigger};
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -34,7 +34,7 @@ impl Handler for Greeter {
         conn.write(b"hello, are you there?");
     }
     fn on_data(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
-    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), reason: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: (), reason: CloseReason) {
         self.closed.push(format!("{reason:?}"));
     }
 }

@@ -21,9 +21,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use edgeloop::conn::{
-    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler,
+    CloseReason, Conn, ConnId, ConnOptions, ConnectOptions, Connections, Handler, Others,
 };
-use edgeloop::{Core, Reactor, SourceId, Trigger};
+use edgeloop::{Reactor, SourceId, Trigger};
 
 /// Connections kept connecting at once: more only fills the server's
 /// backlog, and dropped SYNs cost a second each.
@@ -79,11 +79,17 @@ impl Handler for Probe {
         }
     }
 
-    fn on_connect_failed(&mut self, _: &mut Core, _: ConnId, _: Self::Session, _: io::Error) {
+    fn on_connect_failed(
+        &mut self,
+        _: &mut Others<'_, Self>,
+        _: ConnId,
+        _: Self::Session,
+        _: io::Error,
+    ) {
         self.failed += 1;
     }
 
-    fn on_close(&mut self, _: &mut Core, _: ConnId, w: Waiting, _: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, w: Waiting, _: CloseReason) {
         // A connection that closes while a message is out lost it.
         if !w.expect.is_empty() {
             self.errors += 1;

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use edgeloop::conn::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Connections, Handler};
+use edgeloop::conn::{
+    CloseReason, Conn, ConnId, ConnOptions, ConnStats, Connections, Handler, Others,
+};
 use edgeloop::server::{ServerOptions, ShutdownHandle, StreamServer};
 use edgeloop::{Backend, Handle, SourceId, Stats, Trigger};
 
@@ -264,7 +266,7 @@ impl Handler for Echo {
     fn on_data(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         conn.write(data);
     }
-    fn on_close(&mut self, _: &mut edgeloop::Core, _: ConnId, _: (), _: CloseReason) {
+    fn on_close(&mut self, _: &mut Others<'_, Self>, _: ConnId, _: (), _: CloseReason) {
         self.closes += 1;
         if Some(self.closes) == self.exit_after {
             if let Some(s) = &self.shutdown {

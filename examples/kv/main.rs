@@ -46,8 +46,7 @@ use griddle::HashMap;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use edgeloop::Core;
-use edgeloop::conn::{CloseReason, Conn, ConnId, Handler};
+use edgeloop::conn::{CloseReason, Conn, ConnId, Handler, Others};
 
 use commands::After;
 use common::OUTPUT_CAP;
@@ -173,8 +172,14 @@ impl Handler<Store> for Kv {
         }
     }
 
-    fn on_close(&mut self, core: &mut Core<Store>, _: ConnId, session: Session, _: CloseReason) {
-        let store = core.data_mut();
+    fn on_close(
+        &mut self,
+        others: &mut Others<'_, Self, Store>,
+        _: ConnId,
+        session: Session,
+        _: CloseReason,
+    ) {
+        let store = others.data_mut();
         store.connections -= 1;
         store.pending -= session.held();
     }

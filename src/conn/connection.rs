@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use super::connect::{ConnectOptions, Target};
+use super::connect::ConnectOptions;
+use super::others::Others;
 use super::state::Peer;
 use super::table::Table;
 use super::{CloseReason, ConnId, Handler};
@@ -54,21 +55,6 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         result
     }
 
-    /// Runs `act` on the open connection `id` names (the `_other` methods
-    /// and `write_to`); false if it is gone.
-    #[inline]
-    fn on_other(
-        &mut self,
-        id: ConnId,
-        act: impl FnOnce(&mut Table<H::Session>, &mut Core<D>, usize),
-    ) -> bool {
-        let Some(key) = self.table.live(id) else {
-            return false;
-        };
-        act(self.table, self.core, key);
-        true
-    }
-
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.table.id(self.key)
@@ -77,6 +63,13 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// The socket (to query its address, set options).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.table.get(self.key).fd.as_fd()
+    }
+
+    /// The set's connections by id (this one included), as
+    /// [`Handler::on_close`] sees them: the `_other` methods here are
+    /// shorthands for it.
+    pub fn others(&mut self) -> Others<'_, H, D> {
+        Others::new(self.core, self.table)
     }
 
     /// The loop's core: set timers, register other fds, stop the loop.
@@ -126,8 +119,11 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// it stops being read, so one sender cannot fill the server's memory
     /// by writing to many slow readers.
     pub fn write_to(&mut self, id: ConnId, data: &[u8]) -> bool {
-        let sender = self.key;
-        self.on_other(id, |table, core, key| table.write(core, key, data, sender))
+        let Some(key) = self.table.live(id) else {
+            return false;
+        };
+        self.table.write(self.core, key, data, self.key);
+        true
     }
 
     /// Sends what this handler call wrote so far now, rather than when it
@@ -181,13 +177,13 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// `for id in conn.ids().collect::<Vec<_>>() { conn.close_other(id); }`.
     /// False if it is gone.
     pub fn close_other(&mut self, id: ConnId) -> bool {
-        self.on_other(id, |table, core, key| table.close(core, key))
+        self.others().close(id)
     }
 
     /// Closes another connection of the set now (a chat server dropping a
     /// client that does not read). False if it is gone.
     pub fn abort_other(&mut self, id: ConnId) -> bool {
-        self.on_other(id, |table, _, key| table.doom(key, CloseReason::Aborted))
+        self.others().abort(id)
     }
 
     /// Shuts down the write side once everything queued is sent (the peer
@@ -200,7 +196,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// as [`shutdown_write`](Conn::shutdown_write) does for this one: a
     /// proxy passes a half-close on to the other side. False if it is gone.
     pub fn shutdown_write_other(&mut self, id: ConnId) -> bool {
-        self.on_other(id, |table, core, key| table.shutdown_write(core, key))
+        self.others().shutdown_write(id)
     }
 
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading)
@@ -217,7 +213,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// pauses the side whose peer's output is not draining. False if it is
     /// gone.
     pub fn pause_reading_other(&mut self, id: ConnId) -> bool {
-        self.on_other(id, |table, core, key| table.pause_user(core, key))
+        self.others().pause_reading(id)
     }
 
     /// Hands `input` back unconsumed: the set keeps it and stops reading
@@ -270,7 +266,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
     /// [`pause_reading_other`](Conn::pause_reading_other). False if it is
     /// gone.
     pub fn resume_reading_other(&mut self, id: ConnId) -> bool {
-        self.on_other(id, |table, core, key| table.resume_user(core, key))
+        self.others().resume_reading(id)
     }
 
     /// Opens an outbound TCP connection to `addr` in this set, with
@@ -289,8 +285,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         options: ConnectOptions,
         session: H::Session,
     ) -> io::Result<ConnId> {
-        self.table
-            .connect(self.core, Target::Tcp(addr), &options, session)
+        self.others().connect(addr, options, session)
     }
 
     /// Opens an outbound Unix stream connection to `path`, as
@@ -304,8 +299,7 @@ impl<H: Handler<D>, D: 'static> Conn<'_, H, D> {
         options: ConnectOptions,
         session: H::Session,
     ) -> io::Result<ConnId> {
-        self.table
-            .connect(self.core, Target::Unix(path), &options, session)
+        self.others().connect_unix(path, options, session)
     }
 
     /// Joins this connection and `other` into one stream, a proxy's two

@@ -43,7 +43,7 @@
 use std::fmt;
 use std::io;
 
-use crate::{Core, Token, Trigger};
+use crate::{Token, Trigger};
 
 mod accept;
 mod connect;
@@ -53,6 +53,7 @@ mod deferred;
 mod idle;
 mod key;
 mod listening;
+mod others;
 mod pair;
 mod queue;
 mod set;
@@ -66,6 +67,7 @@ pub use connect::ConnectOptions;
 pub use connection::Conn;
 pub use idle::MAX_TIMEOUT;
 pub use listening::{somaxconn, tcp_listener};
+pub use others::Others;
 pub use set::Connections;
 pub use shutdown::{ShutdownMode, drain, shut_down};
 
@@ -133,15 +135,16 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     }
 
     /// The connection is closed and its fd released. Called exactly once per
-    /// connection.
+    /// connection. `others` reaches the rest of the set (and the loop's
+    /// core), to act on other connections as any handler call can.
     fn on_close(
         &mut self,
-        core: &mut Core<D>,
+        others: &mut Others<'_, Self, D>,
         id: ConnId,
         session: Self::Session,
         reason: CloseReason,
     ) {
-        let _ = (core, id, session, reason);
+        let _ = (others, id, session, reason);
     }
 
     /// An outbound connection ([`Connections::connect`]) failed after it
@@ -149,16 +152,19 @@ pub trait Handler<D: 'static = ()>: Sized + 'static {
     /// once, instead of [`on_open`](Handler::on_open); no
     /// [`on_close`](Handler::on_close) follows. `session` is the
     /// connection's: the one given to `connect` (or changed since, with
-    /// [`Connections::with_conn`]), so what it was for is not lost. A
-    /// [paired](Conn::pair_with) partner is aborted. The default logs it.
+    /// [`Connections::with_conn`]), so what it was for is not lost, and
+    /// `others` reaches the rest of the set: a handler that connected on a
+    /// client's behalf can answer that client (an error reply) and close
+    /// it. A [paired](Conn::pair_with) partner is aborted already. The
+    /// default logs the failure.
     fn on_connect_failed(
         &mut self,
-        core: &mut Core<D>,
+        others: &mut Others<'_, Self, D>,
         id: ConnId,
         session: Self::Session,
         error: io::Error,
     ) {
-        let _ = (core, session);
+        let _ = (others, session);
         log::warn!("connect {id:?}: {error}");
     }
 

@@ -13,6 +13,7 @@ use nix::libc;
 use super::accept::{AcceptOptions, ListenerId, Listeners};
 use super::connect::{self, ConnectOptions, Outcome, Target};
 use super::key::Key;
+use super::others::Others;
 use super::state::{Pause, Peer, Phase, State};
 use super::table::{TIMER_ACCEPT, TIMER_BUDGET, TIMER_CONNECT, TIMER_SWEEP, Table};
 use super::{CloseReason, Conn, ConnId, ConnOptions, ConnStats, Handler};
@@ -249,12 +250,14 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                     _ => io::Error::from(io::ErrorKind::ConnectionAborted),
                 };
                 log::debug!("connect {id:?} failed: {error}");
+                let others = &mut Others::new(core, &mut self.table);
                 self.handler
-                    .on_connect_failed(core, id, state.session, error);
+                    .on_connect_failed(others, id, state.session, error);
                 continue;
             }
             log::debug!("close {id:?}: {reason:?}");
-            self.handler.on_close(core, id, state.session, reason);
+            let others = &mut Others::new(core, &mut self.table);
+            self.handler.on_close(others, id, state.session, reason);
         }
     }
 
@@ -297,7 +300,9 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 || (state.pauses.contains(Pause::Deferred) && ready.is_readable()))
         {
             self.read(core, key, state);
-        } else if !doomed && (ready.is_hup() || ready.is_error()) {
+        } else if !doomed
+            && (ready.is_error() || (ready.is_hup() && !state.may_hold_unread_input()))
+        {
             // Not reading (paused, or EOF seen) and the socket is dead both
             // ways: nothing queued can be delivered. Close rather than let a
             // level-triggered HUP spin.

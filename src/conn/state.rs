@@ -159,6 +159,17 @@ impl State {
         }
     }
 
+    /// After a hangup (HUP) while not reading: true if input may still
+    /// wait unread, to be read once the pause ends. Our write side is shut
+    /// and the peer's EOF is not read yet, so the HUP is only the two
+    /// sides' shutdowns meeting (the peer's FIN behind data we have not
+    /// read), not a dead socket. (Level-triggered, such a connection is
+    /// out of the kernel's list while paused, so its HUP cannot spin.)
+    #[inline]
+    pub(super) fn may_hold_unread_input(self) -> bool {
+        self.phase == Phase::WriteShut && self.peer != Peer::Eof
+    }
+
     /// True while the connection is read: established, not paused, the
     /// peer's EOF not read. (A closing connection reads, and discards.)
     #[inline(always)]

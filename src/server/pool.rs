@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::spawn_with_signals_blocked;
-use crate::conn::{CloseReason, Conn, ConnId, Connections, Handler};
+use crate::conn::{CloseReason, Conn, ConnId, Connections, Handler, Others};
 use crate::{Core, Interest, PostAction, Reactor, SourceId, Token, Trigger};
 
 /// The slow part of a request: runs on a pool thread.
@@ -381,7 +381,13 @@ impl<B: Blocking> Handler for Pooled<B> {
         }
     }
 
-    fn on_close(&mut self, _: &mut crate::Core, _: ConnId, session: PooledSession, _: CloseReason) {
+    fn on_close(
+        &mut self,
+        _: &mut Others<'_, Self>,
+        _: ConnId,
+        session: PooledSession,
+        _: CloseReason,
+    ) {
         // Requests that never reached a worker go with their connection;
         // running ones are counted back when they finish.
         self.held -= session.waiting.len();
