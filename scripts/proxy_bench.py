@@ -358,6 +358,8 @@ def main():
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--report", help="also write the results as markdown here "
+                    "(docs/proxy-report.md is this script's output)")
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--slow-clients", type=int, default=300)
     ap.add_argument("--pause", type=float, default=14)
@@ -445,18 +447,20 @@ def main():
     finally:
         echo.stop()
 
-    print()
-    print("| proxy | " + " | ".join(k for k in ["CPU s/GB", "user s/GB", "CPU µs/request",
-                                               "user µs/request", "B/idle pair", "slow intact",
-                                               "slow s", "slow gap s", "errors"]) + " |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    lines = [
+        "| proxy | CPU s/GB | user s/GB | CPU µs/request | user µs/request | B/idle pair "
+        "| slow intact | slow s | slow gap s | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind, r in rows.items():
         errs = sum(r.get(k, 0) for k in ["bulk_errors", "request_errors", "idle_errors", "slow_errors"])
         fmt = lambda k, f: (f % r[k]) if k in r else "-"
-        print(f"| {kind} | {fmt('cpu_per_gb', '%.3f')} | {fmt('user_per_gb', '%.3f')} | "
-              f"{fmt('cpu_us_per_request', '%.1f')} | {fmt('user_us_per_request', '%.2f')} | "
-              f"{fmt('bytes_per_idle_pair', '%.0f')} | {fmt('slow_intact', '%d')} | "
-              f"{fmt('slow_s', '%.1f')} | {fmt('slow_gap_s', '%.2f')} | {errs} |")
+        lines.append(
+            f"| {kind} | {fmt('cpu_per_gb', '%.3f')} | {fmt('user_per_gb', '%.3f')} | "
+            f"{fmt('cpu_us_per_request', '%.1f')} | {fmt('user_us_per_request', '%.2f')} | "
+            f"{fmt('bytes_per_idle_pair', '%.0f')} | {fmt('slow_intact', '%d')} | "
+            f"{fmt('slow_s', '%.1f')} | {fmt('slow_gap_s', '%.2f')} | {errs} |")
+    lines.append("")
     base = rows.get("edgeloop")
     for kind, r in rows.items():
         if kind == "edgeloop" or not base:
@@ -468,8 +472,44 @@ def main():
                         ("bytes_per_idle_pair", "memory/idle pair"), ("slow_s", "slow-reader time")]:
             if k in r and k in base and r[k]:
                 ratios.append(f"{name} {base[k] / r[k]:.2f}x")
-        print(f"edgeloop vs {kind}: " + ", ".join(ratios))
+        lines.append(f"- edgeloop vs {kind}: " + ", ".join(ratios))
+    print("\n".join(lines))
+    if args.report:
+        write_report(args, rows, lines)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_report(args, rows, table):
+    """The run as a markdown page: what ran, the table, every sample."""
+    kernel = os.uname().release
+    haproxy = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    out = [
+        "# The proxy example beside HAProxy",
+        "",
+        "Written by `scripts/proxy_bench.py` (do not edit by hand); the command:",
+        "",
+        "    " + " ".join(["scripts/proxy_bench.py"] + sys.argv[1:]),
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
+        f"Linux {kernel}; {haproxy}. The proxies: the shipped `proxy` example at its "
+        "default flags (`edgeloop`; `edgeloop-lt` is `--mode lt`), HAProxy in TCP mode with "
+        "`nbthread 1` (`haproxy`) and with `option splice-auto` (`haproxy-splice`). "
+        f"Bulk: {args.conns} connections carrying {args.bulk_mb} MB each way through the "
+        f"proxy to the shipped `echo`. Requests: 1,000 connections, 64 B each, closed loop, "
+        f"{args.seconds} s. Bulk and requests: the median of {args.rounds} rounds, the proxies "
+        f"taking turns. Idle: {args.idle} pairs after one round trip each. Slow: "
+        f"{args.slow_clients} clients GET 10 MB from nginx through the proxy and read nothing "
+        f"for {args.pause} s. CPU is the proxy process's user + system time (/proc); on "
+        "loopback most of it is the kernel's TCP, which every proxy pays alike, so the user "
+        "share is beside it.",
+        "",
+    ] + table + ["", "## Every sample", ""]
+    for kind, r in rows.items():
+        out.append(f"- `{kind}`:")
+        for k, v in r.items():
+            out.append(f"  - {k}: {v}")
+    with open(args.report, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
