@@ -348,7 +348,7 @@ fn tcp_nodelay_is_on_for_accepted_and_connected_tcp_unless_turned_off() {
         // The set connects to itself: one outbound, one accepted.
         let (connections, core) = reactor.source_mut(set);
         connections
-            .connect(core, addr, ConnectOptions::default(), Default::default())
+            .connect(core, addr, ConnectOptions::default(), ())
             .unwrap();
         run_until(&mut reactor, |r| r.source(set).handler().0.len() == 2);
         assert_eq!(reactor.source(set).handler().0, [nodelay; 2]);

@@ -539,16 +539,16 @@ impl<S: Default + 'static> Table<S> {
         if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
             log::debug!("{e}");
         }
+        // A closing connection now lingers until the peer's EOF, but not
+        // forever: the sweep aborts it `linger` after its last progress.
         if shut == Phase::WriteShut
             && c.state.peer == Peer::Eof
             && self.links.partner(key).is_some()
         {
             // A paired side whose peer is done and whose last byte is
             // sent: the stream is over both ways.
-            return self.doom(key, CloseReason::Closed);
+            self.doom(key, CloseReason::Closed);
         }
-        // A closing connection now lingers until the peer's EOF, but not
-        // forever: the sweep aborts it `linger` after its last progress.
     }
 
     /// Shuts the write side down once everything queued is sent.
