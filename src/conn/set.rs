@@ -107,7 +107,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// closed then.
     pub fn attach(&mut self, core: &mut Core<D>, fd: OwnedFd) -> io::Result<ConnId> {
         sys::set_nonblocking(fd.as_fd(), "a connection to attach")?;
-        self.attach_nonblocking(core, fd)
+        self.entered(core, |set, core| set.attach_nonblocking(core, fd))
     }
 
     /// [`attach`](Connections::attach) for a socket known to be
@@ -136,7 +136,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         Conn::call(&mut self.handler, core, &mut self.table, key, |h, conn| {
             h.on_open(conn)
         });
-        self.finish_closes(core);
     }
 
     /// Connections open (closing ones included, until they are gone).
@@ -189,28 +188,30 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         f: impl FnOnce(&mut H, &mut Conn<'_, H, D>) -> R,
     ) -> Option<R> {
         let key = self.table.live(id)?;
-        let result = Conn::call(&mut self.handler, core, &mut self.table, key, f);
-        self.finish_closes(core);
-        Some(result)
+        Some(self.entered(core, |set, core| {
+            Conn::call(&mut set.handler, core, &mut set.table, key, f)
+        }))
     }
 
     /// Closes every connection once its queued output is sent (a graceful
     /// shutdown: stop reading, flush, close).
     pub fn close_all(&mut self, core: &mut Core<D>) {
         let keys: Vec<usize> = self.table.slots.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.table.close(core, key);
-        }
-        self.finish_closes(core);
+        self.entered(core, |set, core| {
+            for key in keys {
+                set.table.close(core, key);
+            }
+        });
     }
 
     /// Closes every connection now, dropping queued output.
     pub fn abort_all(&mut self, core: &mut Core<D>) {
         let keys: Vec<usize> = self.table.slots.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.table.doom(key, CloseReason::Aborted);
-        }
-        self.finish_closes(core);
+        self.entered(core, |set, _| {
+            for key in keys {
+                set.table.doom(key, CloseReason::Aborted);
+            }
+        });
     }
 
     /// Closes the doomed connections: deregister (before the fd closes),
@@ -261,8 +262,26 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
     }
 
-    #[inline]
-    fn finish_closes(&mut self, core: &mut Core<D>) {
+    /// One entry into the set: every public method that may close a
+    /// connection, and each call the reactor makes (a batch of events, a
+    /// timer, a panic), runs through here. What `f` dooms is closed when
+    /// it returns, here and nowhere else: until then a doomed connection
+    /// keeps its slot and fd, and its events are stale.
+    #[inline(always)]
+    fn entered<R>(
+        &mut self,
+        core: &mut Core<D>,
+        f: impl FnOnce(&mut Self, &mut Core<D>) -> R,
+    ) -> R {
+        let result = f(self, core);
+        self.settle(core);
+        result
+    }
+
+    /// Closes what the entry that is ending doomed: the one place
+    /// connections are closed.
+    #[inline(always)]
+    fn settle(&mut self, core: &mut Core<D>) {
         if !self.table.doomed.is_empty() {
             self.close_doomed(core);
         }
@@ -309,7 +328,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             let reason = self.table.socket_error(key);
             self.table.doom(key, reason);
         }
-        self.finish_closes(core);
         true
     }
 
@@ -329,7 +347,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
             return false;
         }
         self.finish_connect(core, key, ready);
-        self.finish_closes(core);
         true
     }
 
@@ -503,9 +520,31 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
             let fresh = self.dispatch_one(core, event.token, event.ready);
             batch.record(fresh);
         }
+        // An entry like `entered`'s, written out: the loop stays out of a
+        // closure, which costs the hot path a few instructions.
+        self.settle(core);
     }
 
     fn on_timer(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
+        self.entered(core, |set, core| set.timer_fired(core, token, tag));
+    }
+
+    fn on_panic(&mut self, core: &mut Core<D>, token: Token) {
+        // The handler panicked: this one connection is closed, the loop goes
+        // on, and the reactor's policy decides whether the panic propagates
+        // after the turn. What the call wrote and held is dropped with it.
+        self.entered(core, |set, _| {
+            set.table.drop_held();
+            if let Some(key) = set.table.live(ConnId(token)) {
+                set.table.doom(key, CloseReason::Aborted);
+            }
+        });
+    }
+}
+
+impl<H: Handler<D>, D: 'static> Connections<H, D> {
+    /// One of the set's timers fired (its tag says which).
+    fn timer_fired(&mut self, core: &mut Core<D>, token: Token, tag: u32) {
         match tag {
             TIMER_SWEEP => {
                 let handler = &self.handler;
@@ -520,22 +559,8 @@ impl<H: Handler<D>, D: 'static> Source<D> for Connections<H, D> {
             }
             _ => {}
         }
-        self.finish_closes(core);
     }
 
-    fn on_panic(&mut self, core: &mut Core<D>, token: Token) {
-        // The handler panicked: this one connection is closed, the loop goes
-        // on, and the reactor's policy decides whether the panic propagates
-        // after the turn. What the call wrote and held is dropped with it.
-        self.table.drop_held();
-        if let Some(key) = self.table.live(ConnId(token)) {
-            self.table.doom(key, CloseReason::Aborted);
-        }
-        self.finish_closes(core);
-    }
-}
-
-impl<H: Handler<D>, D: 'static> Connections<H, D> {
     #[inline(always)]
     fn dispatch_one(&mut self, core: &mut Core<D>, token: Token, ready: Ready) -> bool {
         match Key::of(token) {
@@ -565,8 +590,10 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
     /// in place of the longest-idle one.
     fn accepted(&mut self, core: &mut Core<D>, fd: OwnedFd, options: &AcceptOptions) {
         self.table.stats.accepts += 1;
-        let at_cap = self.len() >= options.max_connections;
-        if at_cap && !(options.evict_idle && self.evict_longest_idle(core)) {
+        // Connections doomed in this batch are still in the table (they
+        // are closed when it ends) but no longer count.
+        let at_cap = self.len() - self.table.doomed.len() >= options.max_connections;
+        if at_cap && !(options.evict_idle && self.table.evict_longest_idle(core)) {
             // Over the cap: accepted and closed at once, counted.
             self.table.stats.refused += 1;
             return;
@@ -576,15 +603,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
     }
 
-    /// Closes the open connection quiet for longest; false if there is none.
-    #[cold]
-    fn evict_longest_idle(&mut self, core: &mut Core<D>) -> bool {
-        if !self.table.evict_longest_idle(core) {
-            return false;
-        }
-        self.finish_closes(core);
-        true
-    }
 
     /// Opens a TCP connection to `addr` without blocking, with `session`
     /// as its session from the start. Returns its id at once; when it is
