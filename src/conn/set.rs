@@ -603,7 +603,6 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
         }
     }
 
-
     /// Opens a TCP connection to `addr` without blocking, with `session`
     /// as its session from the start. Returns its id at once; when it is
     /// established the handler's [`on_open`](Handler::on_open) runs, as

@@ -73,6 +73,61 @@ impl Phase {
     }
 }
 
+/// What happens in a connection's life that its phase answers.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub(super) enum Step {
+    /// [`close`](super::Conn::close) (or an idle timeout, or a partner's
+    /// graceful close).
+    Close,
+    /// [`shutdown_write`](super::Conn::shutdown_write) (or a partner's EOF).
+    ShutdownWrite,
+    /// The queue is empty: what was written is all sent.
+    Flushed,
+    /// An outbound connect completed.
+    Connected,
+}
+
+/// What the table does after a step, besides keeping the new phase.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub(super) enum Then {
+    Nothing,
+    /// Shut the write side down now (`SHUT_WR`): the last queued byte is
+    /// sent.
+    ShutWrite,
+    /// Close the connection: gracefully done (the queue is sent and the
+    /// peer's EOF read), or abandoned (a connect closed before it
+    /// completed: its handler hears of an aborted connect).
+    End {
+        graceful: bool,
+    },
+}
+
+impl Phase {
+    /// The lifecycle in one place: the phase after `step`, and what to do.
+    /// `peer_done` is whether the peer's EOF was read. A step that does
+    /// not apply leaves the phase as it is and does nothing (closing a
+    /// closing connection, shutting down a shut one).
+    pub(super) fn step(self, step: Step, peer_done: bool) -> (Phase, Then) {
+        use Phase::*;
+        match (step, self) {
+            (Step::Close, Open | ShutAfterFlush) => (Closing, Then::Nothing),
+            (Step::Close, WriteShut) => (Lingering, Then::Nothing),
+            (Step::Close, Connecting | ConnectingThenShut) => (self, Then::End { graceful: false }),
+            (Step::ShutdownWrite, Open) => (ShutAfterFlush, Then::Nothing),
+            (Step::ShutdownWrite, Connecting) => (ConnectingThenShut, Then::Nothing),
+            // The peer is done too: nothing can arrive unread.
+            (Step::Flushed, Closing | Lingering) if peer_done => {
+                (self, Then::End { graceful: true })
+            }
+            (Step::Flushed, Closing) => (Lingering, Then::ShutWrite),
+            (Step::Flushed, ShutAfterFlush) => (WriteShut, Then::ShutWrite),
+            (Step::Connected, ConnectingThenShut) => (ShutAfterFlush, Then::Nothing),
+            (Step::Connected, Connecting) => (Open, Then::Nothing),
+            _ => (self, Then::Nothing),
+        }
+    }
+}
+
 /// What the peer has done to its side of the connection.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[repr(u8)]
@@ -181,6 +236,102 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every phase under every step, with the peer done or not: the whole
+    /// lifecycle as a table. A row that is not listed stays put and does
+    /// nothing.
+    #[test]
+    fn the_lifecycle_is_this_table() {
+        use Phase::*;
+        use Step::*;
+        let end = |graceful| Then::End { graceful };
+        let moves: &[(Step, Phase, bool, Phase, Then)] = &[
+            (Close, Open, false, Closing, Then::Nothing),
+            (Close, Open, true, Closing, Then::Nothing),
+            (Close, ShutAfterFlush, false, Closing, Then::Nothing),
+            (Close, ShutAfterFlush, true, Closing, Then::Nothing),
+            (Close, WriteShut, false, Lingering, Then::Nothing),
+            (Close, WriteShut, true, Lingering, Then::Nothing),
+            (Close, Connecting, false, Connecting, end(false)),
+            (Close, Connecting, true, Connecting, end(false)),
+            (
+                Close,
+                ConnectingThenShut,
+                false,
+                ConnectingThenShut,
+                end(false),
+            ),
+            (
+                Close,
+                ConnectingThenShut,
+                true,
+                ConnectingThenShut,
+                end(false),
+            ),
+            (ShutdownWrite, Open, false, ShutAfterFlush, Then::Nothing),
+            (ShutdownWrite, Open, true, ShutAfterFlush, Then::Nothing),
+            (
+                ShutdownWrite,
+                Connecting,
+                false,
+                ConnectingThenShut,
+                Then::Nothing,
+            ),
+            (
+                ShutdownWrite,
+                Connecting,
+                true,
+                ConnectingThenShut,
+                Then::Nothing,
+            ),
+            (Flushed, Closing, false, Lingering, Then::ShutWrite),
+            (Flushed, Closing, true, Closing, end(true)),
+            (Flushed, Lingering, true, Lingering, end(true)),
+            (Flushed, ShutAfterFlush, false, WriteShut, Then::ShutWrite),
+            (Flushed, ShutAfterFlush, true, WriteShut, Then::ShutWrite),
+            (Connected, Connecting, false, Open, Then::Nothing),
+            (Connected, Connecting, true, Open, Then::Nothing),
+            (
+                Connected,
+                ConnectingThenShut,
+                false,
+                ShutAfterFlush,
+                Then::Nothing,
+            ),
+            (
+                Connected,
+                ConnectingThenShut,
+                true,
+                ShutAfterFlush,
+                Then::Nothing,
+            ),
+        ];
+        let phases = [
+            Open,
+            ShutAfterFlush,
+            WriteShut,
+            Closing,
+            Lingering,
+            Connecting,
+            ConnectingThenShut,
+            Doomed,
+        ];
+        for step in [Close, ShutdownWrite, Flushed, Connected] {
+            for phase in phases {
+                for peer_done in [false, true] {
+                    let expected = moves
+                        .iter()
+                        .find(|m| (m.0, m.1, m.2) == (step, phase, peer_done))
+                        .map_or((phase, Then::Nothing), |m| (m.3, m.4));
+                    assert_eq!(
+                        phase.step(step, peer_done),
+                        expected,
+                        "{step:?} in {phase:?}, peer done: {peer_done}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_state_is_three_bytes_and_phases_read_in_order() {

@@ -16,7 +16,7 @@ use super::idle::{Limit, Stamp, StampClock, Verdict, clamped};
 use super::key::{Key, MAX_CONNECTIONS};
 use super::pair::Links;
 use super::queue::WriteQueue;
-use super::state::{Pause, Pauses, Peer, Phase, State};
+use super::state::{Pause, Pauses, Peer, Phase, State, Step, Then};
 use super::{CloseReason, ConnId, ConnOptions, ConnStats};
 use crate::sys;
 use crate::{Core, Interest, Ready, TimerId, Token, TokenFactory, Trigger};
@@ -405,10 +405,7 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn established<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         self.cancel_connect_timer(core, key);
         let state = &mut self.get_mut(key).state;
-        state.phase = match state.phase {
-            Phase::ConnectingThenShut => Phase::ShutAfterFlush,
-            _ => Phase::Open,
-        };
+        (state.phase, _) = state.phase.step(Step::Connected, false);
         self.stats.connects += 1;
         self.update_interest(core, key);
         self.opened_stamp(core, key);
@@ -490,16 +487,13 @@ impl<S: Default + 'static> Table<S> {
         }
         self.release(core, key);
         let c = self.get_mut(key);
-        c.state.phase = match c.state.phase {
-            Phase::Doomed | Phase::Closing | Phase::Lingering => return,
-            // Not established: there is nothing to close gracefully, and
-            // its handler hears of an aborted connect.
-            Phase::Connecting | Phase::ConnectingThenShut => {
-                return self.doom(key, CloseReason::Aborted);
-            }
-            Phase::WriteShut => Phase::Lingering,
-            Phase::Open | Phase::ShutAfterFlush => Phase::Closing,
-        };
+        let (phase, then) = c.state.phase.step(Step::Close, c.state.peer == Peer::Eof);
+        if phase == c.state.phase {
+            // Closing already, or not established (then there is nothing to
+            // close gracefully, and its handler hears of an aborted connect).
+            return self.carry_out(key, then);
+        }
+        c.state.phase = phase;
         // A closing connection reads (and discards) until the peer's EOF,
         // whatever paused it: unread input at the final close would send an
         // RST, and a paused reader never sees the EOF that ends the linger.
@@ -526,28 +520,33 @@ impl<S: Default + 'static> Table<S> {
     /// The queue just emptied: carry out a pending shutdown or close.
     pub(super) fn after_flush(&mut self, key: usize) {
         let c = self.get_mut(key);
-        if c.state.phase.is_closing() && c.state.peer == Peer::Eof {
-            // The peer is done too: nothing can arrive unread.
-            return self.doom(key, CloseReason::Closed);
-        }
-        let shut = match c.state.phase {
-            Phase::Closing => Phase::Lingering,
-            Phase::ShutAfterFlush => Phase::WriteShut,
-            _ => return,
-        };
-        c.state.phase = shut;
-        if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
-            log::debug!("{e}");
-        }
+        let then;
+        (c.state.phase, then) = c.state.phase.step(Step::Flushed, c.state.peer == Peer::Eof);
+        self.carry_out(key, then);
         // A closing connection now lingers until the peer's EOF, but not
         // forever: the sweep aborts it `linger` after its last progress.
-        if shut == Phase::WriteShut
-            && c.state.peer == Peer::Eof
-            && self.links.partner(key).is_some()
-        {
-            // A paired side whose peer is done and whose last byte is
-            // sent: the stream is over both ways.
-            self.doom(key, CloseReason::Closed);
+    }
+
+    /// Does what a step of `key`'s life said to (see `Phase::step`).
+    fn carry_out(&mut self, key: usize, then: Then) {
+        match then {
+            Then::Nothing => {}
+            Then::End { graceful: true } => self.doom(key, CloseReason::Closed),
+            Then::End { graceful: false } => self.doom(key, CloseReason::Aborted),
+            Then::ShutWrite => {
+                let c = &self.slots[key];
+                if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
+                    log::debug!("{e}");
+                }
+                if c.state.phase == Phase::WriteShut
+                    && c.state.peer == Peer::Eof
+                    && self.links.partner(key).is_some()
+                {
+                    // A paired side whose peer is done and whose last byte
+                    // is sent: the stream is over both ways.
+                    self.doom(key, CloseReason::Closed);
+                }
+            }
         }
     }
 
@@ -555,13 +554,15 @@ impl<S: Default + 'static> Table<S> {
     pub(super) fn shutdown_write<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         self.release(core, key);
         let c = self.get_mut(key);
-        match c.state.phase {
-            Phase::Open => c.state.phase = Phase::ShutAfterFlush,
-            Phase::Connecting => return c.state.phase = Phase::ConnectingThenShut,
-            _ => return,
-        }
-        if c.queued() == 0 {
-            self.after_flush(key);
+        let (phase, _) = c
+            .state
+            .phase
+            .step(Step::ShutdownWrite, c.state.peer == Peer::Eof);
+        if phase != c.state.phase {
+            c.state.phase = phase;
+            if phase == Phase::ShutAfterFlush && c.queued() == 0 {
+                self.after_flush(key);
+            }
         }
     }
 
