@@ -390,10 +390,11 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                             continue;
                         }
                         Ok(n) => {
-                            if self.table.plan.track_idle {
-                                // The read's stamp: the loop time, one store.
-                                c.stamp = self.table.now;
-                            }
+                            // The read's stamp: the loop time, one store,
+                            // made whether or not idle time is tracked
+                            // (cheaper than asking; without tracking the
+                            // stamp of an open connection is never read).
+                            c.stamp = self.table.now;
                             self.table.stats.bytes_in += n as u64;
                             n
                         }

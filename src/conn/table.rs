@@ -36,9 +36,9 @@ pub(super) struct Slot<S> {
     pub(super) fd: OwnedFd,
     /// The generation of the connection's token.
     pub(super) generation: u32,
-    /// The last activity: a data read while open (kept when idle time
-    /// matters), progress while closing (see `idle`). It fits in what was
-    /// padding.
+    /// The last activity: a data read (or output sent) while open, read
+    /// only when idle time matters; progress while closing (see `idle`).
+    /// It fits in what was padding.
     pub(super) stamp: Stamp,
     pub(super) interest: Interest,
     /// Its phase, its peer's, and its pauses (see `state`).
