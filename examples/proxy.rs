@@ -96,8 +96,10 @@ impl Handler for Proxy {
 }
 
 /// Queued bytes per side above which the side feeding it pauses: with the
-/// kernel's socket buffers behind it, enough to keep a transfer moving,
-/// and small enough that a thousand stalled readers hold 64 MiB at most.
+/// kernel's socket buffers behind it, enough to keep a transfer moving.
+/// A stalled side holds at most this plus one 64 KiB read, so about 500
+/// stalled readers fit in the set's 64 MiB budget (`max_queued_total`)
+/// before it starts pausing and, after its grace, resetting the longest.
 const HIGH_WATER: usize = 64 * 1024;
 
 fn main() {

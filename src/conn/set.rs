@@ -551,7 +551,7 @@ impl<H: Handler<D>, D: 'static> Connections<H, D> {
                 let handler = &self.handler;
                 self.table.sweep(core, |session| handler.in_flight(session));
             }
-            TIMER_ACCEPT => return self.listeners.resume(core, token),
+            TIMER_ACCEPT => self.listeners.resume(core, token),
             TIMER_BUDGET => self.table.budget_grace_over(core),
             TIMER_CONNECT => {
                 if let Some(key) = self.table.live(ConnId(token)) {
