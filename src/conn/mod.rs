@@ -23,7 +23,9 @@
 //!   WRITABLE interest is on only while the queue is non-empty. Edge: the
 //!   connection is registered READABLE|WRITABLE once and never modified.
 //! - **Backpressure**: above [`ConnOptions::high_water`] queued bytes the
-//!   connection stops reading; below [`ConnOptions::low_water`] it resumes.
+//!   connection stops reading (a [paired](Conn::pair_with) connection's
+//!   partner does: its reading fills the queue); below
+//!   [`ConnOptions::low_water`] it resumes.
 //!   Above [`ConnOptions::max_queued_total`] over the whole set, the
 //!   connection whose handler adds to it stops reading, until its own queue
 //!   drains or the total is back under half.
@@ -357,7 +359,10 @@ pub struct ConnOptions {
     /// message. On by default.
     pub short_read: bool,
     /// Queued output above which the connection stops reading (default
-    /// 1 MiB).
+    /// 1 MiB); for a [paired](Conn::pair_with) connection, its partner
+    /// stops, since the partner's reading fills the queue. A program that
+    /// may hold many stalled connections at once (a proxy) sets it lower,
+    /// so that they fit in [`max_queued_total`](ConnOptions::max_queued_total).
     pub high_water: usize,
     /// Queued output at or below which a paused connection reads again
     /// (default a quarter of `high_water`).
