@@ -62,7 +62,6 @@ mod set;
 mod shutdown;
 mod state;
 mod table;
-mod write;
 
 pub use accept::{AcceptOptions, ListenerId};
 pub use connect::ConnectOptions;

@@ -21,6 +21,8 @@ use super::{CloseReason, ConnId, ConnOptions, ConnStats};
 use crate::sys;
 use crate::{Core, Interest, Ready, TimerId, Token, TokenFactory, Trigger};
 
+mod write;
+
 /// What a set's timer does when it fires (the timer's tag).
 /// The set's one deadline sweep (see `idle`).
 pub(super) const TIMER_SWEEP: u32 = 0;
@@ -84,16 +86,16 @@ pub(super) struct Table<S> {
     /// The set's deadline sweep, if armed, and when it fires.
     sweep: Option<(TimerId, Instant)>,
     /// Armed while connections are paused by the budget: its grace.
-    pub(super) budget_timer: Option<TimerId>,
+    budget_timer: Option<TimerId>,
     /// Connections to close once the handler call in progress returns (the
     /// handler is borrowed while it runs, and `on_close` needs it), and
     /// whether each was still connecting (its handler hears of a failed
     /// connect instead).
     pub(super) doomed: Vec<(usize, CloseReason, bool)>,
     /// Bytes queued over every connection of the set.
-    pub(super) queued_total: usize,
+    queued_total: usize,
     /// Connections paused by the set's output budget.
-    pub(super) budget_paused: usize,
+    budget_paused: usize,
     /// What the running handler call writes to its own connection, held
     /// until it returns.
     pub(super) cork: Cork,

@@ -2,7 +2,7 @@
 //! from the readiness the kernel reported to the handler's `on_data` (or
 //! `on_eof`, or a hand-back of deferred input), what a hangup means, and
 //! where a connect's completion turns off (to `finish_connect`). The
-//! write path is the table's (`conn/write.rs`).
+//! write path is the table's (`conn/table/write.rs`).
 
 use std::io;
 use std::os::fd::AsFd;

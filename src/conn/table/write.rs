@@ -7,11 +7,11 @@ use std::os::fd::AsFd;
 
 use nix::libc;
 
-use super::CloseReason;
-use super::cork::Hold;
-use super::queue::MAX_IOVECS;
-use super::state::{Pause, Phase};
-use super::table::{TIMER_BUDGET, Table};
+use super::super::CloseReason;
+use super::super::cork::Hold;
+use super::super::queue::MAX_IOVECS;
+use super::super::state::{Pause, Phase};
+use super::{TIMER_BUDGET, Table};
 use crate::Core;
 use crate::sys;
 
@@ -19,7 +19,7 @@ impl<S: Default + 'static> Table<S> {
     /// Writes `data` on `key` for `sender`'s handler: held if it is the
     /// corked call's write to itself (see `cork`), else sent at once.
     #[inline(always)]
-    pub(super) fn write<D: 'static>(
+    pub(in crate::conn) fn write<D: 'static>(
         &mut self,
         core: &mut Core<D>,
         key: usize,
@@ -49,13 +49,13 @@ impl<S: Default + 'static> Table<S> {
     /// A handler call on `key` begins: its first write to itself is sent
     /// at once, later ones are held.
     #[inline(always)]
-    pub(super) fn cork(&mut self, key: usize) {
+    pub(in crate::conn) fn cork(&mut self, key: usize) {
         self.cork.begin(key);
     }
 
     /// The handler call ended: what it held goes out.
     #[inline(always)]
-    pub(super) fn uncork<D: 'static>(&mut self, core: &mut Core<D>) {
+    pub(in crate::conn) fn uncork<D: 'static>(&mut self, core: &mut Core<D>) {
         if self.cork.len() != 0 {
             self.send_held(core, self.cork.corked());
         }
@@ -88,7 +88,7 @@ impl<S: Default + 'static> Table<S> {
     /// [`Conn::flush`](super::Conn::flush)); its later writes are held
     /// again.
     #[cold]
-    pub(super) fn send_pending<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+    pub(in crate::conn) fn send_pending<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         if self.cork.is_for(key) && self.cork.is_holding() {
             self.release(core, key);
             self.recork(key);
@@ -127,7 +127,7 @@ impl<S: Default + 'static> Table<S> {
     }
 
     /// Bytes the running handler call on `key` wrote and still holds.
-    pub(super) fn held(&self, key: usize) -> usize {
+    pub(in crate::conn) fn held(&self, key: usize) -> usize {
         if self.cork.is_for(key) {
             self.cork.len()
         } else {
@@ -137,7 +137,7 @@ impl<S: Default + 'static> Table<S> {
 
     /// A handler call ended by a panic: what it held is dropped.
     #[cold]
-    pub(super) fn drop_held(&mut self) {
+    pub(in crate::conn) fn drop_held(&mut self) {
         self.cork.discard();
     }
 
@@ -273,7 +273,7 @@ impl<S: Default + 'static> Table<S> {
 
     /// Sends what is queued, as far as the socket takes it.
     #[inline(never)]
-    pub(super) fn flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+    pub(in crate::conn) fn flush<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = &mut self.slots[key];
         let Some(queue) = c.queue.as_mut() else {
             return;
@@ -331,7 +331,7 @@ impl<S: Default + 'static> Table<S> {
     /// (to its own queue, or to others': a broadcast): stop reading `key`.
     #[cold]
     #[inline(never)]
-    pub(super) fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
+    fn pause_for_budget<D: 'static>(&mut self, core: &mut Core<D>, key: usize) {
         let c = &mut self.slots[key];
         let phase = c.state.phase;
         if !c.state.pauses.contains(Pause::Budget) && phase != Phase::Doomed && !phase.is_closing()
@@ -353,7 +353,7 @@ impl<S: Default + 'static> Table<S> {
     /// is under half the cap, and the paused connections read again.
     #[cold]
     #[inline(never)]
-    pub(super) fn budget_grace_over<D: 'static>(&mut self, core: &mut Core<D>) {
+    pub(in crate::conn) fn budget_grace_over<D: 'static>(&mut self, core: &mut Core<D>) {
         self.budget_timer = None;
         if self.budget_paused == 0 {
             return;
