@@ -98,7 +98,7 @@ pub(super) struct Table<S> {
     budget_paused: usize,
     /// What the running handler call writes to its own connection, held
     /// until it returns.
-    pub(super) cork: Cork,
+    cork: Cork,
     /// Input handlers handed back, by connection.
     pub(super) deferred: Deferred,
     /// The connect timers of the connections still connecting, by slot:
