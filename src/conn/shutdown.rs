@@ -60,15 +60,28 @@ pub fn shut_down<H: Handler<D>, D: 'static>(
     grace: Duration,
 ) -> io::Result<usize> {
     let deadline = Instant::now() + grace;
-    let turn = |reactor: &mut Reactor<D>| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        reactor.run_once(Some(left.min(Duration::from_millis(100))))
-    };
     while reactor.source(set).handler().busy() && Instant::now() < deadline {
-        turn(reactor)?;
+        turn(reactor, deadline)?;
     }
     let (connections, core) = reactor.source_mut(set);
     connections.close_all(core);
+    empty_or_aborted(reactor, set, deadline)
+}
+
+/// One turn of `reactor`, waiting no later than `deadline` (and at most
+/// 100 ms, so a condition the caller checks is seen soon).
+fn turn<D: 'static>(reactor: &mut Reactor<D>, deadline: Instant) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    reactor.run_once(Some(left.min(Duration::from_millis(100))))
+}
+
+/// Runs `reactor` until `set` is empty, or aborts what is left at
+/// `deadline`: how many were aborted.
+fn empty_or_aborted<H: Handler<D>, D: 'static>(
+    reactor: &mut Reactor<D>,
+    set: SourceId<Connections<H, D>>,
+    deadline: Instant,
+) -> io::Result<usize> {
     while !reactor.source(set).is_empty() {
         if Instant::now() >= deadline {
             let (connections, core) = reactor.source_mut(set);
@@ -76,7 +89,7 @@ pub fn shut_down<H: Handler<D>, D: 'static>(
             connections.abort_all(core);
             return Ok(aborted);
         }
-        turn(reactor)?;
+        turn(reactor, deadline)?;
     }
     Ok(0)
 }
@@ -113,16 +126,5 @@ pub fn drain<H: Handler<D>, D: 'static>(
     set: SourceId<Connections<H, D>>,
     grace: Duration,
 ) -> io::Result<usize> {
-    let deadline = Instant::now() + grace;
-    while !reactor.source(set).is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let (connections, core) = reactor.source_mut(set);
-            let aborted = connections.len();
-            connections.abort_all(core);
-            return Ok(aborted);
-        }
-        reactor.run_once(Some(left.min(Duration::from_millis(100))))?;
-    }
-    Ok(0)
+    empty_or_aborted(reactor, set, Instant::now() + grace)
 }

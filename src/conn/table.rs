@@ -344,9 +344,9 @@ impl<S: Default + 'static> Table<S> {
         to: usize,
         data: &[u8],
     ) {
-        if self.plan.track_idle {
-            self.slots[to].stamp = self.now;
-        }
+        // As the read stamps `from`: one store, whether or not idle time
+        // is tracked.
+        self.slots[to].stamp = self.now;
         self.write(core, to, data, from);
     }
 
@@ -355,7 +355,19 @@ impl<S: Default + 'static> Table<S> {
     /// and `key` is done if its own write side is shut already.
     pub(super) fn pass_eof<D: 'static>(&mut self, core: &mut Core<D>, key: usize, to: usize) {
         self.shutdown_write(core, to);
-        if self.slots[key].state.phase == Phase::WriteShut {
+        self.end_if_done(key);
+    }
+
+    /// A paired side whose write side is shut (its last byte sent) and
+    /// whose peer's EOF is read: the stream is over both ways, and it
+    /// closes. (An unpaired connection leaves that to its handler's
+    /// `on_eof`.)
+    fn end_if_done(&mut self, key: usize) {
+        let c = &self.slots[key];
+        if c.state.phase == Phase::WriteShut
+            && c.state.peer == Peer::Eof
+            && self.links.partner(key).is_some()
+        {
             self.doom(key, CloseReason::Closed);
         }
     }
@@ -536,18 +548,10 @@ impl<S: Default + 'static> Table<S> {
             Then::End { graceful: true } => self.doom(key, CloseReason::Closed),
             Then::End { graceful: false } => self.doom(key, CloseReason::Aborted),
             Then::ShutWrite => {
-                let c = &self.slots[key];
-                if let Err(e) = sys::shutdown_write(c.fd.as_fd()) {
+                if let Err(e) = sys::shutdown_write(self.slots[key].fd.as_fd()) {
                     log::debug!("{e}");
                 }
-                if c.state.phase == Phase::WriteShut
-                    && c.state.peer == Peer::Eof
-                    && self.links.partner(key).is_some()
-                {
-                    // A paired side whose peer is done and whose last byte
-                    // is sent: the stream is over both ways.
-                    self.doom(key, CloseReason::Closed);
-                }
+                self.end_if_done(key);
             }
         }
     }
